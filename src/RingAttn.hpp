@@ -1,0 +1,1 @@
+#include "RingAttn_Config.hpp"

@@ -1,0 +1,49 @@
+#ifndef RINGATTN_KOKKOSCOMPAT_HPP
+#define RINGATTN_KOKKOSCOMPAT_HPP
+
+// The one place that knows which Kokkos version is in use. Kokkos 3.4 keeps
+// its math functions in Kokkos::Experimental; 3.7 and later (4.x, 5.x) have
+// them in Kokkos::. Everything else in RingAttn is written to the API common
+// to 3.4 through 5.x.
+#include <Kokkos_Core.hpp>
+
+#include <cmath>
+
+#if KOKKOS_VERSION >= 30700
+#define RINGATTN_KOKKOS_MATH Kokkos
+#else
+#define RINGATTN_KOKKOS_MATH Kokkos::Experimental
+#endif
+
+namespace ringattn::compat {
+
+template <class T>
+KOKKOS_INLINE_FUNCTION T exp(T x) {
+  return RINGATTN_KOKKOS_MATH::exp(x);
+}
+template <class T>
+KOKKOS_INLINE_FUNCTION T log(T x) {
+  return RINGATTN_KOKKOS_MATH::log(x);
+}
+template <class T>
+KOKKOS_INLINE_FUNCTION T sqrt(T x) {
+  return RINGATTN_KOKKOS_MATH::sqrt(x);
+}
+template <class T>
+KOKKOS_INLINE_FUNCTION bool isfinite(T x) {
+  return RINGATTN_KOKKOS_MATH::isfinite(x);
+}
+
+template <class T>
+KOKKOS_INLINE_FUNCTION constexpr T infinity() {
+  return Kokkos::Experimental::infinity<T>::value;
+}
+
+/// Whether ExecSpace runs on the host (the CBLAS fast path is allowed there).
+template <class ExecSpace>
+inline constexpr bool is_host_space_v =
+    Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename ExecSpace::memory_space>::accessible;
+
+} // namespace ringattn::compat
+
+#endif
