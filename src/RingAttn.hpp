@@ -1,1 +1,9 @@
-#include "RingAttn_Config.hpp"
+#ifndef RINGATTN_HPP
+#define RINGATTN_HPP
+
+// RingAttn: exact (dense and LongNet-dilated) attention over a ring of
+// members, with a streaming log-sum-exp softmax. One include for users.
+#include <RingAttn_Config.hpp>
+#include <api/RingAttn_RingAttention.hpp>
+
+#endif

@@ -2,6 +2,7 @@
 // straight from the SPEC's wording, for all small N, w, r, H, G.
 #include <catch2/catch.hpp>
 
+#include "RingAttn_Reference.hpp"
 #include "RingAttn_TestSpaces.hpp"
 #include <pattern/RingAttn_Pattern.hpp>
 
@@ -13,42 +14,19 @@ using ringattn::Mixing;
 using ringattn::Pattern;
 
 namespace {
-
-// SPEC 2, written out literally: the segment of t covers [s*w, min((s+1)w, N));
-// the phase is (t - s*w) % r.
-struct Literal {
-  std::int64_t N;
-  std::vector<std::int64_t> w, r;
-  int H;
-  Mixing mixing;
-  bool causal;
-
-  // head_groups: G contiguous groups, the first H % G one larger.
-  int group_of(int h) const {
-    const int G = int(w.size());
-    std::vector<int> owner;
-    for (int g = 0; g < G; ++g) {
-      const int size = H / G + (g < H % G ? 1 : 0);
-      for (int k = 0; k < size; ++k) owner.push_back(g);
-    }
-    return owner.at(h);
-  }
-  bool keeps(std::int64_t t, std::int64_t u, int h, int i) const {
-    std::int64_t off;
-    if (mixing == Mixing::mixture) {
-      off = h % r[i];
-    } else {
-      if (group_of(h) != i) return false;
-      off = i % r[i];
-    }
-    const std::int64_t s = t / w[i];
-    const std::int64_t lo = s * w[i], hi = std::min((s + 1) * w[i], N);
-    if (u < lo || u >= hi) return false;
-    if ((t - lo) % r[i] != off || (u - lo) % r[i] != off) return false;
-    return !causal || u <= t;
-  }
-};
-
+ringattn::test::LiteralPattern literal(std::int64_t N, const std::vector<std::int64_t> &w,
+                                       const std::vector<std::int64_t> &r, int H, Mixing mixing,
+                                       bool causal) {
+  ringattn::test::LiteralPattern lit;
+  lit.N = N;
+  lit.w = w;
+  lit.r = r;
+  lit.H = H;
+  lit.mixing = mixing == Mixing::mixture ? ringattn::test::LiteralPattern::Mixing::mixture
+                                         : ringattn::test::LiteralPattern::Mixing::head_groups;
+  lit.causal = causal;
+  return lit;
+}
 } // namespace
 
 TEST_CASE("head groups: contiguous, first H % G one larger", "[pattern]") {
@@ -81,7 +59,7 @@ TEST_CASE("dilated keeps() equals the literal SPEC enumeration", "[pattern]") {
           for (std::int64_t N = 1; N <= 19; N += 3)
             for (int H = int(w.size()); H <= 5; ++H) {
               const Pattern p = Pattern::dilated(N, H, 1, causal, mixing, w, r);
-              const Literal lit{N, w, r, H, mixing, causal};
+              const auto lit = literal(N, w, r, H, mixing, causal);
               for (int h = 0; h < H; ++h)
                 for (std::int64_t t = 0; t < N; ++t) {
                   std::int64_t pairs = 0;

@@ -1,0 +1,188 @@
+#ifndef RINGATTN_RINGATTENTION_HPP
+#define RINGATTN_RINGATTENTION_HPP
+
+// The public API (DESIGN layer 5): configured once with a pattern and ring
+// options, then forward() on the caller's own Kokkos Views and, for the MPI
+// ring, the caller's own communicator. The library never initializes Kokkos
+// or MPI and never reaches for MPI_COMM_WORLD.
+//
+//   ringattn::RingAttention<Kokkos::DefaultExecutionSpace, float> attn(
+//       ringattn::Pattern::dense(N, H, Hkv, /*causal=*/true));
+//   attn.forward(q, k, v, o, lse);            // whole sequence, this process
+//   attn.forward(comm, q_loc, k_loc, v_loc, o_loc, lse_loc);   // MPI ring
+
+#include <RingAttn_Config.hpp>
+#include <core/RingAttn_Types.hpp>
+#include <pattern/RingAttn_Partition.hpp>
+#include <pattern/RingAttn_Pattern.hpp>
+#include <ring/RingAttn_SimulatedRing.hpp>
+#ifdef RINGATTN_ENABLE_MPI
+#include <ring/RingAttn_MpiRing.hpp>
+#endif
+
+#include <cmath>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+namespace ringattn {
+
+struct RingOptions {
+  PartitionKind partition = PartitionKind::contiguous;
+  /// Virtual members of the simulated ring (in-memory forward); the MPI ring
+  /// takes its size from the communicator.
+  int members = 1;
+  /// Post the next hop's messages before computing the current one (MPI).
+  bool overlap = true;
+  /// Score scale; 1/sqrt(D) when empty (SPEC 1).
+  std::optional<double> scale;
+  /// Tile sizes; the execution space's default when empty.
+  std::optional<Tiling> tiling;
+  ProgressCallback progress;
+};
+
+template <class ExecSpace = Kokkos::DefaultExecutionSpace, class Scalar = float>
+class RingAttention {
+public:
+  using execution_space = ExecSpace;
+  using memory_space = typename ExecSpace::memory_space;
+  using value_type = Scalar;
+  using ConstTensor4 = Kokkos::View<const Scalar ****, Kokkos::LayoutRight, memory_space>;
+  using OutTensor4 = Tensor4<Scalar, memory_space>;
+  using OutTensor3 = Tensor3<Scalar, memory_space>;
+
+  explicit RingAttention(const Pattern &pattern, const RingOptions &options = {})
+      : pattern_(pattern), options_(options) {
+    if (options_.members < 1) throw std::invalid_argument("ringattn: members must be >= 1");
+    if (options_.scale && !(std::isfinite(*options_.scale) && *options_.scale > 0))
+      throw std::invalid_argument("ringattn: scale must be a positive finite number");
+  }
+
+  const Pattern &pattern() const { return pattern_; }
+  const RingOptions &options() const { return options_; }
+
+  accumulate_t<Scalar> scale(std::int64_t head_dim) const {
+    return accumulate_t<Scalar>(options_.scale ? *options_.scale
+                                               : 1.0 / std::sqrt(double(head_dim)));
+  }
+  Tiling tiling(std::int64_t head_dim) const {
+    return options_.tiling ? *options_.tiling : default_tiling<ExecSpace>(int(head_dim));
+  }
+
+  /// Whole sequence in this process: q [B, N, H, D], k, v [B, N, Hkv, D],
+  /// o [B, N, H, D], lse [B, H, N]. Runs options().members virtual members
+  /// one after another (a single member when 1).
+  RingStats forward(const ConstTensor4 &q, const ConstTensor4 &k, const ConstTensor4 &v,
+                    const OutTensor4 &o, const OutTensor3 &lse) const {
+    return forward(ExecSpace(), q, k, v, o, lse);
+  }
+  RingStats forward(const ExecSpace &exec, const ConstTensor4 &q, const ConstTensor4 &k,
+                    const ConstTensor4 &v, const OutTensor4 &o, const OutTensor3 &lse) const {
+    check_shapes(q, k, v, o, lse, pattern_.seq_len);
+    const Partition partition(options_.partition, pattern_.seq_len, options_.members);
+    ViewIO io(partition, q, k, v, o, lse);
+    return run_simulated_ring<ExecSpace, Scalar>(exec, pattern_, partition, scale(q.extent(3)),
+                                                 tiling(q.extent(3)), q.extent(0), q.extent(3), io,
+                                                 options_.progress);
+  }
+
+  /// Simulated ring over rows that `io` provides and receives, one member
+  /// at a time (memory grows as N / members).
+  RingStats forward(MemberIO<Scalar, memory_space> &io, std::int64_t batch, std::int64_t head_dim,
+                    const ExecSpace &exec = ExecSpace()) const {
+    const Partition partition(options_.partition, pattern_.seq_len, options_.members);
+    return run_simulated_ring<ExecSpace, Scalar>(exec, pattern_, partition, scale(head_dim),
+                                                 tiling(head_dim), batch, head_dim, io,
+                                                 options_.progress);
+  }
+
+#ifdef RINGATTN_ENABLE_MPI
+  /// MPI ring over `comm`: each rank passes only its own rows (the partition
+  /// of SPEC 3 with P = size of comm), in local order.
+  RingStats forward(MPI_Comm comm, const ConstTensor4 &q, const ConstTensor4 &k,
+                    const ConstTensor4 &v, const OutTensor4 &o, const OutTensor3 &lse,
+                    const MpiRingOptions &mpi_options = {},
+                    const ExecSpace &exec = ExecSpace()) const {
+    int P = 1, p = 0;
+    MPI_Comm_size(comm, &P);
+    MPI_Comm_rank(comm, &p);
+    const Partition partition(options_.partition, pattern_.seq_len, P);
+    check_shapes(q, k, v, o, lse, partition.local_size(p));
+    MpiRingOptions opts = mpi_options;
+    opts.overlap = opts.overlap && options_.overlap;
+    return run_mpi_ring<ExecSpace, Scalar>(exec, comm, pattern_, options_.partition,
+                                           scale(q.extent(3)), tiling(q.extent(3)), opts, q, k, v,
+                                           o, lse, options_.progress);
+  }
+#endif
+
+private:
+  void check_shapes(const ConstTensor4 &q, const ConstTensor4 &k, const ConstTensor4 &v,
+                    const OutTensor4 &o, const OutTensor3 &lse, std::int64_t rows) const {
+    auto fail = [](const std::string &what) {
+      throw std::invalid_argument("ringattn::RingAttention::forward: " + what);
+    };
+    const auto B = q.extent(0), D = q.extent(3);
+    if (std::int64_t(q.extent(1)) != rows) fail("q has the wrong number of rows");
+    if (int(q.extent(2)) != pattern_.heads) fail("q has the wrong number of heads");
+    for (const auto *t : {&k, &v})
+      if (t->extent(0) != B || std::int64_t(t->extent(1)) != rows ||
+          int(t->extent(2)) != pattern_.kv_heads || t->extent(3) != D)
+        fail("k and v must be [B, N, kv_heads, D] matching q");
+    if (o.extent(0) != B || std::int64_t(o.extent(1)) != rows ||
+        int(o.extent(2)) != pattern_.heads || o.extent(3) != D)
+      fail("o must have the shape of q");
+    if (lse.extent(0) != B || int(lse.extent(1)) != pattern_.heads ||
+        std::int64_t(lse.extent(2)) != rows)
+      fail("lse must be [B, H, N]");
+    if (D < 1) fail("head_dim must be >= 1");
+  }
+
+  /// MemberIO over whole-sequence views: slices a member's ranges in and out.
+  class ViewIO : public MemberIO<Scalar, memory_space> {
+  public:
+    ViewIO(const Partition &partition, const ConstTensor4 &q, const ConstTensor4 &k,
+           const ConstTensor4 &v, const OutTensor4 &o, const OutTensor3 &lse)
+        : partition_(partition), q_(q), k_(k), v_(v), o_(o), lse_(lse) {}
+    void load_q(int p, const OutTensor4 &q) override { copy_rows(p, q, q_); }
+    void load_kv(int p, const OutTensor4 &k, const OutTensor4 &v) override {
+      copy_rows(p, k, k_);
+      copy_rows(p, v, v_);
+    }
+    void store(int p, const OutTensor4 &o, const OutTensor3 &lse) override {
+      for (int r = 0; r < partition_.num_ranges(); ++r) {
+        const Range g = partition_.range(p, r);
+        const auto l = partition_.range_local_begin(p, r);
+        const auto gs = Kokkos::make_pair(g.begin, g.end);
+        const auto ls = Kokkos::make_pair(l, l + g.size());
+        Kokkos::deep_copy(Kokkos::subview(o_, Kokkos::ALL, gs, Kokkos::ALL, Kokkos::ALL),
+                          Kokkos::subview(o, Kokkos::ALL, ls, Kokkos::ALL, Kokkos::ALL));
+        Kokkos::deep_copy(Kokkos::subview(lse_, Kokkos::ALL, Kokkos::ALL, gs),
+                          Kokkos::subview(lse, Kokkos::ALL, Kokkos::ALL, ls));
+      }
+    }
+
+  private:
+    void copy_rows(int p, const OutTensor4 &local, const ConstTensor4 &global) const {
+      for (int r = 0; r < partition_.num_ranges(); ++r) {
+        const Range g = partition_.range(p, r);
+        const auto l = partition_.range_local_begin(p, r);
+        Kokkos::deep_copy(Kokkos::subview(local, Kokkos::ALL, Kokkos::make_pair(l, l + g.size()),
+                                          Kokkos::ALL, Kokkos::ALL),
+                          Kokkos::subview(global, Kokkos::ALL, Kokkos::make_pair(g.begin, g.end),
+                                          Kokkos::ALL, Kokkos::ALL));
+      }
+    }
+    Partition partition_;
+    ConstTensor4 q_, k_, v_;
+    OutTensor4 o_;
+    OutTensor3 lse_;
+  };
+
+  Pattern pattern_;
+  RingOptions options_;
+};
+
+} // namespace ringattn
+
+#endif

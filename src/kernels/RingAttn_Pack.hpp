@@ -1,0 +1,52 @@
+#ifndef RINGATTN_PACK_HPP
+#define RINGATTN_PACK_HPP
+
+// Gathers the rows an exchange names (PackRun list) from a member's local
+// K and V [B, n, Hkv, D] into one contiguous K/V block [2, B, rows, D]:
+// one buffer, one message per ring hop.
+
+#include <core/RingAttn_Types.hpp>
+#include <kernels/RingAttn_BlockTask.hpp>
+
+#include <cstdint>
+
+namespace ringattn {
+
+template <class ExecSpace, class Scalar>
+void pack_block(
+    const ExecSpace &exec,
+    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &k,
+    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &v,
+    const Kokkos::View<const PackRun *, typename ExecSpace::memory_space> &runs,
+    const Tensor4<Scalar, typename ExecSpace::memory_space> &block) {
+  const std::int64_t batch = std::int64_t(block.extent(1));
+  const std::int64_t rows = std::int64_t(block.extent(2));
+  const int D = int(block.extent(3));
+  const std::int64_t num_runs = std::int64_t(runs.extent(0));
+  if (rows == 0 || batch == 0) return;
+  Kokkos::parallel_for(
+      "ringattn::pack_block", Kokkos::RangePolicy<ExecSpace>(exec, 0, batch * rows),
+      KOKKOS_LAMBDA(const std::int64_t idx) {
+        const std::int64_t b = idx / rows;
+        const std::int64_t row = idx % rows;
+        // the run holding `row`: last run with block_row <= row
+        std::int64_t lo = 0, hi = num_runs;
+        while (hi - lo > 1) {
+          const std::int64_t mid = (lo + hi) / 2;
+          if (runs(mid).block_row <= row)
+            lo = mid;
+          else
+            hi = mid;
+        }
+        const PackRun run = runs(lo);
+        const std::int64_t src = run.src_row0 + (row - run.block_row) * run.stride;
+        for (int d = 0; d < D; ++d) {
+          block(0, b, row, d) = k(b, src, run.kv_head, d);
+          block(1, b, row, d) = v(b, src, run.kv_head, d);
+        }
+      });
+}
+
+} // namespace ringattn
+
+#endif

@@ -1,0 +1,114 @@
+#ifndef RINGATTN_RINGMEMBER_HPP
+#define RINGATTN_RINGMEMBER_HPP
+
+// One member of the ring: its running (O, LSE), and the two things it does
+// with a K/V block: pack one for another member, and consume one it holds.
+// Shared by the simulated and the MPI ring, so both run the same schedule.
+
+#include <core/RingAttn_KokkosCompat.hpp>
+#include <core/RingAttn_Types.hpp>
+#include <kernels/RingAttn_BlockKernel.hpp>
+#include <kernels/RingAttn_Pack.hpp>
+#include <ring/RingAttn_Exchange.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ringattn {
+
+/// A growable device buffer viewed as a K/V block [2, B, rows, D].
+template <class Scalar, class MemorySpace>
+class BlockBuffer {
+public:
+  BlockBuffer() = default;
+  explicit BlockBuffer(const std::string &label) : label_(label) {}
+
+  /// The block for `rows` rows; reallocates only to grow.
+  Tensor4<Scalar, MemorySpace> view(std::int64_t batch, std::int64_t rows, std::int64_t dim) {
+    const std::size_t need = std::size_t(2 * batch * rows * dim);
+    if (storage_.extent(0) < need)
+      storage_ = Kokkos::View<Scalar *, MemorySpace>(
+          Kokkos::view_alloc(label_, Kokkos::WithoutInitializing), need);
+    return wrap_view<Tensor4<Scalar, MemorySpace>>(storage_.data(), 2, batch, rows, dim);
+  }
+  std::size_t capacity_bytes() const { return storage_.extent(0) * sizeof(Scalar); }
+
+private:
+  std::string label_ = "ringattn::block";
+  Kokkos::View<Scalar *, MemorySpace> storage_;
+};
+
+template <class ExecSpace, class Scalar>
+class RingMember {
+public:
+  using memory_space = typename ExecSpace::memory_space;
+  using Acc = accumulate_t<Scalar>;
+  using ConstTensor4 = Kokkos::View<const Scalar ****, Kokkos::LayoutRight, memory_space>;
+
+  RingMember(const Pattern &pattern, const Partition &partition, int rank, Acc scale,
+             const Tiling &tiling)
+      : pattern_(pattern), partition_(partition), rank_(rank), scale_(scale), tiling_(tiling) {}
+
+  int rank() const { return rank_; }
+
+  /// O = 0 and LSE = -inf: the state of a row that has seen no key yet.
+  static void reset(const ExecSpace &exec, const Tensor4<Scalar, memory_space> &o,
+                    const Tensor3<Scalar, memory_space> &lse) {
+    Kokkos::deep_copy(exec, o, Scalar(0));
+    Kokkos::deep_copy(exec, lse, Scalar(-compat::infinity<Acc>()));
+  }
+
+  /// What this member sends to `receiver` (sender side: no tasks).
+  Exchange plan_send(int receiver) const {
+    return plan_exchange(pattern_, partition_, receiver, rank_, false);
+  }
+  /// What this member receives from `source`, with the tasks that consume it.
+  Exchange plan_receive(int source) const {
+    return plan_exchange(pattern_, partition_, rank_, source, true);
+  }
+
+  /// Packs the rows `ex` names from local K/V [B, n, Hkv, D] into `block`.
+  void pack(const ExecSpace &exec, const ConstTensor4 &k, const ConstTensor4 &v, const Exchange &ex,
+            const Tensor4<Scalar, memory_space> &block) const {
+    auto runs = to_device<PackRun>(ex.pack, "ringattn::pack_runs");
+    pack_block<ExecSpace, Scalar>(exec, k, v, runs, block);
+  }
+
+  /// Attends the local queries to `block` under the tasks of `ex`, merging
+  /// into (o, lse); one launch per branch, whose tasks touch disjoint rows.
+  void consume(const ExecSpace &exec, const ConstTensor4 &q, const ConstTensor4 &block,
+               const Exchange &ex, const Tensor4<Scalar, memory_space> &o,
+               const Tensor3<Scalar, memory_space> &lse) const {
+    for (const auto &branch_tasks : ex.tasks) {
+      if (branch_tasks.empty()) continue;
+      const std::vector<WorkItem> items = make_work_items(branch_tasks, tiling_.q_tile);
+      auto tasks_d = to_device<BlockTask>(branch_tasks, "ringattn::tasks");
+      auto items_d = to_device<WorkItem>(items, "ringattn::items");
+      block_attention<ExecSpace, Scalar>(exec, q, block, tasks_d, items_d, o, lse, scale_,
+                                         pattern_.causal, tiling_);
+    }
+  }
+
+private:
+  template <class T>
+  static Kokkos::View<const T *, memory_space> to_device(const std::vector<T> &host,
+                                                         const char *label) {
+    Kokkos::View<T *, memory_space> dev(
+        Kokkos::view_alloc(std::string(label), Kokkos::WithoutInitializing), host.size());
+    Kokkos::View<const T *, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> src(
+        host.data(), host.size());
+    Kokkos::deep_copy(dev, src);
+    return dev;
+  }
+
+  Pattern pattern_;
+  Partition partition_;
+  int rank_;
+  Acc scale_;
+  Tiling tiling_;
+};
+
+} // namespace ringattn
+
+#endif

@@ -1,0 +1,95 @@
+#ifndef RINGATTN_SIMULATEDRING_HPP
+#define RINGATTN_SIMULATEDRING_HPP
+
+// The simulated ring (SPEC 3, mode simulated): R virtual members run one
+// after another in one process, on the schedule of the MPI ring. A member's
+// rows come from a MemberIO (generated, read from a file, or sliced from
+// in-memory views) and its result goes back to it, so the process holds one
+// member's state at a time and its memory grows as N/R.
+
+#include <ring/RingAttn_RingMember.hpp>
+#include <ring/RingAttn_RingStats.hpp>
+
+#include <Kokkos_Timer.hpp>
+
+#include <algorithm>
+
+namespace ringattn {
+
+/// Where the simulated ring gets a member's rows and puts its result. Views
+/// are [B, n_p, H or Hkv, D] and [B, H, n_p] in the member's local row order.
+template <class Scalar, class MemorySpace>
+class MemberIO {
+public:
+  virtual ~MemberIO() = default;
+  virtual void load_q(int member, const Tensor4<Scalar, MemorySpace> &q) = 0;
+  virtual void load_kv(int member, const Tensor4<Scalar, MemorySpace> &k,
+                       const Tensor4<Scalar, MemorySpace> &v) = 0;
+  virtual void store(int member, const Tensor4<Scalar, MemorySpace> &o,
+                     const Tensor3<Scalar, MemorySpace> &lse) = 0;
+};
+
+template <class ExecSpace, class Scalar>
+RingStats run_simulated_ring(const ExecSpace &exec, const Pattern &pattern,
+                             const Partition &partition, accumulate_t<Scalar> scale,
+                             const Tiling &tiling, std::int64_t batch, std::int64_t head_dim,
+                             MemberIO<Scalar, typename ExecSpace::memory_space> &io,
+                             const ProgressCallback &progress = {}) {
+  using Mem = typename ExecSpace::memory_space;
+  using T4 = Tensor4<Scalar, Mem>;
+  const int R = partition.members;
+  const int H = pattern.heads, Hkv = pattern.kv_heads;
+  RingStats stats;
+  stats.resize(R);
+
+  std::int64_t n_max = 0;
+  for (int p = 0; p < R; ++p) n_max = std::max(n_max, partition.local_size(p));
+  // One member's state at a time; buffers sized for the largest member.
+  Kokkos::View<Scalar *, Mem> q_buf("ringattn::q", batch * n_max * H * head_dim);
+  Kokkos::View<Scalar *, Mem> o_buf("ringattn::o", batch * n_max * H * head_dim);
+  Kokkos::View<Scalar *, Mem> lse_buf("ringattn::lse", batch * H * n_max);
+  Kokkos::View<Scalar *, Mem> k_buf("ringattn::k", batch * n_max * Hkv * head_dim);
+  Kokkos::View<Scalar *, Mem> v_buf("ringattn::v", batch * n_max * Hkv * head_dim);
+  BlockBuffer<Scalar, Mem> block_buf("ringattn::block");
+
+  for (int p = 0; p < R; ++p) {
+    const std::int64_t n = partition.local_size(p);
+    const auto q = wrap_view<T4>(q_buf.data(), batch, n, H, head_dim);
+    const auto o = wrap_view<T4>(o_buf.data(), batch, n, H, head_dim);
+    const auto lse = wrap_view<Tensor3<Scalar, Mem>>(lse_buf.data(), batch, H, n);
+    io.load_q(p, q);
+    RingMember<ExecSpace, Scalar> member(pattern, partition, p, scale, tiling);
+    RingMember<ExecSpace, Scalar>::reset(exec, o, lse);
+
+    for (int step = 0; step < R; ++step) {
+      const int source = (p - step + R) % R;
+      const Exchange ex = member.plan_receive(source);
+      if (ex.empty()) {
+        if (step > 0) ++stats.hops_skipped;
+      } else {
+        const std::int64_t nj = partition.local_size(source);
+        const auto k = wrap_view<T4>(k_buf.data(), batch, nj, Hkv, head_dim);
+        const auto v = wrap_view<T4>(v_buf.data(), batch, nj, Hkv, head_dim);
+        io.load_kv(source, k, v);
+        const T4 block = block_buf.view(batch, ex.rows, head_dim);
+        member.pack(exec, k, v, ex, block);
+        if (step > 0) {
+          ++stats.hops_made;
+          stats.bytes_sent[source] += std::int64_t(block.span() * sizeof(Scalar));
+        }
+        exec.fence();
+        Kokkos::Timer timer;
+        member.consume(exec, q, block, ex, o, lse);
+        exec.fence();
+        stats.compute_seconds[p] += timer.seconds();
+      }
+      if (progress) progress(RingProgress{p, R, step + 1, R});
+    }
+    io.store(p, o, lse);
+  }
+  return stats;
+}
+
+} // namespace ringattn
+
+#endif

@@ -1,0 +1,154 @@
+#ifndef RINGATTN_TESTCASE_HPP
+#define RINGATTN_TESTCASE_HPP
+
+// A test problem: a pattern described twice (the library's Pattern and the
+// tests' literal SPEC), inputs, and helpers to run the API and compare.
+
+#include "RingAttn_Reference.hpp"
+#include <RingAttn.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace ringattn::test {
+
+struct Problem {
+  int B = 1, H = 1, Hkv = 1, D = 1;
+  std::int64_t N = 1;
+  bool dilated = false;
+  bool causal = false;
+  Mixing mixing = Mixing::mixture;
+  std::vector<std::int64_t> w, r;
+  double scale = 0; // 0: 1/sqrt(D)
+  std::vector<double> q, k, v;
+
+  double effective_scale() const { return scale > 0 ? scale : 1.0 / std::sqrt(double(D)); }
+  Pattern pattern() const {
+    return dilated ? Pattern::dilated(N, H, Hkv, causal, mixing, w, r)
+                   : Pattern::dense(N, H, Hkv, causal);
+  }
+  LiteralPattern literal() const {
+    LiteralPattern lit;
+    lit.N = N;
+    lit.w = dilated ? w : std::vector<std::int64_t>{N};
+    lit.r = dilated ? r : std::vector<std::int64_t>{1};
+    lit.H = H;
+    lit.Hkv = Hkv;
+    lit.mixing = mixing == Mixing::mixture ? LiteralPattern::Mixing::mixture
+                                           : LiteralPattern::Mixing::head_groups;
+    lit.causal = causal;
+    return lit;
+  }
+  std::string describe() const {
+    std::ostringstream s;
+    s << "B=" << B << " N=" << N << " H=" << H << " Hkv=" << Hkv << " D=" << D
+      << (causal ? " causal" : "") << (dilated ? " dilated " : " dense");
+    if (dilated) {
+      s << (mixing == Mixing::mixture ? "mixture" : "head_groups") << " w=[";
+      for (auto x : w) s << x << ' ';
+      s << "] r=[";
+      for (auto x : r) s << x << ' ';
+      s << "]";
+    }
+    return s.str();
+  }
+  /// Inputs uniform in [-amplitude, amplitude) (SPEC tests use [-1, 1)).
+  void fill(std::mt19937_64 &rng, double amplitude = 1.0) {
+    std::uniform_real_distribution<double> u(-amplitude, amplitude);
+    auto make = [&](std::size_t n) {
+      std::vector<double> x(n);
+      for (auto &e : x) e = double(float(u(rng))); // representable in float32
+      return x;
+    };
+    q = make(std::size_t(B) * N * H * D);
+    k = make(std::size_t(B) * N * Hkv * D);
+    v = make(std::size_t(B) * N * Hkv * D);
+  }
+};
+
+/// A random problem: shapes, pattern, mixing, causal, GQA, ragged segments.
+inline Problem random_problem(std::mt19937_64 &rng, std::int64_t max_n) {
+  auto pick = [&](std::int64_t lo, std::int64_t hi) {
+    return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng);
+  };
+  Problem p;
+  p.B = int(pick(1, 2));
+  p.N = pick(1, max_n);
+  p.Hkv = int(pick(1, 3));
+  p.H = p.Hkv * int(pick(1, 3));
+  const int dims[] = {1, 3, 8, 16, 24, 32, 64};
+  p.D = dims[pick(0, 6)];
+  p.causal = pick(0, 1) == 1;
+  p.dilated = pick(0, 3) != 0;
+  if (p.dilated) {
+    const int G = int(pick(1, std::min(4, p.H)));
+    p.mixing = pick(0, 1) ? Mixing::mixture : Mixing::head_groups;
+    for (int i = 0; i < G; ++i) {
+      const std::int64_t wi = pick(1, std::max<std::int64_t>(1, p.N + 8));
+      p.w.push_back(wi);
+      const int choice = int(pick(0, 3));
+      p.r.push_back(choice == 0 ? 1 : choice == 1 ? wi : pick(1, std::min<std::int64_t>(wi, 8)));
+    }
+  }
+  if (pick(0, 4) == 0) p.scale = 0.05 + 0.5 * double(pick(0, 10));
+  p.fill(rng);
+  return p;
+}
+
+/// O and LSE as float64 vectors, from any backend.
+struct Output {
+  std::vector<double> o, lse;
+};
+
+template <class ExecSpace, class Scalar>
+Output run_api(const Problem &p, RingOptions options = {}) {
+  using Mem = typename ExecSpace::memory_space;
+  auto upload = [&](const std::vector<double> &x, int heads, const char *label) {
+    Tensor4<Scalar, Mem> view(std::string(label), std::size_t(p.B), std::size_t(p.N),
+                              std::size_t(heads), std::size_t(p.D));
+    auto host = Kokkos::create_mirror_view(view);
+    for (std::size_t i = 0; i < x.size(); ++i) host.data()[i] = Scalar(x[i]);
+    Kokkos::deep_copy(view, host);
+    return view;
+  };
+  auto q = upload(p.q, p.H, "q");
+  auto k = upload(p.k, p.Hkv, "k");
+  auto v = upload(p.v, p.Hkv, "v");
+  Tensor4<Scalar, Mem> o("o", std::size_t(p.B), std::size_t(p.N), std::size_t(p.H),
+                         std::size_t(p.D));
+  Tensor3<Scalar, Mem> lse("lse", std::size_t(p.B), std::size_t(p.H), std::size_t(p.N));
+  if (p.scale > 0) options.scale = p.scale;
+  RingAttention<ExecSpace, Scalar> attention(p.pattern(), options);
+  attention.forward(q, k, v, o, lse);
+  auto oh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), o);
+  auto lh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), lse);
+  Output out;
+  out.o.assign(oh.data(), oh.data() + oh.size());
+  out.lse.assign(lh.data(), lh.data() + lh.size());
+  return out;
+}
+
+/// Max |a - b|, with -inf == -inf counted as equal and NaN or a lone -inf
+/// as an infinite error.
+inline double max_abs_error(const std::vector<double> &a, const std::vector<double> &b) {
+  if (a.size() != b.size()) return std::numeric_limits<double>::infinity();
+  double err = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i]) || std::isnan(b[i])) return std::numeric_limits<double>::infinity();
+    if (std::isinf(a[i]) || std::isinf(b[i])) {
+      if (a[i] != b[i]) return std::numeric_limits<double>::infinity();
+      continue;
+    }
+    err = std::max(err, std::abs(a[i] - b[i]));
+  }
+  return err;
+}
+
+} // namespace ringattn::test
+
+#endif
