@@ -1,6 +1,8 @@
 // The input deck (SPEC sections 4 and 5): every malformed deck is rejected
 // with file:line:col, the dotted key, what was expected and what was found;
 // valid decks get every default filled in.
+#include <CommandLine.hpp>
+#include <Commands.hpp>
 #include <Deck.hpp>
 
 #include <yaml-cpp/yaml.h>
@@ -517,4 +519,65 @@ TEST_CASE("deck: the quickstart deck", "[deck]") {
   CHECK(c.verify.rows == 32);
   CHECK(c.benchmark.repeats == 3);
   CHECK(c.output.o == std::string(RINGATTN_INPUTS_DIR) + "/results/quickstart_o.npy");
+}
+
+TEST_CASE("cli: command lines", "[deck][cli]") {
+  auto parse = [](std::vector<std::string> args) { return parse_command_line(args); };
+  const CommandLine run = parse({"run", "d.yaml", "--set", "ring.size=2", "--set=problem.batch=3",
+                                 "-q", "--kokkos-threads=2"});
+  CHECK(run.command == Command::run);
+  CHECK(run.deck == "d.yaml");
+  CHECK(run.set_overrides == std::vector<std::string>{"ring.size=2", "problem.batch=3"});
+  CHECK(run.quiet);
+  CHECK(run.kokkos_args == std::vector<std::string>{"--kokkos-threads=2"});
+  const CommandLine plan = parse({"plan", "--memory", "16GiB", "d.yaml"});
+  CHECK(plan.command == Command::plan);
+  CHECK(plan.memory_bytes == std::uint64_t(16) << 30);
+  CHECK(parse({"--help"}).command == Command::help);
+  CHECK(parse({"help", "plan"}).help_topic == "plan");
+  CHECK(parse({"validate", "d.yaml", "-h"}).command == Command::help);
+  CHECK(parse({"--version"}).command == Command::version);
+
+  CHECK_THROWS_WITH(parse({}), Catch::Contains("missing command"));
+  CHECK_THROWS_WITH(parse({"runn", "d.yaml"}),
+                    Catch::Contains("unknown command 'runn'; did you mean 'run'?"));
+  CHECK_THROWS_WITH(parse({"run"}), Catch::Contains("run: missing DECK"));
+  CHECK_THROWS_WITH(parse({"run", "a.yaml", "b.yaml"}),
+                    Catch::Contains("unexpected argument 'b.yaml'"));
+  CHECK_THROWS_WITH(parse({"run", "d.yaml", "--sett", "x=1"}),
+                    Catch::Contains("unknown option '--sett'; did you mean '--set'?"));
+  CHECK_THROWS_WITH(parse({"run", "d.yaml", "--set"}), Catch::Contains("--set needs a value"));
+  CHECK_THROWS_WITH(parse({"run", "d.yaml", "--set", "ring.size"}),
+                    Catch::Contains("expected KEY=VALUE"));
+  CHECK_THROWS_WITH(parse({"run", "d.yaml", "--memory", "1GB"}),
+                    Catch::Contains("--memory is an option of 'plan'"));
+
+  CHECK(parse_memory_size("512MB") == 512000000u);
+  CHECK(parse_memory_size("1e9") == 1000000000u);
+  CHECK(parse_memory_size("4096") == 4096u);
+  CHECK(parse_memory_size("1.5 GiB") == std::uint64_t(3) << 29);
+  CHECK(parse_memory_size("2t") == std::uint64_t(2) << 40);
+  CHECK(parse_memory_size("64KiB") == 65536u);
+  for (const char *bad : {"", "abc", "16XB", "-1GB", "0", "GiB", "1e30", "nan", "0x10", "inf"})
+    CHECK_THROWS_AS(parse_memory_size(bad), UsageError);
+  CHECK_THROWS_WITH(parse_memory_size("16XB"),
+                    Catch::Contains("--memory 16XB: expected a size such as 16GiB, 512MB or 1e9"));
+}
+
+TEST_CASE("cli: validate prints the effective config or the error", "[deck][cli]") {
+  TempDir tmp("validate");
+  const std::string good = tmp.write("good.yaml", P);
+  const std::string bad = tmp.write("bad.yaml", P + "ring: {size: 0}\n");
+  std::ostringstream out, err;
+  CHECK(validate_command(parse_command_line({"validate", good}), out, err) == exit_ok);
+  CHECK(err.str().empty());
+  CHECK_THAT(out.str(), Catch::Contains("kv_heads: 4") && Catch::Contains("repeats: 5"));
+  std::ostringstream out2, err2;
+  CHECK(validate_command(parse_command_line({"validate", bad}), out2, err2) == exit_bad_input);
+  CHECK(out2.str().empty());
+  CHECK(err2.str() == bad + ":5:14: ring.size: expected an integer in [1, 2147483647], got 0\n");
+  std::ostringstream out3, err3;
+  CHECK(validate_command(parse_command_line({"validate", good, "--set", "problem.heads=x"}), out3,
+                         err3) == exit_bad_input);
+  CHECK_THAT(err3.str(), Catch::StartsWith("--set problem.heads=x: expected an integer in [1, "));
 }
