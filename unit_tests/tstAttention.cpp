@@ -35,6 +35,23 @@ TEMPLATE_LIST_TEST_CASE("random shapes and patterns match the float64 reference"
   }
 }
 
+TEMPLATE_LIST_TEST_CASE("the portable kernel matches the reference where a fast path exists",
+                        "[attention][backend]", ExecSpaces) {
+  // Host spaces take the CBLAS path for float by default; force the portable
+  // kernel, with small tiles so that tile edges are crossed often.
+  std::mt19937_64 rng(31337);
+  RingOptions options;
+  Tiling tiling = default_tiling<TestType>(64);
+  tiling.portable = true;
+  tiling.q_tile = 16;
+  tiling.k_tile = 32;
+  options.tiling = tiling;
+  for (int trial = 0; trial < 40; ++trial) {
+    const Problem p = random_problem(rng, trial < 30 ? 60 : 400);
+    check_against_reference<TestType, float>(p, options, tol_float);
+  }
+}
+
 TEMPLATE_LIST_TEST_CASE("long sequences, ragged segments, tile boundaries", "[attention][backend]",
                         ExecSpaces) {
   std::mt19937_64 rng(7);

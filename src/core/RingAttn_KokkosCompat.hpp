@@ -39,10 +39,10 @@ KOKKOS_INLINE_FUNCTION constexpr T infinity() {
   return Kokkos::Experimental::infinity<T>::value;
 }
 
-/// Whether ExecSpace runs on the host (the CBLAS fast path is allowed there).
+/// Whether ExecSpace runs on the host CPU (the CBLAS fast path may run there).
 template <class ExecSpace>
-inline constexpr bool is_host_space_v =
-    Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename ExecSpace::memory_space>::accessible;
+inline constexpr bool is_host_execution_v =
+    Kokkos::SpaceAccessibility<ExecSpace, Kokkos::HostSpace>::accessible;
 
 } // namespace ringattn::compat
 

@@ -10,6 +10,7 @@
 
 #include <core/RingAttn_KokkosCompat.hpp>
 #include <core/RingAttn_Types.hpp>
+#include <kernels/RingAttn_BlockKernelHost.hpp>
 #include <kernels/RingAttn_BlockTask.hpp>
 #include <kernels/RingAttn_FastExp.hpp>
 #include <kernels/RingAttn_Merge.hpp>
@@ -24,6 +25,8 @@ struct Tiling {
   int k_tile = 64;
   int team_size = 1;
   int vector_length = 1;
+  /// Use the portable kernel even where the host fast path could run.
+  bool portable = false;
 };
 
 namespace Details {
@@ -188,11 +191,16 @@ struct BlockAttentionFunctor {
 /// Default tiling for an execution space: one thread per team on the host
 /// (a team is one core's tile loop), warps of lanes on a GPU.
 template <class ExecSpace>
-Tiling default_tiling(int head_dim) {
+Tiling default_tiling([[maybe_unused]] int head_dim) {
   Tiling t;
-  if constexpr (compat::is_host_space_v<ExecSpace>) {
+  if constexpr (compat::is_host_execution_v<ExecSpace>) {
+#ifdef RINGATTN_ENABLE_BLAS
+    t.q_tile = 128; // GEMM tiles of the host fast path (float)
+    t.k_tile = 512;
+#else
     t.q_tile = 64;
     t.k_tile = head_dim <= 64 ? 128 : 64;
+#endif
   } else {
     t.q_tile = 32;
     t.k_tile = 32;
@@ -217,9 +225,27 @@ void block_attention(
     const Tensor3<Scalar, typename ExecSpace::memory_space> &lse, accumulate_t<Scalar> scale,
     bool causal, const Tiling &tiling) {
   using Functor = Details::BlockAttentionFunctor<ExecSpace, Scalar>;
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
   const std::int64_t num_items = std::int64_t(items.extent(0));
   const std::int64_t batch = std::int64_t(q.extent(0));
   if (num_items == 0 || batch == 0) return;
+#ifdef RINGATTN_ENABLE_BLAS
+  if constexpr (std::is_same_v<Scalar, float> && compat::is_host_execution_v<ExecSpace>) {
+    if (!tiling.portable) {
+      using HostFunctor = Details::HostBlockAttentionFunctor<ExecSpace>;
+      HostFunctor f{q,     kv,    tasks, items, o, lse, num_items, tiling.q_tile, tiling.k_tile,
+                    scale, causal};
+      const std::size_t bytes = HostFunctor::ScratchView::shmem_size(
+          HostFunctor::scratch_elements(tiling.q_tile, tiling.k_tile, int(q.extent(3))));
+      Details::SingleThreadedBlas one_blas_thread;
+      Kokkos::parallel_for(
+          "ringattn::block_attention_host",
+          Policy(exec, batch * num_items, 1).set_scratch_size(1, Kokkos::PerTeam(bytes)), f);
+      exec.fence();
+      return;
+    }
+  }
+#endif
   Functor f;
   f.q = q;
   f.kv = kv;
@@ -235,7 +261,6 @@ void block_attention(
   f.causal = causal;
   const std::size_t bytes =
       Functor::ScratchView::shmem_size(Functor::scratch_elements(f.q_tile, f.k_tile, f.head_dim));
-  using Policy = Kokkos::TeamPolicy<ExecSpace>;
   f.scratch_level = bytes <= std::size_t(Policy::scratch_size_max(0)) ? 0 : 1;
   Policy policy(exec, batch * num_items, tiling.team_size, tiling.vector_length);
   Kokkos::parallel_for("ringattn::block_attention",

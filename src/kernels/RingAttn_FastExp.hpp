@@ -18,12 +18,17 @@
 namespace ringattn::Details {
 
 KOKKOS_INLINE_FUNCTION float exp_nonpositive(float x) {
-  const bool underflow = !(x >= -87.0f); // also true for -inf and NaN
-  const float xc = underflow ? -87.0f : x;
-  // n = round(x log2 e) for x <= 0, by truncation of the negated value
-  const int n = -static_cast<int>(0.5f - xc * 1.4426950408889634f);
+  const float xc = x > -87.0f ? x : -87.0f; // -inf and NaN clamp too
+  // n = round(x log2 e) by adding 1.5 * 2^23: the sum's low mantissa bits are
+  // n. No float-to-int conversion, which compilers will not vectorize while
+  // FP traps are honoured.
+  constexpr float shifter = 12582912.0f;
+  const float shifted = xc * 1.4426950408889634f + shifter;
+  const float fn = shifted - shifter;
+  std::int32_t n;
+  std::memcpy(&n, &shifted, sizeof(float));
+  n -= 0x4B400000; // bits of 1.5 * 2^23
   // y = x - n ln 2 in two steps (Cody-Waite): ln2_hi has few bits, so n * ln2_hi is exact
-  const float fn = static_cast<float>(n);
   const float y = (xc - fn * 0.693359375f) - fn * -2.12194440e-4f;
   float p = 1.0f / 5040.0f;
   p = p * y + 1.0f / 720.0f;
@@ -36,7 +41,8 @@ KOKKOS_INLINE_FUNCTION float exp_nonpositive(float x) {
   const std::int32_t bits = (n + 127) << 23; // 2^n as float bits, n in [-126, 0]
   float scale;
   std::memcpy(&scale, &bits, sizeof(float));
-  return underflow ? 0.0f : p * scale;
+  const float r = p * scale;
+  return x > -87.0f ? r : 0.0f;
 }
 
 KOKKOS_INLINE_FUNCTION double exp_nonpositive(double x) { return compat::exp(x); }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets everything up (scripts/setup.sh) and runs ringattn on a deck
+# (inputs/quickstart.yaml unless another is given).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+deck=${1:-inputs/quickstart.yaml}
+bash scripts/setup.sh
+build=${RINGATTN_BUILD_DIR:-build}
+"$build/src/driver/ringattn" run "$deck"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Sets RingAttn up on a fresh Debian machine and builds it:
+#   1. Debian packages (compiler, CMake, OpenMPI, yaml-cpp, Catch2, OpenBLAS)
+#   2. Kokkos + Kokkos Kernels 3.4.1, built once into a cache prefix
+#      (skipped when Kokkos_ROOT or CMAKE_PREFIX_PATH already points at one)
+#   3. configure and build in ./build (RINGATTN_BUILD_DIR to change)
+# Extra CMake arguments may follow, e.g. scripts/setup.sh -DRingAttn_ENABLE_MPI=OFF
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install_system_deps.sh
+if [ -n "${Kokkos_ROOT:-}" ]; then
+  prefix=$Kokkos_ROOT
+else
+  prefix=$(bash scripts/bootstrap_kokkos.sh | tail -n 1)
+fi
+
+build=${RINGATTN_BUILD_DIR:-build}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
+  -DRingAttn_ENABLE_NATIVE=ON "$@"
+cmake --build "$build" -j "$(nproc)"
+echo "[setup] built in $build (Kokkos from $prefix)"
