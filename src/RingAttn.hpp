@@ -5,5 +5,6 @@
 // members, with a streaming log-sum-exp softmax. One include for users.
 #include <RingAttn_Config.hpp>
 #include <api/RingAttn_RingAttention.hpp>
+#include <ring/RingAttn_MemoryModel.hpp>
 
 #endif

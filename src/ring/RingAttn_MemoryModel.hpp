@@ -1,0 +1,97 @@
+#ifndef RINGATTN_MEMORYMODEL_HPP
+#define RINGATTN_MEMORYMODEL_HPP
+
+// The memory a ring member allocates (SPEC 3: it grows as N/P), buffer by
+// buffer, as the simulated and MPI rings of this folder allocate them:
+//   - Q, O [B, n, H, D], K, V [B, n, Hkv, D], LSE [B, H, n] of the member
+//     (the simulated ring sizes them for its largest member);
+//   - K/V blocks [2, B, rows, D]: one in the simulated ring; two receive
+//     buffers and a send buffer in the MPI ring (rows: the largest exchange);
+//   - the block kernel's per-team tiles, one team per thread;
+//   - the schedule (tasks and work items) of the largest exchange.
+// A process also holds a constant (Kokkos, MPI, the program) that this model
+// leaves out and the driver reports beside it.
+
+#include <kernels/RingAttn_BlockKernel.hpp>
+#include <ring/RingAttn_Exchange.hpp>
+
+#include <algorithm>
+#include <cstdint>
+
+namespace ringattn {
+
+struct MemberMemoryModel {
+  std::int64_t q = 0, k = 0, v = 0, o = 0, lse = 0;
+  std::int64_t blocks = 0;
+  std::int64_t tiles = 0;
+  std::int64_t schedule = 0;
+  std::int64_t block_rows = 0; ///< rows of the largest K/V block
+
+  std::int64_t total() const { return q + k + v + o + lse + blocks + tiles + schedule; }
+};
+
+/// Rows, tasks and work items of the largest exchange member p receives,
+/// and rows of the largest one it sends.
+struct ExchangeExtent {
+  std::int64_t recv_rows = 0, send_rows = 0, tasks = 0, items = 0;
+};
+
+inline ExchangeExtent largest_exchange(const Pattern &pattern, const Partition &partition, int p,
+                                       int q_tile) {
+  ExchangeExtent e;
+  for (int j = 0; j < partition.members; ++j) {
+    const Exchange in = plan_exchange(pattern, partition, p, j, true);
+    e.recv_rows = std::max(e.recv_rows, in.rows);
+    for (const auto &branch : in.tasks) {
+      e.tasks = std::max(e.tasks, std::int64_t(branch.size()));
+      e.items = std::max(e.items, std::int64_t(make_work_items(branch, q_tile).size()));
+    }
+    if (j != p)
+      e.send_rows = std::max(e.send_rows, plan_exchange(pattern, partition, j, p, false).rows);
+  }
+  return e;
+}
+
+/// Model of member p (mpi) or of the whole simulated process (every member
+/// in turn: the largest member's buffers), for `threads` host threads or GPU
+/// teams in flight.
+inline MemberMemoryModel model_member_memory(const Pattern &pattern, const Partition &partition,
+                                             int p, std::int64_t batch, std::int64_t head_dim,
+                                             std::int64_t scalar_bytes, bool mpi,
+                                             const Tiling &tiling, int threads) {
+  MemberMemoryModel m;
+  std::int64_t n = partition.local_size(p);
+  ExchangeExtent e;
+  if (mpi) {
+    e = largest_exchange(pattern, partition, p, tiling.q_tile);
+  } else {
+    n = 0;
+    for (int j = 0; j < partition.members; ++j) {
+      n = std::max(n, partition.local_size(j));
+      const ExchangeExtent ej = largest_exchange(pattern, partition, j, tiling.q_tile);
+      e.recv_rows = std::max(e.recv_rows, ej.recv_rows);
+      e.tasks = std::max(e.tasks, ej.tasks);
+      e.items = std::max(e.items, ej.items);
+    }
+  }
+  const std::int64_t H = pattern.heads, Hkv = pattern.kv_heads, D = head_dim;
+  m.q = m.o = batch * n * H * D * scalar_bytes;
+  m.k = m.v = batch * n * Hkv * D * scalar_bytes;
+  m.lse = batch * H * n * scalar_bytes;
+  const std::int64_t block_bytes = 2 * batch * D * scalar_bytes;
+  m.block_rows = e.recv_rows;
+  m.blocks = mpi ? block_bytes * (2 * e.recv_rows + e.send_rows) : block_bytes * e.recv_rows;
+  const std::int64_t acc_bytes = scalar_bytes >= 8 ? 8 : 4;
+  m.tiles =
+      std::int64_t(threads) *
+      std::int64_t(Details::BlockAttentionFunctor<Kokkos::DefaultHostExecutionSpace,
+                                                  float>::scratch_elements(tiling.q_tile,
+                                                                           tiling.k_tile, int(D))) *
+      acc_bytes;
+  m.schedule = e.tasks * std::int64_t(sizeof(BlockTask)) + e.items * std::int64_t(sizeof(WorkItem));
+  return m;
+}
+
+} // namespace ringattn
+
+#endif
