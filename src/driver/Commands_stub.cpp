@@ -6,11 +6,6 @@
 
 namespace ringattn::driver {
 
-int run_command(const RunConfig &, const CommandLine &) {
-  std::cerr << "ringattn run: not implemented yet\n";
-  return exit_failure;
-}
-
 int plan_command(const RunConfig &, const CommandLine &) {
   std::cerr << "ringattn plan: not implemented yet\n";
   return exit_failure;
