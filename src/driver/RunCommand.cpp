@@ -15,7 +15,9 @@
 #include <Kokkos_Timer.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -206,6 +208,27 @@ private:
   const std::vector<SampledRow> &samples_;
 };
 
+/// A testing hook for the fault tests (unit_tests/tools/run_mpi_faults.sh):
+/// RINGATTN_TEST_FAULT=load:R fails rank R while it reads its inputs,
+/// throw:R throws on rank R after its first ring step, kill:R kills rank R there.
+struct TestFault {
+  std::string kind;
+  int rank = -1;
+  static TestFault from_environment() {
+    TestFault f;
+    if (const char *e = std::getenv("RINGATTN_TEST_FAULT")) {
+      const std::string s(e);
+      const auto colon = s.find(':');
+      if (colon != std::string::npos) {
+        f.kind = s.substr(0, colon);
+        f.rank = std::atoi(s.c_str() + colon + 1);
+      }
+    }
+    return f;
+  }
+  bool at(const char *kind, int rank) const { return this->kind == kind && this->rank == rank; }
+};
+
 std::int64_t count_key_pairs(const Pattern &pattern, std::int64_t batch) {
   std::int64_t pairs = 0;
   Kokkos::parallel_reduce(
@@ -245,7 +268,13 @@ int run_point(const RunConfig &cfg, const CommandLine &cl, const DriverComm &com
   options.members = mpi ? 1 : P;
   options.overlap = cfg.ring.overlap;
   options.scale = cfg.effective_scale();
-  options.progress = [&progress](const RingProgress &p) { progress.update(p); };
+  const TestFault fault = TestFault::from_environment();
+  options.progress = [&progress, &fault, rank = comm.rank()](const RingProgress &p) {
+    if (p.step == 1 && fault.at("throw", rank))
+      throw std::runtime_error("injected fault on rank " + std::to_string(rank));
+    if (p.step == 1 && fault.at("kill", rank)) std::raise(SIGKILL);
+    progress.update(p);
+  };
   const RingAttention<Exec, Scalar> attention(pattern, options);
 
   // Inputs and output files, with every rank agreeing before the ring starts.
@@ -274,6 +303,7 @@ int run_point(const RunConfig &cfg, const CommandLine &cl, const DriverComm &com
     Tensor4<Scalar, Mem> o("o", B, n, H, D);
     Tensor3<Scalar, Mem> lse("lse", B, H, n);
     try {
+      if (fault.at("load", p)) throw std::runtime_error("injected fault while reading inputs");
       load_member(*data, TensorId::q, part, p, q);
       load_member(*data, TensorId::k, part, p, k);
       load_member(*data, TensorId::v, part, p, v);
