@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(cmake make g++ pkg-config xz-utils dpkg-dev
           libopenmpi-dev openmpi-bin libyaml-cpp-dev catch2 libopenblas-dev
-          python3 python3-numpy python3-matplotlib)
+          python3 python3-numpy python3-matplotlib python3-yaml)
 
 missing=()
 for p in "${packages[@]}"; do
