@@ -59,7 +59,24 @@ const char *const plan_help = R"(usage: ringattn plan DECK [--memory SIZE] [--se
 
 Prints the memory model per ring member, the communication volume and the
 FLOPs of the deck, and the longest sequence that fits SIZE bytes per member
-for a range of ring sizes. SIZE: 16GiB, 512MB, 1.5TB, 1e9 (bytes), ...
+for a range of ring sizes. SIZE: 16GiB, 512MB, 1.5TB, 1e9 (bytes), ...;
+16GiB when not given. A model, not a measurement; sections:
+  problem        the deck's N, B, H, Hkv, D, dtype, pattern, ring and tiling
+  memory         buffer by buffer (Q, K, V, O, LSE, K/V blocks, tiles,
+                 schedule) in bytes and KiB/MiB/GiB: for ring.mode simulated
+                 the process, for mpi the largest member and the spread
+  communication  K/V bytes a member sends over one ring pass (min, max,
+                 total) beside a dense ring's, and hops made vs skipped
+  work           (query, key) pairs the pattern keeps and 4*D FLOPs each,
+                 in all and per member
+  longest sequence that fits SIZE per member, for ring sizes 1, 2, 4, ... 64
+                 (mode mpi, the deck's partition and shape; N a multiple of 64)
+  claimed vs modelled: the claims that motivated the project (ring size 8:
+                 131072 tokens in 0.23 GB, 16: 524288 in 0.71 GB, 32: 18.8M)
+                 beside the model for the deck's shape
+Mode mpi without ring.size plans for the ranks it runs on; rings of more
+than 1024 members are evaluated on a sample of members (marked ~); the plan
+takes rings of at most 65536 members. Under mpirun, rank 0 prints.
 Exit codes: 0 ok, 2 bad input.
 )";
 
