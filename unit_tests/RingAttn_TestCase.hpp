@@ -100,6 +100,36 @@ inline Problem random_problem(std::mt19937_64 &rng, std::int64_t max_n) {
   return p;
 }
 
+inline Problem make_problem(std::int64_t N, int H, int Hkv, int D, bool causal, bool dilated,
+                            Mixing mixing, std::vector<std::int64_t> w, std::vector<std::int64_t> r,
+                            unsigned seed) {
+  Problem p;
+  p.N = N;
+  p.H = H;
+  p.Hkv = Hkv;
+  p.D = D;
+  p.causal = causal;
+  p.dilated = dilated;
+  p.mixing = mixing;
+  p.w = std::move(w);
+  p.r = std::move(r);
+  std::mt19937_64 rng(seed);
+  p.fill(rng);
+  return p;
+}
+
+/// Dense, dense causal GQA, dilated mixture, dilated causal head_groups with
+/// MQA, and r = w with w > N: the cases every ring mode is checked on.
+inline std::vector<Problem> standard_problems() {
+  return {
+      make_problem(97, 2, 2, 16, false, false, Mixing::mixture, {}, {}, 1), // dense
+      make_problem(130, 4, 2, 8, true, false, Mixing::mixture, {}, {}, 2),  // dense causal GQA
+      make_problem(150, 4, 4, 8, false, true, Mixing::mixture, {8, 16, 64}, {1, 2, 4}, 3),
+      make_problem(121, 5, 1, 8, true, true, Mixing::head_groups, {10, 33, 121}, {1, 3, 11}, 4),
+      make_problem(64, 3, 3, 4, true, true, Mixing::mixture, {5, 100}, {5, 3}, 5), // r = w, w > N
+  };
+}
+
 /// O and LSE as float64 vectors, from any backend.
 struct Output {
   std::vector<double> o, lse;

@@ -172,6 +172,30 @@ TEMPLATE_LIST_TEST_CASE("simulated ring equals the single member for every R and
   }
 }
 
+TEMPLATE_LIST_TEST_CASE("simulated ring on dense, dilated, causal and GQA cases", "[ring][backend]",
+                        ExecSpaces) {
+  for (const Problem &p : standard_problems()) {
+    INFO(p.describe());
+    const Reference ref =
+        reference_attention(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v);
+    const Output single = run_api<TestType, float>(p);
+    CHECK(max_abs_error(single.o, ref.o) <= tol_float);
+    CHECK(max_abs_error(single.lse, ref.lse) <= tol_float);
+    for (PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag})
+      for (int R : {1, 2, 3, 8, 16}) {
+        INFO("R=" << R << (kind == PartitionKind::zigzag ? " zigzag" : " contiguous"));
+        RingOptions opts;
+        opts.partition = kind;
+        opts.members = R;
+        const Output ring = run_api<TestType, float>(p, opts);
+        CHECK(max_abs_error(ring.o, single.o) <= 1e-5);
+        CHECK(max_abs_error(ring.lse, single.lse) <= 1e-5);
+        CHECK(max_abs_error(ring.o, ref.o) <= tol_float);
+        CHECK(max_abs_error(ring.lse, ref.lse) <= tol_float);
+      }
+  }
+}
+
 TEST_CASE("log-sum-exp merge is NaN-free and exact", "[merge]") {
   const double ninf = -std::numeric_limits<double>::infinity();
   auto m = lse_merge<double>(ninf, ninf);

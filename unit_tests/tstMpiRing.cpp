@@ -86,37 +86,10 @@ void check_rank_rows(MPI_Comm comm, const Problem &p, PartitionKind kind, bool o
   CHECK(max_abs_error(mine_l, ref_l) <= 2e-5);
 }
 
-Problem make(std::int64_t N, int H, int Hkv, int D, bool causal, bool dilated, Mixing mixing,
-             std::vector<std::int64_t> w, std::vector<std::int64_t> r, unsigned seed) {
-  Problem p;
-  p.N = N;
-  p.H = H;
-  p.Hkv = Hkv;
-  p.D = D;
-  p.causal = causal;
-  p.dilated = dilated;
-  p.mixing = mixing;
-  p.w = std::move(w);
-  p.r = std::move(r);
-  std::mt19937_64 rng(seed);
-  p.fill(rng);
-  return p;
-}
-
-std::vector<Problem> problems() {
-  return {
-      make(97, 2, 2, 16, false, false, Mixing::mixture, {}, {}, 1), // dense
-      make(130, 4, 2, 8, true, false, Mixing::mixture, {}, {}, 2),  // dense causal GQA
-      make(150, 4, 4, 8, false, true, Mixing::mixture, {8, 16, 64}, {1, 2, 4}, 3),
-      make(121, 5, 1, 8, true, true, Mixing::head_groups, {10, 33, 121}, {1, 3, 11}, 4),
-      make(64, 3, 3, 4, true, true, Mixing::mixture, {5, 100}, {5, 3}, 5), // r = w, w > N
-  };
-}
-
 } // namespace
 
 TEST_CASE("MPI ring equals the single member and the reference", "[mpi][ring]") {
-  for (const Problem &p : problems())
+  for (const Problem &p : standard_problems())
     for (PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag})
       for (bool overlap : {true, false}) check_rank_rows(MPI_COMM_WORLD, p, kind, overlap);
 }
@@ -126,7 +99,7 @@ TEST_CASE("MPI ring runs on a sub-communicator", "[mpi][ring]") {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm half;
   MPI_Comm_split(MPI_COMM_WORLD, rank % 2, rank, &half);
-  const auto ps = problems();
+  const auto ps = standard_problems();
   check_rank_rows(half, ps[2], PartitionKind::zigzag, true);
   check_rank_rows(half, ps[3], PartitionKind::contiguous, true);
   MPI_Comm_free(&half);
