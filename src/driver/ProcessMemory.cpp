@@ -1,6 +1,9 @@
 #include "ProcessMemory.hpp"
 
 #include <sys/resource.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <fstream>
 #include <string>
@@ -28,6 +31,20 @@ std::int64_t peak_resident_bytes() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return std::int64_t(usage.ru_maxrss) * 1024;
+}
+
+void return_freed_memory() {
+#ifdef __GLIBC__
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  malloc_trim(0);
+#endif
+}
+
+bool reset_peak_resident() {
+  std::ofstream clear("/proc/self/clear_refs");
+  if (!clear) return false;
+  clear << "5";
+  return bool(clear.flush());
 }
 
 } // namespace ringattn::driver

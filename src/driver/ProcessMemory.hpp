@@ -10,6 +10,15 @@ namespace ringattn::driver {
 std::int64_t resident_bytes();
 std::int64_t peak_resident_bytes();
 
+/// Resets the peak to the current resident size (Linux: /proc/self/clear_refs),
+/// so that each point of a sweep reports its own peak. False where unsupported.
+bool reset_peak_resident();
+
+/// Makes large allocations go straight to and from the OS (glibc: a fixed
+/// mmap threshold; free memory trimmed), so that freed buffers of one sweep
+/// point do not stay resident into the next and distort its baseline.
+void return_freed_memory();
+
 } // namespace ringattn::driver
 
 #endif

@@ -15,14 +15,17 @@
 #include <Kokkos_Timer.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <type_traits>
 
 #include <unistd.h>
 
@@ -145,13 +148,82 @@ private:
   std::optional<NpyWriter> o_, lse_;
 };
 
-/// Member p's rows of one tensor from the input, into a device view.
+/// A NaN or an infinity in the inputs (input.check_finite): exit 2.
+class NonFiniteInput : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Flat index of the first element of data[0, count) that is NaN or +-inf,
+/// or -1 when all are finite. One parallel pass on the host.
+template <class Scalar>
+std::int64_t first_nonfinite(const Scalar *data, std::int64_t count) {
+  std::int64_t first = std::numeric_limits<std::int64_t>::max();
+  Kokkos::parallel_reduce(
+      "ringattn::check_finite",
+      Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace, Kokkos::IndexType<std::int64_t>>(
+          0, count),
+      [=](const std::int64_t i, std::int64_t &m) {
+        if (!std::isfinite(data[i]) && i < m) m = i;
+      },
+      Kokkos::Min<std::int64_t>(first));
+  return first < count ? first : -1;
+}
+
+/// Throws NonFiniteInput naming the tensor, its file, and the (batch,
+/// position, head) of the first NaN or infinity in member p's rows `host`
+/// [B, n, heads, D] of tensor `id`.
+template <class Scalar>
+void check_member_finite(const RunConfig &cfg, TensorId id, const Partition &part, int p,
+                         const Scalar *host, std::int64_t count) {
+  const std::int64_t bad = first_nonfinite(host, count);
+  if (bad < 0) return;
+  const std::int64_t D = cfg.problem.head_dim;
+  const std::int64_t heads = id == TensorId::q ? cfg.problem.heads : cfg.problem.kv_heads;
+  const std::int64_t n = part.local_size(p);
+  const std::int64_t d = bad % D, h = (bad / D) % heads, row = (bad / D / heads) % n;
+  const std::int64_t b = bad / D / heads / n;
+  const std::int64_t t = part.global_position(p, row);
+  const double value = double(host[bad]);
+  const char *name = id == TensorId::q ? "q" : id == TensorId::k ? "k" : "v";
+  const std::string &file = id == TensorId::q   ? cfg.input.q
+                            : id == TensorId::k ? cfg.input.k
+                                                : cfg.input.v;
+  const std::string what = std::isnan(value) ? "NaN" : value > 0 ? "+inf" : "-inf";
+  throw NonFiniteInput(cfg.where(std::string("input.") + name) + ": " + file + ": " + what +
+                       " in " + name + " at batch " + std::to_string(b) + ", position " +
+                       std::to_string(t) + ", head " + std::to_string(h) + " (dim " +
+                       std::to_string(d) +
+                       "); fix the input, or set input.check_finite: false to run anyway");
+}
+
+/// Member p's rows of one tensor from the input, into a device view; with
+/// `check`, the rows are scanned for NaN and infinities first (host copy).
 template <class Scalar>
 void load_member(const InputData &data, TensorId id, const Partition &part, int p,
-                 const Tensor4<Scalar, Mem> &view) {
+                 const Tensor4<Scalar, Mem> &view, const RunConfig *check = nullptr) {
   auto host = Kokkos::create_mirror_view(view);
   data.fill_member(id, part, p, host.data());
+  if (check) check_member_finite(*check, id, part, p, host.data(), std::int64_t(host.span()));
   Kokkos::deep_copy(view, host);
+}
+
+/// Whether a finished member's outputs hold a value the SPEC rules out:
+/// NaN or an infinity in O, NaN or +inf in LSE (-inf is an empty row).
+template <class Scalar>
+bool outputs_nonfinite(const Scalar *o, std::int64_t o_count, const Scalar *lse,
+                       std::int64_t lse_count) {
+  if (first_nonfinite(o, o_count) >= 0) return true;
+  std::int64_t bad = 0;
+  Kokkos::parallel_reduce(
+      "ringattn::check_lse",
+      Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace, Kokkos::IndexType<std::int64_t>>(
+          0, lse_count),
+      [=](const std::int64_t i, std::int64_t &sum) {
+        if (std::isnan(lse[i]) || (std::isinf(lse[i]) && lse[i] > 0)) ++sum;
+      },
+      bad);
+  return bad > 0;
 }
 
 /// What the ring produced for the sampled rows a member owns.
@@ -179,17 +251,17 @@ template <class Scalar>
 class DriverMemberIO final : public MemberIO<Scalar, Mem> {
 public:
   DriverMemberIO(const RunConfig &cfg, const InputData &data, const Partition &part,
-                 OutputFiles &files, const std::vector<SampledRow> &samples)
-      : cfg_(cfg), data_(data), part_(part), files_(files), samples_(samples) {}
+                 OutputFiles &files, const std::vector<SampledRow> &samples, bool check_finite)
+      : cfg_(cfg), data_(data), part_(part), files_(files), samples_(samples),
+        unchecked_(check_finite ? 3 * std::size_t(part.members) : 0, true) {}
   bool final_repeat = false;
   std::map<std::size_t, RowValues> got;
+  bool outputs_nonfinite = false;
 
-  void load_q(int p, const Tensor4<Scalar, Mem> &q) override {
-    load_member(data_, TensorId::q, part_, p, q);
-  }
+  void load_q(int p, const Tensor4<Scalar, Mem> &q) override { load(TensorId::q, p, q); }
   void load_kv(int p, const Tensor4<Scalar, Mem> &k, const Tensor4<Scalar, Mem> &v) override {
-    load_member(data_, TensorId::k, part_, p, k);
-    load_member(data_, TensorId::v, part_, p, v);
+    load(TensorId::k, p, k);
+    load(TensorId::v, p, v);
   }
   void store(int p, const Tensor4<Scalar, Mem> &o, const Tensor3<Scalar, Mem> &lse) override {
     if (!final_repeat) return;
@@ -198,6 +270,9 @@ public:
     files_.write_member(part_, p, oh.data(), lh.data());
     capture_samples(samples_, part_, p, cfg_.problem.heads, cfg_.problem.head_dim, oh.data(),
                     lh.data(), got);
+    if (!samples_.empty() && driver::outputs_nonfinite(oh.data(), std::int64_t(oh.span()),
+                                                       lh.data(), std::int64_t(lh.span())))
+      outputs_nonfinite = true;
   }
 
 private:
@@ -206,6 +281,15 @@ private:
   const Partition &part_;
   OutputFiles &files_;
   const std::vector<SampledRow> &samples_;
+  std::vector<bool> unchecked_; // (tensor, member) not yet scanned for NaN/Inf
+
+  void load(TensorId id, int p, const Tensor4<Scalar, Mem> &view) {
+    // The inputs do not change between repeats: scan each member's rows once.
+    const std::size_t slot = std::size_t(id) * std::size_t(part_.members) + std::size_t(p);
+    const bool check = slot < unchecked_.size() && unchecked_[slot];
+    load_member(data_, id, part_, p, view, check ? &cfg_ : nullptr);
+    if (check) unchecked_[slot] = false;
+  }
 };
 
 /// A testing hook for the fault tests (unit_tests/tools/run_mpi_faults.sh):
@@ -250,6 +334,56 @@ std::int64_t model_bytes_sent(const Pattern &pattern, const Partition &part, int
   return rows * 2 * batch * dim * scalar_bytes;
 }
 
+/// Bytes free for the ring's buffers in memory space Mem, or -1 if unknown:
+/// the host's available memory (and cgroup limit), or the GPU's free memory.
+std::int64_t available_bytes() {
+#if defined(KOKKOS_ENABLE_CUDA)
+  if constexpr (std::is_same_v<Mem, Kokkos::CudaSpace>) {
+    std::size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) == cudaSuccess) return std::int64_t(free);
+    return -1;
+  }
+#endif
+  return available_host_bytes();
+}
+
+std::string gib(double bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f GiB", bytes / double(1 << 30));
+  return buf;
+}
+
+/// Empty when the member's tensors (Q, K, V, O [B, n, H|Hkv, D], LSE [B, H, n],
+/// a lower bound on what the ring allocates) fit the memory available; else
+/// the error message. `rank` < 0: the simulated ring (its largest member).
+/// RINGATTN_SKIP_MEMORY_CHECK=1 skips the check (allocation errors are still
+/// reported, as exit 1).
+template <class Scalar>
+std::string check_memory(const RunConfig &cfg, const Partition &part, int rank) {
+  if (const char *skip = std::getenv("RINGATTN_SKIP_MEMORY_CHECK"); skip && *skip == '1') return "";
+  std::int64_t n = 0;
+  for (int p = 0; p < part.members; ++p)
+    if (rank < 0 || p == rank) n = std::max(n, part.local_size(p));
+  const auto &pr = cfg.problem;
+  // in double: the deck bounds B*N*H*D*bytes by 2^62, the sum of five can pass 2^63
+  const double rows = double(pr.batch) * double(n);
+  const double need = rows * double(sizeof(Scalar)) *
+                      (double(pr.head_dim) * (2.0 * double(pr.heads) + 2.0 * double(pr.kv_heads)) +
+                       double(pr.heads));
+  const std::int64_t avail = available_bytes();
+  if (avail < 0 || need <= double(avail)) return "";
+  return "ringattn: error: not enough memory" +
+         std::string(rank >= 0 ? " on rank " + std::to_string(rank) : "") +
+         ": a ring member's Q, K, V, O and LSE (B=" + std::to_string(pr.batch) + ", " +
+         std::to_string(n) + " of N=" + std::to_string(pr.seq_len) +
+         " positions, H=" + std::to_string(pr.heads) + ", Hkv=" + std::to_string(pr.kv_heads) +
+         ", D=" + std::to_string(pr.head_dim) + ", " + dtype_name(pr.dtype) + ") need " +
+         gib(need) + ", " + gib(double(avail)) +
+         " is available; use a larger ring.size or a smaller problem (ringattn plan DECK "
+         "--memory SIZE gives the longest sequence that fits), or set "
+         "RINGATTN_SKIP_MEMORY_CHECK=1 to try anyway";
+}
+
 template <class Scalar>
 int run_point(const RunConfig &cfg, const CommandLine &cl, const DriverComm &comm,
               std::int64_t baseline, RunReport &report) {
@@ -277,10 +411,15 @@ int run_point(const RunConfig &cfg, const CommandLine &cl, const DriverComm &com
   };
   const RingAttention<Exec, Scalar> attention(pattern, options);
 
+  // Memory first: a problem that cannot fit fails here, cleanly, rather than
+  // being killed by the OS half-way (agreed on every rank).
+  int rc = exit_ok;
+  std::string message = check_memory<Scalar>(cfg, part, mpi ? comm.rank() : -1);
+  if ((rc = comm.agree(message.empty() ? exit_ok : exit_failure, message)) != exit_ok) return rc;
+
   // Inputs and output files, with every rank agreeing before the ring starts.
   std::unique_ptr<InputData> data;
-  int rc = exit_ok;
-  std::string message;
+  const bool check_finite = cfg.input.check_finite && cfg.input.source == InputSource::npy;
   try {
     data = InputData::create(cfg);
   } catch (const std::exception &e) {
@@ -293,6 +432,7 @@ int run_point(const RunConfig &cfg, const CommandLine &cl, const DriverComm &com
   const std::vector<SampledRow> samples = sample_rows(cfg);
   std::map<std::size_t, RowValues> got;
   RingStats stats;
+  bool outputs_bad = false; // a NaN or a stray infinity anywhere in this member's O or LSE
 
   if (mpi) {
 #ifdef RINGATTN_ENABLE_MPI
@@ -304,9 +444,10 @@ int run_point(const RunConfig &cfg, const CommandLine &cl, const DriverComm &com
     Tensor3<Scalar, Mem> lse("lse", B, H, n);
     try {
       if (fault.at("load", p)) throw std::runtime_error("injected fault while reading inputs");
-      load_member(*data, TensorId::q, part, p, q);
-      load_member(*data, TensorId::k, part, p, k);
-      load_member(*data, TensorId::v, part, p, v);
+      const RunConfig *check = check_finite ? &cfg : nullptr;
+      load_member(*data, TensorId::q, part, p, q, check);
+      load_member(*data, TensorId::k, part, p, k, check);
+      load_member(*data, TensorId::v, part, p, v, check);
     } catch (const std::exception &e) {
       rc = exit_bad_input;
       message = "ringattn: error on rank " + std::to_string(p) + ": " + e.what();
@@ -325,6 +466,8 @@ int run_point(const RunConfig &cfg, const CommandLine &cl, const DriverComm &com
     auto lh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), lse);
     files.write_member(part, p, oh.data(), lh.data());
     capture_samples(samples, part, p, H, D, oh.data(), lh.data(), got);
+    outputs_bad = !samples.empty() && outputs_nonfinite(oh.data(), std::int64_t(oh.span()),
+                                                        lh.data(), std::int64_t(lh.span()));
     report.bytes_sent_per_member = comm.gather(stats.bytes_sent[p]);
     report.compute_seconds_per_member = comm.gather(stats.compute_seconds[p]);
     report.hops_made = comm.sum(stats.hops_made);
@@ -333,16 +476,21 @@ int run_point(const RunConfig &cfg, const CommandLine &cl, const DriverComm &com
     report.peak_scope = "rank";
 #endif
   } else {
-    DriverMemberIO<Scalar> io(cfg, *data, part, files, samples);
+    DriverMemberIO<Scalar> io(cfg, *data, part, files, samples, check_finite);
     for (int rep = 0; rep < repeats; ++rep) {
       progress.begin_repeat(rep);
       io.final_repeat = rep + 1 == repeats;
       Kokkos::Timer timer;
-      stats = attention.forward(io, B, D);
+      try {
+        stats = attention.forward(io, B, D);
+      } catch (const NonFiniteInput &e) { // one process: nobody waits on us
+        return comm.agree(exit_bad_input, std::string("ringattn: error: ") + e.what());
+      }
       Exec().fence();
       if (rep >= cfg.benchmark.warmup) report.repeat_seconds.push_back(timer.seconds());
     }
     got = std::move(io.got);
+    outputs_bad = io.outputs_nonfinite;
     report.bytes_sent_per_member = stats.bytes_sent;
     report.compute_seconds_per_member = stats.compute_seconds;
     report.hops_made = stats.hops_made;
@@ -383,6 +531,8 @@ int run_point(const RunConfig &cfg, const CommandLine &cl, const DriverComm &com
   VerifyErrors mine;
   for (const auto &[s, values] : got)
     mine.add(values, reference_row(*data, pattern, cfg.effective_scale(), samples[s]));
+  // Beyond the sampled rows: any NaN in the outputs fails the verification.
+  if (outputs_bad) mine.nonfinite = true;
   report.verify = mine;
 #ifdef RINGATTN_ENABLE_MPI
   if (mpi) {
@@ -413,7 +563,6 @@ void print_summary(const RunReport &r) {
 
 int run_command(const RunConfig &deck, const CommandLine &cl) {
   const DriverComm comm;
-  const std::int64_t baseline = resident_bytes(); // Kokkos, MPI and the program, before data
   std::vector<RunConfig> points =
       deck.sweep.empty() ? std::vector<RunConfig>{deck} : expand_sweep(deck);
   // Mode checks, agreed on every rank.
@@ -443,6 +592,10 @@ int run_command(const RunConfig &deck, const CommandLine &cl) {
       for (const auto &[key, value] : cfg.sweep_point) std::cout << " " << key << "=" << value;
       std::cout << std::endl;
     }
+    // Kokkos, MPI and the program, before this point's data; and this point's own peak.
+    return_freed_memory();
+    reset_peak_resident();
+    const std::int64_t baseline = resident_bytes();
     RunReport report;
     rc = cfg.problem.dtype == DType::float64 ? run_point<double>(cfg, cl, comm, baseline, report)
                                              : run_point<float>(cfg, cl, comm, baseline, report);
