@@ -66,7 +66,7 @@ public:
                                                : 1.0 / std::sqrt(double(head_dim)));
   }
   Tiling tiling(std::int64_t head_dim) const {
-    return options_.tiling ? *options_.tiling : default_tiling<ExecSpace>(int(head_dim));
+    return options_.tiling ? *options_.tiling : default_tiling<ExecSpace, Scalar>(int(head_dim));
   }
 
   /// Whole sequence in this process: q [B, N, H, D], k, v [B, N, Hkv, D],

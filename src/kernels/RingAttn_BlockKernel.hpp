@@ -53,7 +53,7 @@ struct BlockAttentionFunctor {
   Acc scale = 1;
   bool causal = false;
 
-  static std::size_t scratch_elements(int QT, int KT, int D) {
+  KOKKOS_INLINE_FUNCTION static std::size_t scratch_elements(int QT, int KT, int D) {
     // Q, K^T, V, S, accumulator tiles and three per-row vectors
     return std::size_t(QT) * D * 2 + std::size_t(KT) * D * 2 + std::size_t(QT) * KT + 3 * QT;
   }
@@ -190,7 +190,7 @@ struct BlockAttentionFunctor {
 
 /// Default tiling for an execution space: one thread per team on the host
 /// (a team is one core's tile loop), warps of lanes on a GPU.
-template <class ExecSpace>
+template <class ExecSpace, class Scalar = float>
 Tiling default_tiling([[maybe_unused]] int head_dim) {
   Tiling t;
   if constexpr (compat::is_host_execution_v<ExecSpace>) {
@@ -202,10 +202,27 @@ Tiling default_tiling([[maybe_unused]] int head_dim) {
     t.k_tile = head_dim <= 64 ? 128 : 64;
 #endif
   } else {
+    // Rows over threads, keys or head dims over vector lanes. The tiles are
+    // halved until the team's scratch fits level 0 (shared memory, 40 KiB in
+    // Kokkos 3.4 CUDA): 32 x 32 up to D = 64, 16 x 16 at D = 128, 8 x 8 at
+    // D = 256. Larger tiles would spill to level 1 (global memory), where
+    // every score and accumulator update is a round trip to L2.
+    using Functor = Details::BlockAttentionFunctor<ExecSpace, Scalar>;
+    const auto fits = [&] {
+      const std::size_t bytes = Functor::ScratchView::shmem_size(
+          Functor::scratch_elements(t.q_tile, t.k_tile, head_dim));
+      return bytes <= std::size_t(Kokkos::TeamPolicy<ExecSpace>::scratch_size_max(0));
+    };
     t.q_tile = 32;
     t.k_tile = 32;
-    t.team_size = 8;
-    t.vector_length = 32;
+    while (!fits() && (t.q_tile > 8 || t.k_tile > 8)) {
+      if (t.q_tile >= t.k_tile && t.q_tile > 8)
+        t.q_tile /= 2;
+      else
+        t.k_tile /= 2;
+    }
+    t.vector_length = t.k_tile < 32 ? t.k_tile : 32;
+    t.team_size = t.q_tile < 256 / t.vector_length ? t.q_tile : 256 / t.vector_length;
   }
   return t;
 }
