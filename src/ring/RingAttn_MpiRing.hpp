@@ -6,8 +6,10 @@
 // p + s what that member needs (RingAttn_Exchange.hpp); empty hops are not
 // made. Non-blocking and double-buffered: the messages of step s + 1 are in
 // flight while step s is computed. Device buffers are staged through the host
-// (the MPI need not be CUDA-aware).
+// (the MPI need not be CUDA-aware), unless RingAttn was configured with
+// RingAttn_ENABLE_CUDA_AWARE_MPI, which hands MPI the device buffers.
 
+#include <RingAttn_Config.hpp>
 #include <ring/RingAttn_RingMember.hpp>
 #include <ring/RingAttn_RingStats.hpp>
 
@@ -36,12 +38,16 @@ MPI_Datatype mpi_type() {
     return MPI_FLOAT;
 }
 
-/// A block buffer plus, where the memory space is not host accessible, a host
-/// staging copy that MPI reads and writes.
+/// A block buffer plus, where the memory space is not host accessible and the
+/// MPI is not CUDA-aware, a host staging copy that MPI reads and writes.
 template <class Scalar, class MemorySpace>
 struct MessageBuffer {
-  static constexpr bool host_accessible =
-      Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemorySpace>::accessible;
+#ifdef RINGATTN_ENABLE_CUDA_AWARE_MPI
+  static constexpr bool staged = false; // MPI reads and writes device memory
+#else
+  static constexpr bool staged =
+      !Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemorySpace>::accessible;
+#endif
   BlockBuffer<Scalar, MemorySpace> device;
   BlockBuffer<Scalar, Kokkos::HostSpace> host;
   Tensor4<Scalar, MemorySpace> block;
@@ -49,19 +55,19 @@ struct MessageBuffer {
 
   void shape(std::int64_t batch, std::int64_t rows, std::int64_t dim) {
     block = device.view(batch, rows, dim);
-    if constexpr (!host_accessible) staging = host.view(batch, rows, dim);
+    if constexpr (staged) staging = host.view(batch, rows, dim);
   }
   Scalar *mpi_data() {
-    if constexpr (host_accessible)
-      return block.data();
-    else
+    if constexpr (staged)
       return staging.data();
+    else
+      return block.data();
   }
   void to_host() {
-    if constexpr (!host_accessible) Kokkos::deep_copy(staging, block);
+    if constexpr (staged) Kokkos::deep_copy(staging, block);
   }
   void from_host() {
-    if constexpr (!host_accessible) Kokkos::deep_copy(block, staging);
+    if constexpr (staged) Kokkos::deep_copy(block, staging);
   }
 };
 
