@@ -172,6 +172,8 @@ const std::vector<BadDeck> bad_decks = {
    "deck.yaml:5:17: input.source: expected one of random | npy, got \"file\""},
   {"negative seed", P + "input: {seed: -1}\n", {},
    "deck.yaml:5:15: input.seed: expected an integer in [0, 18446744073709551615], got \"-1\""},
+  {"check_finite not a bool", P + "input: {check_finite: maybe}\n", {},
+   "deck.yaml:5:23: input.check_finite: expected true or false, got \"maybe\""},
   // -- verify, benchmark
   {"zero tolerance", P + "verify: {tolerance: 0}\n", {},
    "deck.yaml:5:21: verify.tolerance: expected a positive finite number, got 0"},
@@ -276,6 +278,9 @@ TEST_CASE("deck: defaults are filled in", "[deck]") {
   CHECK(c.ring.overlap);
   CHECK(c.input.source == InputSource::random);
   CHECK(c.input.seed == 42);
+  CHECK(c.input.check_finite);
+  CHECK_FALSE(load_deck(deck, {"input.check_finite=false"}).input.check_finite);
+  CHECK(describe(c).find("check_finite: true") != std::string::npos);
   CHECK(c.verify.enabled);
   CHECK(c.verify.rows == 64);
   CHECK(c.verify.tolerance == 1e-4);

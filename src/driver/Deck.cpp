@@ -34,7 +34,7 @@ const std::vector<Section> &schema() {
       {"problem", {"batch", "seq_len", "heads", "kv_heads", "head_dim", "dtype"}},
       {"attention", {"kind", "segment_lengths", "dilation_rates", "mixing", "causal", "scale"}},
       {"ring", {"mode", "size", "partition", "overlap"}},
-      {"input", {"source", "seed", "q", "k", "v"}},
+      {"input", {"source", "seed", "q", "k", "v", "check_finite"}},
       {"verify", {"enabled", "rows", "tolerance"}},
       {"benchmark", {"warmup", "repeats"}},
       {"output", {"results", "o", "lse", "csv"}},
@@ -798,6 +798,7 @@ RunConfig build(const std::shared_ptr<const DeckSource> &srcp, const SweepPoint 
       b.fail(*v, name, "only used with input.source: npy, but source is random (add source: npy)");
     }
   }
+  in.check_finite = b.boolean("input.check_finite", true);
 
   // verify
   c.verify.enabled = b.boolean("verify.enabled", true);
@@ -1047,6 +1048,7 @@ void emit_config(YAML::Emitter &out, const RunConfig &c) {
     out << YAML::Key << "k" << YAML::Value << c.input.k;
     out << YAML::Key << "v" << YAML::Value << c.input.v;
   }
+  out << YAML::Key << "check_finite" << YAML::Value << c.input.check_finite;
   out << YAML::EndMap;
 
   out << YAML::Key << "verify" << YAML::Value << YAML::BeginMap;

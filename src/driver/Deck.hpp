@@ -72,6 +72,10 @@ struct InputConfig {
   std::uint64_t seed = 42;
   /// npy only (empty for random): paths resolved against the deck's folder.
   std::string q, k, v;
+  /// Scan each member's inputs for NaN and Inf after loading them, and fail
+  /// (exit 2) naming the tensor, the first bad (batch, position, head) and
+  /// the file, rather than carry them into the results.
+  bool check_finite = true;
 };
 
 struct VerifyConfig {

@@ -528,6 +528,16 @@ void AtomicFile::discard() noexcept {
   done_ = true;
 }
 
+void check_writable(const std::string &path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw NpyError(path + ": cannot write it: it is a folder");
+  AtomicFile file(path, long(::getpid()) + 1000000000L); // a name no run uses
+  const int fd = ::open(file.temp_path().c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) throw NpyError(path + ": cannot create a file there: " + errno_text());
+  ::close(fd);
+} // ~AtomicFile removes the probe
+
 void write_file_atomically(const std::string &path, const std::string &contents) {
   AtomicFile file(path);
   const int fd = open_or_throw(file.temp_path(), O_WRONLY | O_CREAT | O_TRUNC, "create");

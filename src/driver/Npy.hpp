@@ -140,6 +140,11 @@ private:
   bool done_ = false;
 };
 
+/// Checks, before any work, that an AtomicFile at `path` could be committed:
+/// its folder exists or can be made, `path` is not a folder, and a file can
+/// be created beside it (made and removed again). Throws NpyError.
+void check_writable(const std::string &path);
+
 /// Writes `contents` to `path` through an AtomicFile. Throws NpyError.
 void write_file_atomically(const std::string &path, const std::string &contents);
 

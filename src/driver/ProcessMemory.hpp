@@ -10,6 +10,11 @@ namespace ringattn::driver {
 std::int64_t resident_bytes();
 std::int64_t peak_resident_bytes();
 
+/// Memory this process could still allocate without being killed (bytes):
+/// MemAvailable of /proc/meminfo, lowered to the room left under a cgroup
+/// memory limit where there is one; -1 where unknown.
+std::int64_t available_host_bytes();
+
 /// Resets the peak to the current resident size (Linux: /proc/self/clear_refs),
 /// so that each point of a sweep reports its own peak. False where unsupported.
 bool reset_peak_resident();

@@ -14,6 +14,7 @@
 #include <Kokkos_Core.hpp>
 #include <Kokkos_Timer.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -579,6 +580,27 @@ int run_command(const RunConfig &deck, const CommandLine &cl) {
   } catch (const DeckError &e) {
     rc = exit_bad_input;
     message = e.what();
+  }
+  if ((rc = comm.agree(rc, message)) != exit_ok) return rc;
+
+  // Every output can be written: found now, not after the run (when O and
+  // LSE would already be in place without a results file).
+  if (comm.rank() == 0) {
+    const std::pair<const char *, const std::string *> outputs[] = {
+        {"output.results", &deck.output.results},
+        {"output.csv", &deck.output.csv},
+        {"output.o", &deck.output.o},
+        {"output.lse", &deck.output.lse}};
+    for (const auto &[key, path] : outputs) {
+      if (path->empty() || (std::string(key) == "output.csv" && deck.sweep.empty())) continue;
+      try {
+        check_writable(*path);
+      } catch (const NpyError &e) {
+        rc = exit_bad_input;
+        message = deck.where(key) + ": " + e.what();
+        break;
+      }
+    }
   }
   if ((rc = comm.agree(rc, message)) != exit_ok) return rc;
 

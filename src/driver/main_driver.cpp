@@ -16,6 +16,7 @@
 #include <exception>
 #include <functional>
 #include <iostream>
+#include <new>
 #include <string>
 
 namespace ringattn::driver {
@@ -64,6 +65,12 @@ int with_runtime(int &argc, char **&argv, const std::function<int()> &fn) {
   } catch (const UsageError &e) {
     std::cerr << "ringattn: " << e.what() << "\n";
     rc = exit_bad_input;
+    escaped = true;
+  } catch (const std::bad_alloc &e) { // (Kokkos reports its own as std::runtime_error)
+    std::cerr << "ringattn: error: out of memory: " << e.what()
+              << "\n(the problem is too large for this machine; see ringattn plan DECK --memory "
+                 "SIZE)\n";
+    rc = exit_failure;
     escaped = true;
   } catch (const std::exception &e) {
     std::cerr << "ringattn: error: " << e.what() << "\n";
