@@ -40,11 +40,12 @@ std::int64_t available_host_bytes() {
   while (std::getline(meminfo, line))
     if (line.rfind("MemAvailable:", 0) == 0) avail = std::stoll(line.substr(13)) * 1024;
   // cgroup v2, then v1: the room left under the limit
-  for (const auto &[limit_file, usage_file] :
-       {std::pair<const char *, const char *>{"/sys/fs/cgroup/memory.max",
-                                              "/sys/fs/cgroup/memory.current"},
-        {"/sys/fs/cgroup/memory/memory.limit_in_bytes",
-         "/sys/fs/cgroup/memory/memory.usage_in_bytes"}}) {
+  // (a named array: nvcc 11.8 cannot deduce a braced list of pairs in a range-for)
+  const std::pair<const char *, const char *> cgroup_files[] = {
+      {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
+      {"/sys/fs/cgroup/memory/memory.limit_in_bytes",
+       "/sys/fs/cgroup/memory/memory.usage_in_bytes"}};
+  for (const auto &[limit_file, usage_file] : cgroup_files) {
     const std::int64_t limit = file_number(limit_file), usage = file_number(usage_file);
     if (limit < 0 || usage < 0) continue;
     const std::int64_t room = limit > usage ? limit - usage : 0;
