@@ -571,6 +571,11 @@ int run_command(const RunConfig &deck, const CommandLine &cl) {
   std::string message;
   try {
     for (RunConfig &p : points) {
+      // Under mpirun with ring.mode left out, the ranks are the ring.
+      if (comm.size() > 1 && !p.origins.count("ring.mode")) {
+        p.ring.mode = RingMode::mpi;
+        if (!p.origins.count("ring.size")) p.ring.size = 0;
+      }
       resolve_ring_size(p, comm.size());
       if (p.ring.mode == RingMode::simulated && comm.size() > 1)
         throw DeckError(p.where("ring.mode") + ": expected mpi when run under mpirun with " +
