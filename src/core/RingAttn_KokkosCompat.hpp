@@ -36,7 +36,9 @@ KOKKOS_INLINE_FUNCTION bool isfinite(T x) {
 
 template <class T>
 KOKKOS_INLINE_FUNCTION constexpr T infinity() {
-  return Kokkos::Experimental::infinity<T>::value;
+  // HUGE_VAL is +inf for IEEE doubles and usable in device code; Kokkos'
+  // numeric traits moved between 3.x (infinity<T>::value) and 4.x (infinity_v).
+  return static_cast<T>(HUGE_VAL);
 }
 
 /// Whether ExecSpace runs on the host CPU (the CBLAS fast path may run there).
