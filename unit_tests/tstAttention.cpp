@@ -222,3 +222,25 @@ TEST_CASE("vectorizable exp matches std::exp on x <= 0", "[merge]") {
   CHECK(Details::exp_nonpositive(-std::numeric_limits<float>::infinity()) == 0.0f);
   CHECK(Details::exp_nonpositive(0.0f) == 1.0f);
 }
+
+TEMPLATE_LIST_TEST_CASE("huge segment lengths and rates through the ring", "[attention][backend]",
+                        ExecSpaces) {
+  Problem p;
+  p.N = 64;
+  p.H = 3;
+  p.Hkv = 1;
+  p.D = 8;
+  p.dilated = true;
+  p.w = {INT64_MAX, std::int64_t(1) << 62};
+  p.r = {INT64_MAX, std::int64_t(1) << 31};
+  std::mt19937_64 rng(17);
+  p.fill(rng);
+  for (bool causal : {false, true}) {
+    p.causal = causal;
+    for (int R : {1, 3}) {
+      RingOptions opts;
+      opts.members = R;
+      check_against_reference<TestType, float>(p, opts, tol_float);
+    }
+  }
+}

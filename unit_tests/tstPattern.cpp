@@ -126,3 +126,31 @@ TEMPLATE_LIST_TEST_CASE("pattern is device callable and agrees with the host", "
   CHECK(device_pairs == host_pairs);
   CHECK(host_pairs > 0);
 }
+
+TEST_CASE("segment lengths and rates up to 2^63 - 1 keep the literal pairs", "[pattern]") {
+  // Beyond N, w and r change nothing; the pattern must neither overflow nor
+  // lose pairs (the literal reference never forms (s + 1) * w for s > 0 here).
+  const std::int64_t huge = INT64_MAX;
+  const std::vector<std::vector<std::int64_t>> ws = {
+      {huge}, {huge, 8}, {std::int64_t(1) << 62, 16}, {huge, huge}};
+  const std::vector<std::vector<std::int64_t>> rs = {
+      {huge}, {std::int64_t(1) << 40, 2}, {std::int64_t(1) << 33, 16}, {1, huge}};
+  for (std::size_t c = 0; c < ws.size(); ++c)
+    for (Mixing mixing : {Mixing::mixture, Mixing::head_groups})
+      for (bool causal : {false, true}) {
+        const std::int64_t N = 37;
+        const int H = 3;
+        const Pattern p = Pattern::dilated(N, H, 1, causal, mixing, ws[c], rs[c]);
+        const auto lit = literal(N, ws[c], rs[c], H, mixing, causal);
+        for (int h = 0; h < H; ++h)
+          for (std::int64_t t = 0; t < N; ++t) {
+            std::int64_t pairs = 0;
+            for (int i = 0; i < int(ws[c].size()); ++i)
+              for (std::int64_t u = 0; u < N; ++u) {
+                REQUIRE(p.keeps(t, u, h, i) == lit.keeps(t, u, h, i));
+                pairs += lit.keeps(t, u, h, i);
+              }
+            REQUIRE(p.pairs_for_query(t, h) == pairs);
+          }
+      }
+}

@@ -54,8 +54,8 @@ public:
   explicit RingAttention(const Pattern &pattern, const RingOptions &options = {})
       : pattern_(pattern), options_(options) {
     if (options_.members < 1) throw std::invalid_argument("ringattn: members must be >= 1");
-    if (options_.scale && !(std::isfinite(*options_.scale) && *options_.scale > 0))
-      throw std::invalid_argument("ringattn: scale must be a positive finite number");
+    if (options_.scale && !std::isfinite(*options_.scale))
+      throw std::invalid_argument("ringattn: scale must be a finite number");
   }
 
   const Pattern &pattern() const { return pattern_; }

@@ -15,6 +15,8 @@
 #include <kernels/RingAttn_FastExp.hpp>
 #include <kernels/RingAttn_Merge.hpp>
 
+#include <algorithm>
+#include <climits>
 #include <cstdint>
 
 namespace ringattn {
@@ -209,8 +211,8 @@ Tiling default_tiling([[maybe_unused]] int head_dim) {
     // every score and accumulator update is a round trip to L2.
     using Functor = Details::BlockAttentionFunctor<ExecSpace, Scalar>;
     const auto fits = [&] {
-      const std::size_t bytes = Functor::ScratchView::shmem_size(
-          Functor::scratch_elements(t.q_tile, t.k_tile, head_dim));
+      const std::size_t bytes =
+          Functor::ScratchView::shmem_size(Functor::scratch_elements(t.q_tile, t.k_tile, head_dim));
       return bytes <= std::size_t(Kokkos::TeamPolicy<ExecSpace>::scratch_size_max(0));
     };
     t.q_tile = 32;
@@ -248,7 +250,14 @@ void block_attention(
   if (num_items == 0 || batch == 0) return;
 #ifdef RINGATTN_ENABLE_BLAS
   if constexpr (std::is_same_v<Scalar, float> && compat::is_host_execution_v<ExecSpace>) {
-    if (!tiling.portable) {
+    // The GEMMs take the strided query rows as a leading dimension of
+    // stride * H * D, which CBLAS holds in an int.
+    std::int64_t max_stride = 1;
+    for (std::size_t t = 0; t < tasks.extent(0); ++t)
+      max_stride = std::max(max_stride, tasks(t).stride);
+    const bool fits_int = max_stride <= std::int64_t(INT_MAX) /
+                                            (std::int64_t(q.extent(2)) * std::int64_t(q.extent(3)));
+    if (!tiling.portable && fits_int) {
       using HostFunctor = Details::HostBlockAttentionFunctor<ExecSpace>;
       HostFunctor f{q,     kv,    tasks, items, o, lse, num_items, tiling.q_tile, tiling.k_tile,
                     scale, causal};

@@ -6,6 +6,7 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -16,7 +17,7 @@ namespace ringattn {
 enum class Mixing { mixture, head_groups };
 
 /// The most dilation branches a pattern may hold (LongNet uses 3 to 5).
-inline constexpr int max_branches = 16;
+inline constexpr int max_branches = 64;
 
 /// An attention pattern over a sequence of `seq_len` positions.
 ///
@@ -59,8 +60,13 @@ struct Pattern {
         throw std::invalid_argument("dilated pattern: segment lengths must be >= 1");
       if (rates[i] < 1 || rates[i] > segments[i])
         throw std::invalid_argument("dilated pattern: dilation rate must satisfy 1 <= r <= w");
-      p.segment_length[i] = segments[i];
-      p.dilation_rate[i] = rates[i];
+      // Stored in a normal form with the same pairs: a segment longer than N
+      // is the whole sequence, and a rate beyond max(N, H) changes nothing
+      // (every phase and offset is already below it). Keeps all index
+      // arithmetic below max(N, H), whatever the deck says.
+      const std::int64_t cap = std::max<std::int64_t>(seq_len, heads);
+      p.segment_length[i] = std::min(segments[i], seq_len);
+      p.dilation_rate[i] = std::min(rates[i], cap);
     }
     p.num_branches = static_cast<int>(segments.size());
     if (mixing == Mixing::head_groups && heads < p.num_branches)
@@ -77,11 +83,11 @@ struct Pattern {
   }
   /// End of segment s; the last segment of a branch may be shorter (SPEC 2).
   KOKKOS_INLINE_FUNCTION std::int64_t segment_end(std::int64_t s, int i) const {
-    const std::int64_t e = (s + 1) * segment_length[i];
-    return e < seq_len ? e : seq_len;
+    const std::int64_t begin = s * segment_length[i];
+    return seq_len - begin > segment_length[i] ? begin + segment_length[i] : seq_len;
   }
   KOKKOS_INLINE_FUNCTION std::int64_t num_segments(int i) const {
-    return (seq_len + segment_length[i] - 1) / segment_length[i];
+    return (seq_len - 1) / segment_length[i] + 1;
   }
   /// Phase of t in branch i: its distance from the segment start, modulo r_i.
   KOKKOS_INLINE_FUNCTION std::int64_t phase(std::int64_t t, int i) const {
@@ -129,7 +135,7 @@ struct Pattern {
       const std::int64_t s = segment(t, i);
       const std::int64_t b = segment_begin(s, i) + off;
       const std::int64_t e = causal ? t + 1 : segment_end(s, i);
-      if (e > b) n += (e - b + dilation_rate[i] - 1) / dilation_rate[i];
+      if (e > b) n += (e - b - 1) / dilation_rate[i] + 1;
     }
     return n;
   }

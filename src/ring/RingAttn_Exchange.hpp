@@ -37,8 +37,14 @@ namespace Details {
 /// Positions in [lo, hi) congruent to base modulo r, as (first, count).
 inline void progression(std::int64_t lo, std::int64_t hi, std::int64_t base, std::int64_t r,
                         std::int64_t &first, std::int64_t &count) {
-  first = lo <= base ? base : base + ((lo - base + r - 1) / r) * r;
-  count = first < hi ? (hi - 1 - first) / r + 1 : 0;
+  first = base;
+  count = 0;
+  if (hi <= lo || hi <= base) return;
+  const std::int64_t start = lo <= base ? 0 : (lo - base - 1) / r + 1; // first index >= lo
+  const std::int64_t last = (hi - 1 - base) / r;                       // last index < hi
+  if (start > last) return;
+  first = base + start * r;
+  count = last - start + 1;
 }
 
 } // namespace Details
