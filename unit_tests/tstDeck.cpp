@@ -22,6 +22,12 @@ namespace fs = std::filesystem;
 using namespace ringattn::driver;
 
 namespace {
+/// "1, 1, ..., 1": n ones, for list-length cases.
+std::string ones(int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s += i ? ", 1" : "1";
+  return s;
+}
 
 /// A fresh folder for one test, removed afterwards.
 struct TempDir {
@@ -110,7 +116,9 @@ const std::vector<BadDeck> bad_decks = {
   {"heads beyond int", "problem:\n  seq_len: 256\n  heads: 3000000000\n  head_dim: 16\n", {},
    "deck.yaml:3:10: problem.heads: expected an integer in [1, 2147483647], got 3000000000"},
   {"head_dim zero", "problem:\n  seq_len: 256\n  heads: 4\n  head_dim: 0\n", {},
-   "deck.yaml:4:13: problem.head_dim: expected an integer >= 1, got 0"},
+   "deck.yaml:4:13: problem.head_dim: expected an integer in [1, 65536], got 0"},
+  {"head_dim beyond the kernel's tiles", "problem:\n  seq_len: 256\n  heads: 4\n  head_dim: 65537\n", {},
+   "deck.yaml:4:13: problem.head_dim: expected an integer in [1, 65536], got 65537"},
   {"kv_heads does not divide heads", P + "  kv_heads: 3\n", {},
    "deck.yaml:5:13: problem.kv_heads: expected a divisor of problem.heads (4), got 3"},
   {"kv_heads above heads", P + "  kv_heads: 8\n", {},
@@ -138,8 +146,8 @@ const std::vector<BadDeck> bad_decks = {
    "deck.yaml:7:29: attention.segment_lengths[2]: expected an integer >= 1, got 0"},
   {"segments not a list", P + "attention:\n  kind: dilated\n  segment_lengths: 512\n  dilation_rates: [1]\n", {},
    "deck.yaml:7:20: attention.segment_lengths: expected a list of integers such as [2048, 4096], got \"512\""},
-  {"too many branches", P + "attention:\n  kind: dilated\n  segment_lengths: [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n", {},
-   "deck.yaml:7:20: attention.segment_lengths: expected 1 to 16 values, got 17"},
+  {"too many branches", P + "attention:\n  kind: dilated\n  segment_lengths: [" + ones(65) + "]\n", {},
+   "deck.yaml:7:20: attention.segment_lengths: expected 1 to 64 values, got 65"},
   {"head_groups with fewer heads than branches", "problem: {seq_len: 256, heads: 2, head_dim: 16}\nattention:\n  kind: dilated\n  segment_lengths: [16, 32, 64]\n  dilation_rates: [1, 2, 4]\n  mixing: head_groups\n", {},
    "deck.yaml:6:11: attention.mixing: head_groups needs problem.heads >= the number of branches (3), got 2 heads"},
   {"segments with dense", P + "attention:\n  kind: dense\n  segment_lengths: [16]\n", {},

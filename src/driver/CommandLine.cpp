@@ -202,9 +202,16 @@ CommandLine parse_command_line(int argc, const char *const *argv) {
   return parse_command_line(args);
 }
 
-CommandLine parse_command_line(const std::vector<std::string> &args) {
+CommandLine parse_command_line(const std::vector<std::string> &given) {
   CommandLine cl;
   const std::string hint = " (see 'ringattn --help')";
+  // --quiet may also stand before the command: move it after.
+  std::vector<std::string> args;
+  std::size_t lead = 0;
+  while (lead < given.size() && (given[lead] == "--quiet" || given[lead] == "-q")) ++lead;
+  if (lead < given.size()) args.push_back(given[lead]);
+  for (std::size_t i = 0; i < lead; ++i) args.push_back(given[i]);
+  for (std::size_t i = lead + 1; i < given.size(); ++i) args.push_back(given[i]);
   if (args.empty()) throw UsageError("missing command" + hint);
 
   const std::string &first = args[0];

@@ -666,6 +666,7 @@ private:
 constexpr std::int64_t int_max = INT_MAX;
 constexpr std::int64_t i64_max = std::numeric_limits<std::int64_t>::max();
 constexpr std::int64_t count_cap = 1000000; // warmup / repeats
+constexpr std::int64_t max_head_dim = 65536;
 
 RunConfig build(const std::shared_ptr<const DeckSource> &srcp, const SweepPoint *point) {
   const DeckSource &src = *srcp;
@@ -681,7 +682,8 @@ RunConfig build(const std::shared_ptr<const DeckSource> &srcp, const SweepPoint 
   p.seq_len = b.required_integer("problem.seq_len", 1, i64_max);
   p.heads = int(b.required_integer("problem.heads", 1, int_max));
   p.kv_heads = int(b.integer("problem.kv_heads", 1, int_max, p.heads));
-  p.head_dim = b.required_integer("problem.head_dim", 1, i64_max);
+  // The block kernel holds tiles of head_dim values in (int-indexed) scratch.
+  p.head_dim = b.required_integer("problem.head_dim", 1, max_head_dim);
   p.dtype = b.choice<DType>(
       "problem.dtype", {{"float32", DType::float32}, {"float64", DType::float64}}, DType::float32);
   if (p.kv_heads > p.heads || p.heads % p.kv_heads != 0)

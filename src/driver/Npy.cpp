@@ -1,5 +1,7 @@
 #include "Npy.hpp"
 
+#include <csignal>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -492,6 +494,46 @@ void NpyWriter::close() {
 
 // ---- atomic output ----------------------------------------------------------
 
+namespace {
+
+// Temporary files still pending, for removal when the program is interrupted
+// (SIGINT, SIGTERM, SIGHUP): fixed storage, so the handler only reads memory
+// and calls unlink, which is async-signal-safe.
+constexpr int max_pending = 64;
+constexpr std::size_t max_pending_path = 4096;
+char pending_path[max_pending][max_pending_path];
+volatile std::sig_atomic_t pending_used[max_pending];
+
+extern "C" void remove_pending_and_reraise(int sig) {
+  for (int i = 0; i < max_pending; ++i)
+    if (pending_used[i]) ::unlink(pending_path[i]);
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+int register_pending(const std::string &path) {
+  static const bool installed = [] {
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, remove_pending_and_reraise);
+    return true;
+  }();
+  (void)installed;
+  if (path.size() >= max_pending_path) return -1;
+  for (int i = 0; i < max_pending; ++i)
+    if (!pending_used[i]) {
+      std::memcpy(pending_path[i], path.c_str(), path.size() + 1);
+      pending_used[i] = 1;
+      return i;
+    }
+  return -1;
+}
+
+void unregister_pending(int &slot) {
+  if (slot >= 0) pending_used[slot] = 0;
+  slot = -1;
+}
+
+} // namespace
+
 AtomicFile::AtomicFile(std::string path) : AtomicFile(std::move(path), long(::getpid())) {}
 
 AtomicFile::AtomicFile(std::string path, long token)
@@ -503,6 +545,7 @@ AtomicFile::AtomicFile(std::string path, long token)
     if (ec && !std::filesystem::is_directory(parent))
       throw NpyError(path_ + ": cannot create the folder " + parent.string() + ": " + ec.message());
   }
+  slot_ = register_pending(temp_);
 }
 
 AtomicFile::~AtomicFile() {
@@ -521,11 +564,13 @@ void AtomicFile::commit() {
     throw NpyError(path_ + ": cannot move " + temp_ + " into place: " + why);
   }
   done_ = true;
+  unregister_pending(slot_);
 }
 
 void AtomicFile::discard() noexcept {
   ::unlink(temp_.c_str());
   done_ = true;
+  unregister_pending(slot_);
 }
 
 void check_writable(const std::string &path) {

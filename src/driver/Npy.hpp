@@ -138,6 +138,7 @@ private:
   std::string path_;
   std::string temp_;
   bool done_ = false;
+  int slot_ = -1; ///< registration for removal on SIGINT/SIGTERM/SIGHUP
 };
 
 /// Checks, before any work, that an AtomicFile at `path` could be committed:

@@ -111,6 +111,7 @@ void emit_report_body(YAML::Emitter &out, const RunReport &r) {
   out << YAML::EndMap;
 
   out << YAML::Key << "verify" << YAML::Value << YAML::Flow << YAML::BeginMap;
+  out << YAML::Key << "enabled" << YAML::Value << r.verified;
   out << YAML::Key << "rows_checked" << YAML::Value << r.verify.rows;
   out << YAML::Key << "max_abs_error_o" << YAML::Value << finite_or_max(r.verify.max_abs_error_o);
   out << YAML::Key << "max_abs_error_lse" << YAML::Value

@@ -422,7 +422,11 @@ int run_point(const RunConfig &cfg, const CommandLine &cl, const DriverComm &com
   std::unique_ptr<InputData> data;
   const bool check_finite = cfg.input.check_finite && cfg.input.source == InputSource::npy;
   try {
+    check_input_files(cfg); // DeckError at input.q/k/v: expected shape, got ...
     data = InputData::create(cfg);
+  } catch (const DeckError &e) {
+    rc = exit_bad_input;
+    message = e.what();
   } catch (const std::exception &e) {
     rc = exit_bad_input;
     message = cfg.where("input") + ": " + e.what();
@@ -627,7 +631,7 @@ int run_command(const RunConfig &deck, const CommandLine &cl) {
     rc = cfg.problem.dtype == DType::float64 ? run_point<double>(cfg, cl, comm, baseline, report)
                                              : run_point<float>(cfg, cl, comm, baseline, report);
     if (rc != exit_ok) return rc;
-    if (comm.rank() == 0) print_summary(report);
+    if (comm.rank() == 0 && !cl.quiet) print_summary(report);
     if (!deck.sweep.empty()) csv += csv_row(report);
     reports.push_back(std::move(report));
     if (comm.rank() == 0 && !deck.sweep.empty()) // keep finished points if a later one fails

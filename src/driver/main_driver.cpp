@@ -18,6 +18,7 @@
 #include <iostream>
 #include <new>
 #include <string>
+#include <vector>
 
 namespace ringattn::driver {
 
@@ -139,7 +140,14 @@ int main_entry(int argc, char **argv) {
     break;
   }
   const bool run = cl.command == Command::run;
-  return with_runtime(argc, argv, [&]() -> int {
+  // --quiet also silences Kokkos' start-up advice (it prints to stdout).
+  std::vector<char *> args(argv, argv + argc);
+  static char disable_warnings[] = "--kokkos-disable-warnings";
+  if (cl.quiet) args.push_back(disable_warnings);
+  args.push_back(nullptr);
+  int runtime_argc = int(args.size()) - 1;
+  char **runtime_argv = args.data();
+  return with_runtime(runtime_argc, runtime_argv, [&]() -> int {
     RunConfig cfg;
     if (const int rc = load_deck_everywhere(cl, cfg); rc != exit_ok) return rc;
     return run ? run_command(cfg, cl) : plan_command(cfg, cl);
