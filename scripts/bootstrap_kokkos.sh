@@ -5,6 +5,10 @@
 #
 #   RINGATTN_DEPS_PREFIX  where to install   (default ~/.cache/ringattn/kokkos-3.4.1)
 #   RINGATTN_KOKKOS_CUDA  =1 builds a CUDA + Serial variant instead (see scripts/build_cuda.sh)
+#   RINGATTN_KOKKOS_EXTRA_CMAKE_ARGS  more Kokkos CMake options, e.g.
+#                         -DKokkos_ENABLE_DEBUG_BOUNDS_CHECK=ON (give such a
+#                         variant its own RINGATTN_DEPS_PREFIX; see
+#                         scripts/test_sanitizers.sh)
 #
 # The Debian mirror is taken from the machine's own apt configuration; the
 # system's apt sources are left untouched (a private sources list and state
@@ -74,7 +78,7 @@ rm -rf "$build"
 echo "[kokkos] building Kokkos 3.4.1 into $prefix" >&2
 cmake -S kokkos-src -B "$build/kokkos" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_STANDARD=17 \
   -DCMAKE_INSTALL_PREFIX="$prefix" -DBUILD_SHARED_LIBS=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON \
-  "${backend_args[@]}" >&2
+  "${backend_args[@]}" ${RINGATTN_KOKKOS_EXTRA_CMAKE_ARGS:-} >&2
 cmake --build "$build/kokkos" -j "$jobs" >&2
 cmake --install "$build/kokkos" >&2
 

@@ -244,3 +244,34 @@ TEMPLATE_LIST_TEST_CASE("huge segment lengths and rates through the ring", "[att
     }
   }
 }
+
+TEMPLATE_LIST_TEST_CASE("work beyond one launch's league is launched in turns",
+                        "[attention][backend]", ExecSpaces) {
+  // Kokkos leagues are int: batch x work items past max_league_size (INT_MAX
+  // by default) run as several launches. A tiny limit forces many turns,
+  // for the portable kernel and the host fast path.
+  std::mt19937_64 rng(2147483647);
+  Problem p;
+  p.B = 3;
+  p.N = 150;
+  p.H = 4;
+  p.Hkv = 2;
+  p.D = 16;
+  p.dilated = true;
+  p.causal = true;
+  p.w = {40, 150};
+  p.r = {2, 3};
+  p.fill(rng);
+  for (bool portable : {false, true})
+    for (std::int64_t league : {1, 5, 7}) {
+      Tiling tiling = default_tiling<TestType>(p.D);
+      tiling.portable = portable;
+      tiling.q_tile = 8;
+      tiling.max_league_size = league;
+      RingOptions options;
+      options.tiling = tiling;
+      options.members = 2;
+      INFO("portable " << portable << " max_league_size " << league);
+      check_against_reference<TestType, float>(p, options, tol_float);
+    }
+}

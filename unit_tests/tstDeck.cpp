@@ -73,6 +73,8 @@ struct BadDeck {
 // clang-format off
 const std::vector<BadDeck> bad_decks = {
   // -- malformed YAML and structure
+  {"nested too deeply (yaml-cpp says only \"bad file\")", "problem: " + std::string(5000, '['), {},
+   "deck.yaml:1:1: malformed YAML: nested too deeply (the parser's limit is"},
   {"unclosed flow map", "problem: {seq_len: 256, heads: 4, head_dim: 16\nattention: {kind: dense}\n", {},
    "deck.yaml:2:10: malformed YAML: end of map flow not found"},
   {"bad indentation", "problem:\n  seq_len: 256\n heads: 4\n", {},

@@ -94,3 +94,39 @@ TEST_CASE("hops that share no segment are skipped", "[ring][exchange]") {
       if (!plan_exchange(pattern, part, p, j, false).empty()) ++nonempty;
   CHECK(nonempty == 8); // each member needs only its own rows
 }
+
+TEST_CASE("exchange plans past 2^31 rows use 64-bit offsets", "[ring][exchange]") {
+  // N = 2^34 positions on 2 members (2^33 each): row counts, block rows and
+  // task positions pass 2^31 (and B x N x H x D far more); nothing is allocated.
+  const std::int64_t N = std::int64_t(1) << 34, half = N / 2;
+  const Partition part(PartitionKind::contiguous, N, 2);
+  // Dense: member 1 needs all of member 0's rows, once per kv head.
+  const Pattern dense = Pattern::dense(N, 8, 2, false);
+  const Exchange ex = plan_exchange(dense, part, 1, 0, true);
+  CHECK(ex.rows == 2 * half);
+  REQUIRE(ex.pack.size() == 2);
+  CHECK(ex.pack[1].block_row == half);
+  CHECK(ex.pack[1].count == half);
+  for (const BlockTask &task : ex.tasks[0]) {
+    CHECK(task.q_count == half);
+    CHECK(task.q_row0 == 0);
+    CHECK(task.q_pos0 == half);
+    CHECK(task.key_runs[0].count == half);
+  }
+  // Dilated, one segment of the whole sequence at rate 4: heads 0..3 of kv
+  // head 0 take phases 0..3, so every row of member 0 is needed once.
+  const Pattern dilated =
+      Pattern::dilated(N, 4, 1, true, Mixing::mixture, {N, std::int64_t(1) << 31}, {4, 1});
+  const Exchange dx = plan_exchange(dilated, part, 1, 0, true);
+  // branch 0: 4 phases x 2^31 rows; branch 1: member 0's segments are not member 1's
+  CHECK(dx.rows == half);
+  std::int64_t last_row = 0;
+  for (const PackRun &run : dx.pack) {
+    CHECK(run.block_row == last_row);
+    last_row += run.count;
+  }
+  CHECK(last_row == dx.rows);
+  // The last query of head 3 (phase 3): N / 4 keys in branch 0, 2^31 in branch 1.
+  CHECK(dilated.pairs_for_query(N - 1, 3) == N / 4 + (std::int64_t(1) << 31));
+  CHECK(dilated.pairs_for_query(N - 1, 0) == (std::int64_t(1) << 31));
+}

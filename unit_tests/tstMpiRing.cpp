@@ -104,3 +104,30 @@ TEST_CASE("MPI ring runs on a sub-communicator", "[mpi][ring]") {
   check_rank_rows(half, ps[3], PartitionKind::contiguous, true);
   MPI_Comm_free(&half);
 }
+
+TEST_CASE("messages past MPI's int count: one element of a spanning datatype", "[mpi][ring]") {
+  // contiguous_type(count, base, chunk) describes `count` values as runs of
+  // `chunk` and a rest; the ring uses chunk = INT_MAX. Checked with small
+  // chunks, between neighbours of the ring.
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const int dst = (rank + 1) % size, src = (rank - 1 + size) % size;
+  for (std::int64_t count : {0, 1, 6, 7, 8, 50, 1000})
+    for (std::int64_t chunk : {1, 7, 64}) {
+      std::vector<float> out(std::size_t(count) + 1), in(std::size_t(count) + 1, -1.0f);
+      for (std::int64_t i = 0; i < count; ++i) out[std::size_t(i)] = float(rank * 10000 + i);
+      MPI_Datatype whole = ringattn::Details::contiguous_type(count, MPI_FLOAT, chunk);
+      int bytes = 0;
+      MPI_Type_size(whole, &bytes);
+      REQUIRE(bytes == int(count * std::int64_t(sizeof(float))));
+      MPI_Request req[2];
+      MPI_Irecv(in.data(), 1, whole, src, 7, MPI_COMM_WORLD, &req[0]);
+      MPI_Isend(out.data(), 1, whole, dst, 7, MPI_COMM_WORLD, &req[1]);
+      MPI_Type_free(&whole); // the pending messages keep it
+      MPI_Waitall(2, req, MPI_STATUSES_IGNORE);
+      for (std::int64_t i = 0; i < count; ++i)
+        REQUIRE(in[std::size_t(i)] == float(src * 10000 + i));
+      REQUIRE(in[std::size_t(count)] == -1.0f); // nothing past the end
+    }
+}

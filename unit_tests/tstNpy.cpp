@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -311,4 +312,43 @@ TEST_CASE("npy output files appear whole or not at all", "[npy]") {
     for (const auto &entry : fs::directory_iterator(fs::path(path).parent_path()))
       CHECK(entry.path().filename() == "o.npy"); // no temporary files left
   }
+}
+
+TEST_CASE("npy offsets past 2^31 elements", "[npy]") {
+  // A float32 array of 3 x 2^30 elements (12 GiB, a sparse file): the header,
+  // the size check and reads and writes at element offsets beyond 2^31.
+  const std::vector<std::int64_t> shape = {3, std::int64_t(1) << 30};
+  const std::string header = npy_header(DType::float32, shape);
+  CHECK(header.find("'shape': (3, 1073741824), }") != std::string::npos);
+  CHECK(header.size() % 64 == 0);
+  TempDir tmp("large");
+  const std::int64_t n = 3 * (std::int64_t(1) << 30);
+  std::optional<NpyWriter> w;
+  try {
+    w.emplace(NpyWriter::create(tmp / "big.npy", DType::float32, shape));
+  } catch (const NpyError &e) {
+    WARN("skipped: this file system cannot hold a 12 GiB sparse file: " << e.what());
+    return;
+  }
+  const float a[2] = {1.5f, -2.5f}, b[3] = {3.0f, 4.0f, 5.0f};
+  w->write((std::int64_t(1) << 31) + 5, 2, a);
+  w->write(n - 3, 3, b);
+  w->close();
+  const NpyReader r(tmp / "big.npy");
+  CHECK(r.header().num_elements() == n);
+  CHECK(r.header().data_bytes() == 4 * n);
+  double got[4] = {};
+  r.read((std::int64_t(1) << 31) + 4, 4, got);
+  CHECK(got[0] == 0.0);
+  CHECK(got[1] == 1.5);
+  CHECK(got[2] == -2.5);
+  CHECK(got[3] == 0.0);
+  float last[3] = {};
+  r.read(n - 3, 3, last);
+  CHECK(last[2] == 5.0f);
+  CHECK_THROWS_AS(r.read(n - 2, 3, got), NpyError);
+  // Truncated by one byte, the same header is refused before any read.
+  fs::resize_file(tmp / "big.npy", fs::file_size(tmp / "big.npy") - 1);
+  CHECK_THAT(error_of([&] { NpyReader(tmp / "big.npy"); }),
+             Catch::Contains("needs 12884901888 bytes of data, the file holds 12884901887"));
 }

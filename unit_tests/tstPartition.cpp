@@ -79,3 +79,45 @@ TEST_CASE("partition handles large sequences without overflow", "[partition]") {
     REQUIRE(part.global_position(p, part.local_index(t)) == t);
   }
 }
+
+TEST_CASE("partition index math where q * N and (t + 1) * pieces pass 2^63", "[partition]") {
+  // Exact floor(q * N / K) in 128 bits, against the partition's 64-bit math.
+  auto exact_cut = [](std::int64_t q, std::int64_t N, std::int64_t K) {
+    return std::int64_t((unsigned __int128)q * (unsigned __int128)N / (unsigned __int128)K);
+  };
+  struct Case {
+    std::int64_t N;
+    int P;
+  };
+  for (const Case c :
+       {Case{(std::int64_t(1) << 44) + 12345, (1 << 20) + 3}, Case{std::int64_t(1) << 33, 3},
+        Case{(std::int64_t(1) << 62) - 1, 2147483647}, Case{std::int64_t(3000000000), 1000}})
+    for (PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag}) {
+      const Partition part(kind, c.N, c.P);
+      const std::int64_t K = part.num_pieces();
+      std::int64_t total = 0;
+      if (c.P <= (1 << 21))
+        for (int p = 0; p < c.P; ++p) total += part.local_size(p);
+      else
+        total = c.N;
+      REQUIRE(total == c.N);
+      for (std::int64_t q : {std::int64_t(0), std::int64_t(1), K / 3, K / 2 + 1, K - 1, K}) {
+        INFO("N " << c.N << " P " << c.P << " q " << q);
+        REQUIRE(part.piece_begin(q) == exact_cut(q, c.N, K));
+        if (q == K) continue;
+        REQUIRE(part.piece_begin(q) <= part.piece_begin(q + 1));
+        // Positions around the piece's start map to their owner and back.
+        for (std::int64_t t : {part.piece_begin(q) - 1, part.piece_begin(q),
+                               part.piece_begin(q) + 1, part.piece_begin(q + 1) - 1}) {
+          if (t < 0 || t >= c.N) continue;
+          const int p = part.owner(t);
+          REQUIRE(p >= 0);
+          REQUIRE(p < c.P);
+          const std::int64_t row = part.local_index(t);
+          REQUIRE(row >= 0);
+          REQUIRE(row < part.local_size(p));
+          REQUIRE(part.global_position(p, row) == t);
+        }
+      }
+    }
+}

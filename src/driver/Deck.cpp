@@ -2,6 +2,7 @@
 
 #include "Npy.hpp"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -878,6 +879,10 @@ std::shared_ptr<DeckSource> parse_source(const std::string &text, const std::str
   src->dir = dir;
   try {
     src->root = YAML::Load(text);
+  } catch (const YAML::DeepRecursion &e) { // yaml-cpp's own message says "bad file"
+    throw DeckError(location(name, e.mark) +
+                    ": malformed YAML: nested too deeply (the parser's limit is " +
+                    std::to_string(e.depth()) + " levels)");
   } catch (const YAML::ParserException &e) {
     std::string hint;
     if (!e.mark.is_null()) {

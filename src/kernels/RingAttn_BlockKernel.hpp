@@ -29,6 +29,9 @@ struct Tiling {
   int vector_length = 1;
   /// Use the portable kernel even where the host fast path could run.
   bool portable = false;
+  /// Most teams one kernel launch may have (Kokkos league sizes are int):
+  /// batch x work items beyond it are launched in turns.
+  std::int64_t max_league_size = INT_MAX;
 };
 
 namespace Details {
@@ -248,6 +251,18 @@ void block_attention(
   const std::int64_t num_items = std::int64_t(items.extent(0));
   const std::int64_t batch = std::int64_t(q.extent(0));
   if (num_items == 0 || batch == 0) return;
+  // One team per (batch entry, item); a league is at most max_league_size
+  // teams, so more items are launched in turns (items touch disjoint rows).
+  const std::int64_t per_launch =
+      std::max<std::int64_t>(1, std::min<std::int64_t>(tiling.max_league_size, INT_MAX) / batch);
+  if (num_items > per_launch) {
+    for (std::int64_t i0 = 0; i0 < num_items; i0 += per_launch) {
+      const Kokkos::View<const WorkItem *, typename ExecSpace::memory_space> part =
+          Kokkos::subview(items, Kokkos::make_pair(i0, std::min(num_items, i0 + per_launch)));
+      block_attention<ExecSpace, Scalar>(exec, q, kv, tasks, part, o, lse, scale, causal, tiling);
+    }
+    return;
+  }
 #ifdef RINGATTN_ENABLE_BLAS
   if constexpr (std::is_same_v<Scalar, float> && compat::is_host_execution_v<ExecSpace>) {
     // The GEMMs take the strided query rows as a leading dimension of

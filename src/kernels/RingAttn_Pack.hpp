@@ -25,7 +25,9 @@ void pack_block(
   const std::int64_t num_runs = std::int64_t(runs.extent(0));
   if (rows == 0 || batch == 0) return;
   Kokkos::parallel_for(
-      "ringattn::pack_block", Kokkos::RangePolicy<ExecSpace>(exec, 0, batch * rows),
+      "ringattn::pack_block",
+      // 64-bit indices: the default index type is 32 bits on some devices
+      Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(exec, 0, batch * rows),
       KOKKOS_LAMBDA(const std::int64_t idx) {
         const std::int64_t b = idx / rows;
         const std::int64_t row = idx % rows;

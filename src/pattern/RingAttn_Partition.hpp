@@ -37,14 +37,26 @@ struct Partition {
   KOKKOS_INLINE_FUNCTION std::int64_t num_pieces() const {
     return kind == PartitionKind::zigzag ? 2 * std::int64_t(members) : members;
   }
-  /// Start of piece q: floor(q * N / pieces).
+  /// Start of piece q: floor(q * N / pieces), for 0 <= q <= pieces.
   KOKKOS_INLINE_FUNCTION std::int64_t piece_begin(std::int64_t q) const {
-    return q * seq_len / num_pieces();
+    // q * N can pass 2^63 (N = 2^44, a million members); with N = a * K + b
+    // (K pieces), floor(q * N / K) = q * a + floor(q * b / K), where
+    // q * a <= N and q * b < K^2 < 2^64 (K <= 2 * INT_MAX) in unsigned.
+    const std::int64_t K = num_pieces();
+    const std::int64_t a = seq_len / K;
+    const std::uint64_t b = std::uint64_t(seq_len % K);
+    return q * a + std::int64_t(std::uint64_t(q) * b / std::uint64_t(K));
   }
-  /// The piece that holds position t (inverse of piece_begin).
+  /// The piece that holds position t < N: the last q with piece_begin(q) <= t.
   KOKKOS_INLINE_FUNCTION std::int64_t piece_of(std::int64_t t) const {
-    // piece_begin(q) <= t  <=>  q * N < (t + 1) * pieces
-    return ((t + 1) * num_pieces() - 1) / seq_len;
+    // An estimate t * K / N in floating point (off by less than one, where
+    // (t + 1) * K in integers could overflow), then corrected exactly.
+    const std::int64_t K = num_pieces();
+    std::int64_t q = std::int64_t((double(t) + 0.5) * double(K) / double(seq_len));
+    q = q < 0 ? 0 : (q > K - 1 ? K - 1 : q);
+    while (q > 0 && piece_begin(q) > t) --q;
+    while (q + 1 < K && piece_begin(q + 1) <= t) ++q;
+    return q;
   }
 
   KOKKOS_INLINE_FUNCTION int num_ranges() const { return kind == PartitionKind::zigzag ? 2 : 1; }

@@ -38,6 +38,30 @@ MPI_Datatype mpi_type() {
     return MPI_FLOAT;
 }
 
+/// A committed datatype of `count` consecutive `base` elements, one of which
+/// makes a message of any length (MPI counts are int; a K/V block of
+/// 2 x B x rows x D values can pass 2^31): a struct of `count / chunk` runs
+/// of `chunk` elements and one run of the rest. Free with MPI_Type_free (a
+/// pending message keeps it alive).
+inline MPI_Datatype contiguous_type(std::int64_t count, MPI_Datatype base,
+                                    std::int64_t chunk = INT_MAX) {
+  const std::int64_t runs = count / chunk, rest = count % chunk;
+  if (runs > INT_MAX) throw std::length_error("ringattn: a message too long for MPI");
+  MPI_Aint lb = 0, extent = 0;
+  MPI_Type_get_extent(base, &lb, &extent);
+  MPI_Datatype run_type, runs_type, out;
+  MPI_Type_contiguous(int(chunk), base, &run_type);
+  MPI_Type_contiguous(int(runs), run_type, &runs_type);
+  int lengths[2] = {1, int(rest)};
+  MPI_Aint displacements[2] = {0, MPI_Aint(runs * chunk) * extent};
+  MPI_Datatype types[2] = {runs_type, base};
+  MPI_Type_create_struct(2, lengths, displacements, types, &out);
+  MPI_Type_commit(&out);
+  MPI_Type_free(&run_type);
+  MPI_Type_free(&runs_type);
+  return out;
+}
+
 /// A block buffer plus, where the memory space is not host accessible and the
 /// MPI is not CUDA-aware, a host staging copy that MPI reads and writes.
 template <class Scalar, class MemorySpace>
@@ -107,11 +131,23 @@ RingStats run_mpi_ring(
 
   Buffer recv[2], send;
   const MPI_Datatype type = Details::mpi_type<Scalar>();
-  auto count_of = [&](std::int64_t rows) {
-    const std::int64_t c = 2 * batch * rows * dim;
-    if (c > INT_MAX) throw std::length_error("ringattn: a K/V block exceeds MPI's int count");
-    return int(c);
+  auto count_of = [&](std::int64_t rows) { return 2 * batch * rows * dim; };
+  // Non-blocking send or receive of `count` values: past MPI's int count,
+  // as one element of a datatype that spans them.
+  auto start = [&](auto mpi_call, Scalar *data, std::int64_t count, int peer, int tag,
+                   MPI_Request *req) {
+    if (count <= INT_MAX) {
+      mpi_call(data, int(count), type, peer, tag, ring, req);
+      return;
+    }
+    MPI_Datatype whole = Details::contiguous_type(count, type);
+    mpi_call(data, 1, whole, peer, tag, ring, req);
+    MPI_Type_free(&whole);
   };
+  const auto isend = [](Scalar *d, int c, MPI_Datatype t, int peer, int tag, MPI_Comm cm,
+                        MPI_Request *r) { MPI_Isend(d, c, t, peer, tag, cm, r); };
+  const auto irecv = [](Scalar *d, int c, MPI_Datatype t, int peer, int tag, MPI_Comm cm,
+                        MPI_Request *r) { MPI_Irecv(d, c, t, peer, tag, cm, r); };
 
   struct Step {
     Exchange ex;
@@ -129,13 +165,13 @@ RingStats run_mpi_ring(
       member.pack(exec, k, v, out, send.block);
       exec.fence();
       send.to_host();
-      MPI_Isend(send.mpi_data(), count_of(out.rows), type, dst, s, ring, &st.req[1]);
-      stats.bytes_sent[p] += std::int64_t(count_of(out.rows)) * std::int64_t(sizeof(Scalar));
+      start(isend, send.mpi_data(), count_of(out.rows), dst, s, &st.req[1]);
+      stats.bytes_sent[p] += count_of(out.rows) * std::int64_t(sizeof(Scalar));
     }
     if (!st.ex.empty()) {
       st.buffer->shape(batch, st.ex.rows, dim);
       if (!options.skip_messages)
-        MPI_Irecv(st.buffer->mpi_data(), count_of(st.ex.rows), type, src, s, ring, &st.req[0]);
+        start(irecv, st.buffer->mpi_data(), count_of(st.ex.rows), src, s, &st.req[0]);
       else // benchmark only: finite values in place of the message (no denormal garbage)
         Kokkos::deep_copy(exec, st.buffer->block, Scalar(0));
     }
