@@ -27,7 +27,6 @@
 #   . scripts/build_cuda.sh --env       (sourced) only sets the environment
 #                                       above, to run `cmake --build build-cuda`
 #                                       again by hand
-set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${RINGATTN_CACHE:-$HOME/.cache/ringattn}
 start=$(date +%s)
@@ -53,7 +52,7 @@ cuda_env() {
   if [ ! -e "$inc/cuda_runtime.h" ] && [ -e /usr/include/cuda_runtime.h ]; then
     rm -rf "$inc.tmp" && mkdir -p "$inc.tmp"
     for pkg in nvidia-cuda-dev libcub-dev libthrust-dev libcu++-dev libcupti-dev libnvidia-ml-dev; do
-      dpkg -L "$pkg" 2>/dev/null | awk -F/ '$2 == "usr" && $3 == "include" && NF >= 4 { print $4 }'
+      { dpkg -L "$pkg" 2>/dev/null || true; } | awk -F/ '$2 == "usr" && $3 == "include" && NF >= 4 { print $4 }'
     done | sort -u | while read -r entry; do ln -sfn "/usr/include/$entry" "$inc.tmp/$entry"; done
     rm -rf "$inc" && mv "$inc.tmp" "$inc"
   fi
@@ -67,6 +66,7 @@ if [ "${1:-}" = --env ]; then
   cuda_env
   return 0 2>/dev/null || exit 0
 fi
+set -euo pipefail
 
 # --- 1. Debian packages: nvidia-cuda-toolkit (non-free) and g++-11 ----------
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
