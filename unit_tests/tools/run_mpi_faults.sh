@@ -21,6 +21,9 @@ for fault in load:1 kill:2 throw:1; do
   if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then
     echo "FAIL: fault $fault gave exit $rc after ${took}s (expected a non-zero exit, no hang)"; status=1
   fi
+  if [ $took -gt 30 ]; then # the job ends seconds after the fault, not at a timeout
+    echo "FAIL: fault $fault took ${took}s to end the job (bound: 30s)"; status=1
+  fi
   if [ -e "$out/o.npy" ] || [ -e "$out/lse.npy" ] || [ -e "$out/results.yaml" ]; then
     echo "FAIL: fault $fault left an output file"; ls "$out"; status=1
   fi
