@@ -362,9 +362,12 @@ std::string gib(double bytes) {
 template <class Scalar>
 std::string check_memory(const RunConfig &cfg, const Partition &part, int rank) {
   if (const char *skip = std::getenv("RINGATTN_SKIP_MEMORY_CHECK"); skip && *skip == '1') return "";
-  std::int64_t n = 0;
-  for (int p = 0; p < part.members; ++p)
-    if (rank < 0 || p == rank) n = std::max(n, part.local_size(p));
+  // The simulated ring sizes its buffers for its largest member: at most
+  // ceil(N / pieces) rows per piece (no loop over what may be 2^31 members).
+  const std::int64_t per_piece = (part.seq_len + part.num_pieces() - 1) / part.num_pieces();
+  const std::int64_t n = rank >= 0
+                             ? part.local_size(rank)
+                             : std::min(part.seq_len, per_piece * std::int64_t(part.num_ranges()));
   const auto &pr = cfg.problem;
   // in double: the deck bounds B*N*H*D*bytes by 2^62, the sum of five can pass 2^63
   const double rows = double(pr.batch) * double(n);
