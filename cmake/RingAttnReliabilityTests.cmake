@@ -38,3 +38,12 @@ set_tests_properties(sanitizers PROPERTIES TIMEOUT 1800 PROCESSORS 2 RUN_SERIAL 
 add_test(NAME fuzz_smoke
   COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/fuzz.sh 30 ${CMAKE_CURRENT_BINARY_DIR}/fuzz)
 set_tests_properties(fuzz_smoke PROPERTIES TIMEOUT 900 PROCESSORS 2)
+if(TARGET Kokkos::kokkoscore AND NOT Kokkos_ENABLE_CUDA)
+  # the Kokkos headers of this build (a CUDA Kokkos is no use to clang++)
+  get_target_property(_ringattn_kokkos_include Kokkos::kokkoscore INTERFACE_INCLUDE_DIRECTORIES)
+  list(GET _ringattn_kokkos_include 0 _ringattn_kokkos_include)
+  if(_ringattn_kokkos_include AND NOT _ringattn_kokkos_include MATCHES "\\$<")
+    set_tests_properties(fuzz_smoke PROPERTIES
+      ENVIRONMENT "RINGATTN_FUZZ_KOKKOS_INCLUDE=${_ringattn_kokkos_include}")
+  endif()
+endif()

@@ -15,6 +15,8 @@
 #   RINGATTN_FUZZ_TARGETS   which targets (default "fuzz_deck fuzz_npy")
 #   RINGATTN_FUZZ_JOBS      parallel fuzzing processes per target (default 1)
 #   RINGATTN_FUZZ_MERGE=1   afterwards, merge the new finds into fuzz/corpus
+#   RINGATTN_FUZZ_KOKKOS_INCLUDE  a host Kokkos' include folder (default: the
+#                           scripts/bootstrap_kokkos.sh prefix)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-30}
@@ -24,13 +26,15 @@ targets=${RINGATTN_FUZZ_TARGETS:-fuzz_deck fuzz_npy}
 jobs=${RINGATTN_FUZZ_JOBS:-1}
 command -v "$cxx" >/dev/null || { echo "fuzz.sh: $cxx not found (clang++ with libFuzzer is needed)" >&2; exit 1; }
 
-# Deck.hpp includes the pattern headers, which include Kokkos': headers only,
-# from the project's Kokkos (nothing of Kokkos is linked).
-kokkos=$(bash "$repo/scripts/bootstrap_kokkos.sh" | tail -n 1)
+# Deck.hpp includes the pattern headers, which include Kokkos': headers only
+# (nothing of Kokkos is linked), of a host-only Kokkos: the one CMake found
+# (CTest passes it), else the project's bootstrap prefix.
+kokkos_include=${RINGATTN_FUZZ_KOKKOS_INCLUDE:-}
+[ -n "$kokkos_include" ] || kokkos_include="$(bash "$repo/scripts/bootstrap_kokkos.sh" | tail -n 1)/include"
 mkdir -p "$build/artifacts"
 flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -fopenmp -I"$repo/src/driver" -I"$repo/src"
-       -isystem "$kokkos/include" -Wall -Wextra)
+       -isystem "$kokkos_include" -Wall -Wextra)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
