@@ -52,13 +52,13 @@ class Ringattn(CMakePackage, CudaPackage):
     depends_on("cxx", type="build")
     depends_on("cmake@3.16:", type="build")
 
-    # RingAttn is written to the Kokkos API common to 3.4 to 5.x, but its
-    # CMakeLists.txt asks find_package(Kokkos 3.4), and Kokkos' version files
-    # accept only the same major version: Kokkos 3.x, from 3.4 on.
-    depends_on("kokkos@3.4:3")
+    # RingAttn is written to the Kokkos API common to 3.4 to 5.x (one compat
+    # header); its CMakeLists.txt accepts Kokkos 3.4 and later. CI builds and
+    # tests Kokkos 3.4.1 only.
+    depends_on("kokkos@3.4:")
     # Kokkos Kernels releases pair with the Kokkos release of the same number
     # (the kokkos-kernels recipe pins it).
-    depends_on("kokkos-kernels@3.4:3")
+    depends_on("kokkos-kernels@3.4:")
 
     # The variants describe the build, so they hold both ways.
     depends_on("kokkos+openmp", when="+openmp")
