@@ -66,16 +66,14 @@ setup() {
 listing() { (cd "$1" && find . -mindepth 1 \( -type f -o -type l \) | LC_ALL=C sort); }
 
 crash='terminate called|Segmentation fault|core dumped|Aborted|ERROR: [A-Za-z]+Sanitizer|runtime error:|signal [0-9]+ \(|exited on signal|Bus error|stack smashing'
-total=0 failures=0
-while IFS=$'\t' read -r name np setup_text command expected regex || [ -n "$name" ]; do
-  [ -z "$name" ] || [ "${name:0:1}" = "#" ] && continue
-  if [ "$mode" = serial ] && [ "$np" != "-" ]; then continue; fi
-  if [ "$mode" = mpi ] && [ "$np" = "-" ]; then continue; fi
-  if [ -n "$only" ] && ! [[ $name =~ $only ]]; then continue; fi
-  total=$((total + 1))
+# run_case NAME NP SETUP COMMAND EXIT REGEX: one row, in its own folder; the
+# report (one line, and the reasons when it fails) goes to stdout.
+run_case() {
+  local name=$1 np=$2 setup_text=$3 command=$4 expected=$5 regex=$6
+  local dir ok why rest directive words envs launcher start rc ms took new w
   dir="$work/$name"
   mkdir -p "$dir"
-  cd "$dir" || exit 1
+  cd "$dir" || return 1
   ok=1 why=()
   rest=$setup_text
   while [ -n "$rest" ]; do
@@ -120,7 +118,7 @@ while IFS=$'\t' read -r name np setup_text command expected regex || [ -n "$name
   listing "$dir" >"$work/$name.after"
   if [ "$rc" != 0 ] && [ "$rc" != 3 ]; then
     new=$(LC_ALL=C comm -13 "$work/$name.before" "$work/$name.after")
-    [ -n "$new" ] && { ok=0; why+=("a failed run left files behind: $(echo $new)"); }
+    [ -n "$new" ] && { ok=0; why+=("a failed run left files behind: $(echo "$new" | tr '\n' ' ')"); }
   fi
   if grep -q '\.tmp\.' "$work/$name.after"; then
     ok=0 why+=("temporary files left: $(grep '\.tmp\.' "$work/$name.after" | tr '\n' ' ')")
@@ -129,14 +127,35 @@ while IFS=$'\t' read -r name np setup_text command expected regex || [ -n "$name
   if [ $ok = 1 ]; then
     printf 'ok    %-40s exit %s  %ss\n' "$name" "$rc" "$took"
   else
-    failures=$((failures + 1))
     printf 'FAIL  %-40s exit %s  %ss\n' "$name" "$rc" "$took"
     for w in "${why[@]}"; do echo "      - $w"; done
     echo "      command: ringattn ${words[*]}"
     sed 's/^/      stderr: /' "$work/$name.err" | head -n 8
   fi
-  cd "$work" || exit 1
+}
+
+# Rows run `parallel` at a time (RINGATTN_HOSTILE_JOBS, default 2; 1 under mpirun),
+# each in the background with its report in a file, printed in table order.
+parallel=${RINGATTN_HOSTILE_JOBS:-2}
+[ "$mode" = mpi ] && parallel=1
+names=()
+while IFS=$'\t' read -r name np setup_text command expected regex || [ -n "$name" ]; do
+  [ -z "$name" ] || [ "${name:0:1}" = "#" ] && continue
+  if [ "$mode" = serial ] && [ "$np" != "-" ]; then continue; fi
+  if [ "$mode" = mpi ] && [ "$np" = "-" ]; then continue; fi
+  if [ -n "$only" ] && ! [[ $name =~ $only ]]; then continue; fi
+  names+=("$name")
+  run_case "$name" "$np" "$setup_text" "$command" "$expected" "$regex" </dev/null \
+    >"$work/$name.report" 2>&1 &
+  while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n; done
 done <"$table"
+wait
+
+total=${#names[@]} failures=0
+for name in "${names[@]}"; do
+  cat "$work/$name.report"
+  grep -q '^ok ' "$work/$name.report" || failures=$((failures + 1))
+done
 
 echo "$total cases, $failures failed"
 [ "$total" -gt 0 ] && [ "$failures" -eq 0 ]
