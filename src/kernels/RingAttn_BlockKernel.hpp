@@ -279,9 +279,12 @@ void block_attention(
       const std::size_t bytes = HostFunctor::ScratchView::shmem_size(
           HostFunctor::scratch_elements(tiling.q_tile, tiling.k_tile, int(q.extent(3))));
       Details::SingleThreadedBlas one_blas_thread;
+      // Dynamic schedule: causal work items differ in cost (later queries see
+      // more keys), and a static split would leave one thread the heavy half.
+      using HostPolicy = Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>>;
       Kokkos::parallel_for(
           "ringattn::block_attention_host",
-          Policy(exec, batch * num_items, 1).set_scratch_size(1, Kokkos::PerTeam(bytes)), f);
+          HostPolicy(exec, batch * num_items, 1).set_scratch_size(1, Kokkos::PerTeam(bytes)), f);
       exec.fence();
       return;
     }
