@@ -87,8 +87,8 @@ int main(int argc, char *argv[]) {
         if (r >= warmup) times.push_back(timer.seconds());
       }
       std::sort(times.begin(), times.end());
-      const double pairs = double(s.B) * s.H * double(s.N) *
-                           (s.causal ? double(s.N + 1) / 2 : double(s.N));
+      const double pairs =
+          double(s.B) * s.H * double(s.N) * (s.causal ? double(s.N + 1) / 2 : double(s.N));
       const double median = times[times.size() / 2];
       std::printf("%d,%lld,%d,%d,%d,%.6e,%.6e,%.3f,%.0f\n", s.B, s.N, s.H, s.D, s.causal, median,
                   times.front(), 4.0 * s.D * pairs / median * 1e-9, pairs);
