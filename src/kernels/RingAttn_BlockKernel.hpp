@@ -85,7 +85,6 @@ struct BlockAttentionFunctor {
     Acc *const acc = ss + std::size_t(QT) * KT;  // [QT][D] unnormalized output
     Acc *const mrow = acc + std::size_t(QT) * D; // running max
     Acc *const lrow = mrow + QT;                 // running denominator
-    (void)lrow;
 
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, QT), [&](const int i) {
       const bool valid = i < nq;
