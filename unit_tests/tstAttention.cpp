@@ -6,6 +6,7 @@
 #include "RingAttn_TestSpaces.hpp"
 
 #include <cmath>
+#include <initializer_list>
 #include <limits>
 #include <random>
 
@@ -23,6 +24,24 @@ void check_against_reference(const Problem &p, const RingOptions &options, doubl
   const Output out = run_api<ExecSpace, Scalar>(p, options);
   CHECK(max_abs_error(out.o, ref.o) <= tol);
   CHECK(max_abs_error(out.lse, ref.lse) <= tol);
+}
+/// Simulated rings of each size in `members`, both partitions: equal to the
+/// single member within 1e-5 and to the float64 reference within 2e-5.
+template <class ExecSpace>
+void check_rings(const Problem &p, const Reference &ref, const Output &single,
+                 std::initializer_list<int> members) {
+  for (PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag})
+    for (int R : members) {
+      INFO("R=" << R << (kind == PartitionKind::zigzag ? " zigzag" : " contiguous"));
+      RingOptions opts;
+      opts.partition = kind;
+      opts.members = R;
+      const Output ring = run_api<ExecSpace, float>(p, opts);
+      CHECK(max_abs_error(ring.o, single.o) <= 1e-5);
+      CHECK(max_abs_error(ring.lse, single.lse) <= 1e-5);
+      CHECK(max_abs_error(ring.o, ref.o) <= tol_float);
+      CHECK(max_abs_error(ring.lse, ref.lse) <= tol_float);
+    }
 }
 } // namespace
 
@@ -157,18 +176,7 @@ TEMPLATE_LIST_TEST_CASE("simulated ring equals the single member for every R and
     const Reference ref =
         reference_attention(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v);
     const Output single = run_api<TestType, float>(p);
-    for (PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag})
-      for (int R : {2, 3, 8, 16}) {
-        INFO("R=" << R << (kind == PartitionKind::zigzag ? " zigzag" : " contiguous"));
-        RingOptions opts;
-        opts.partition = kind;
-        opts.members = R;
-        const Output ring = run_api<TestType, float>(p, opts);
-        CHECK(max_abs_error(ring.o, single.o) <= 1e-5);
-        CHECK(max_abs_error(ring.lse, single.lse) <= 1e-5);
-        CHECK(max_abs_error(ring.o, ref.o) <= tol_float);
-        CHECK(max_abs_error(ring.lse, ref.lse) <= tol_float);
-      }
+    check_rings<TestType>(p, ref, single, {2, 3, 8, 16});
   }
 }
 
@@ -181,18 +189,7 @@ TEMPLATE_LIST_TEST_CASE("simulated ring on dense, dilated, causal and GQA cases"
     const Output single = run_api<TestType, float>(p);
     CHECK(max_abs_error(single.o, ref.o) <= tol_float);
     CHECK(max_abs_error(single.lse, ref.lse) <= tol_float);
-    for (PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag})
-      for (int R : {1, 2, 3, 8, 16}) {
-        INFO("R=" << R << (kind == PartitionKind::zigzag ? " zigzag" : " contiguous"));
-        RingOptions opts;
-        opts.partition = kind;
-        opts.members = R;
-        const Output ring = run_api<TestType, float>(p, opts);
-        CHECK(max_abs_error(ring.o, single.o) <= 1e-5);
-        CHECK(max_abs_error(ring.lse, single.lse) <= 1e-5);
-        CHECK(max_abs_error(ring.o, ref.o) <= tol_float);
-        CHECK(max_abs_error(ring.lse, ref.lse) <= tol_float);
-      }
+    check_rings<TestType>(p, ref, single, {1, 2, 3, 8, 16});
   }
 }
 
