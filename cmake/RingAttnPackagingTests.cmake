@@ -5,10 +5,10 @@
 # docs/packaging.md. Included from the top-level CMakeLists.txt when
 # RingAttn_ENABLE_TESTS and RingAttn_ENABLE_PACKAGING_TESTS are on.
 
-# The prefixes of the Kokkos and Kokkos Kernels this build found
+# The prefix of the Kokkos this build found
 # (<prefix>/lib*/cmake/<Package>).
 set(_ringattn_dep_prefixes)
-foreach(_dir IN ITEMS "${Kokkos_DIR}" "${KokkosKernels_DIR}")
+foreach(_dir IN ITEMS "${Kokkos_DIR}")
   get_filename_component(_prefix "${_dir}/../../.." ABSOLUTE)
   list(APPEND _ringattn_dep_prefixes "${_prefix}")
 endforeach()

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds Kokkos and Kokkos Kernels 3.4.1 (Serial + OpenMP) from Debian's
-# Trilinos 13.2 source package into a cache prefix, once per machine, and
-# prints the prefix on its last line. Reused when already built.
+# Builds Kokkos 3.4.1 (Serial + OpenMP) from Debian's Trilinos 13.2 source
+# package into a cache prefix, once per machine, and prints the prefix on its
+# last line. Reused when already built (a prefix an older version of this
+# script filled, which also holds Kokkos Kernels, is reused as it is: RingAttn
+# does not use Kokkos Kernels).
 #
 #   RINGATTN_DEPS_PREFIX  where to install   (default ~/.cache/ringattn/kokkos-3.4.1)
 #   RINGATTN_KOKKOS_CUDA  =1 builds a CUDA + Serial variant instead (see scripts/build_cuda.sh)
@@ -50,15 +52,14 @@ if ! ls trilinos_13.2*.orig.tar.* >/dev/null 2>&1; then
 fi
 tarball=$(ls trilinos_13.2*.orig.tar.* | head -n 1)
 
-# --- 2. extract only packages/kokkos and packages/kokkos-kernels --------------
-if [ ! -d kokkos-src ] || [ ! -d kokkos-kernels-src ]; then
-  echo "[kokkos] extracting kokkos and kokkos-kernels from $tarball" >&2
+# --- 2. extract only packages/kokkos ------------------------------------------
+if [ ! -d kokkos-src ]; then
+  echo "[kokkos] extracting kokkos from $tarball" >&2
   rm -rf extract && mkdir extract
-  tar -xf "$tarball" -C extract --wildcards '*/packages/kokkos/*' '*/packages/kokkos-kernels/*'
+  tar -xf "$tarball" -C extract --wildcards '*/packages/kokkos/*'
   top=$(ls extract | head -n 1)
-  rm -rf kokkos-src kokkos-kernels-src
+  rm -rf kokkos-src
   mv "extract/$top/packages/kokkos" kokkos-src
-  mv "extract/$top/packages/kokkos-kernels" kokkos-kernels-src
   rm -rf extract
 fi
 
@@ -68,10 +69,8 @@ if [ "${RINGATTN_KOKKOS_CUDA:-0}" = 1 ]; then
   backend_args=(-DKokkos_ENABLE_CUDA=ON -DKokkos_ENABLE_SERIAL=ON -DKokkos_ARCH_AMPERE80=ON
                 -DKokkos_ENABLE_CUDA_LAMBDA=ON
                 -DCMAKE_CXX_COMPILER="$work/kokkos-src/bin/nvcc_wrapper")
-  kk_tpl=(-DKokkosKernels_ENABLE_TPL_BLAS=OFF)
 else
   backend_args=(-DKokkos_ENABLE_SERIAL=ON -DKokkos_ENABLE_OPENMP=ON)
-  kk_tpl=(-DKokkosKernels_ENABLE_TPL_BLAS=ON)
 fi
 build="$work/build-$(basename "$prefix")"
 rm -rf "$build"
@@ -82,19 +81,6 @@ cmake -S kokkos-src -B "$build/kokkos" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_ST
 cmake --build "$build/kokkos" -j "$jobs" >&2
 cmake --install "$build/kokkos" >&2
 
-echo "[kokkos] building Kokkos Kernels 3.4.1" >&2
-kk_compiler=()
-[ "${RINGATTN_KOKKOS_CUDA:-0}" = 1 ] && kk_compiler=(-DCMAKE_CXX_COMPILER="$prefix/bin/nvcc_wrapper")
-cmake -S kokkos-kernels-src -B "$build/kokkos-kernels" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_STANDARD=17 \
-  -DCMAKE_INSTALL_PREFIX="$prefix" -DKokkos_ROOT="$prefix" -DBUILD_SHARED_LIBS=OFF \
-  -DCMAKE_POSITION_INDEPENDENT_CODE=ON "${kk_compiler[@]}" \
-  -DKokkosKernels_ADD_DEFAULT_ETI=OFF -DKokkosKernels_ENABLE_TESTS=OFF -DKokkosKernels_ENABLE_EXAMPLES=OFF \
-  -DKokkosKernels_INST_DOUBLE=OFF -DKokkosKernels_INST_FLOAT=OFF -DKokkosKernels_INST_COMPLEX_DOUBLE=OFF \
-  -DKokkosKernels_INST_COMPLEX_FLOAT=OFF -DKokkosKernels_INST_OFFSET_INT=OFF -DKokkosKernels_INST_OFFSET_SIZE_T=OFF \
-  -DKokkosKernels_INST_ORDINAL_INT=OFF -DKokkosKernels_INST_LAYOUTLEFT=OFF -DKokkosKernels_INST_LAYOUTRIGHT=OFF \
-  "${kk_tpl[@]}" >&2
-cmake --build "$build/kokkos-kernels" -j "$jobs" >&2
-cmake --install "$build/kokkos-kernels" >&2
 rm -rf "$build"
 touch "$stamp"
 echo "$prefix"

@@ -3,7 +3,7 @@
 #   1. Debian's non-free CUDA 11.8 toolkit (nvidia-cuda-toolkit) and g++-11,
 #      installed through a private apt sources list derived from the
 #      machine's own (the system's apt sources are left untouched)
-#   2. Kokkos + Kokkos Kernels 3.4.1 with the CUDA and Serial backends,
+#   2. Kokkos 3.4.1 with the CUDA and Serial backends,
 #      arch AMPERE80 (sm_80 code plus PTX, which newer GPUs JIT-compile at
 #      load), built once into ~/.cache/ringattn/kokkos-3.4.1-cuda
 #   3. RingAttn against it, compiled by Kokkos' nvcc_wrapper: the library's
@@ -130,7 +130,7 @@ nvcc --version | grep -q "release 11\." ||
   { echo "[cuda] nvcc on PATH is not CUDA 11: $(command -v nvcc)" >&2; nvcc --version >&2; exit 1; }
 log "nvcc: $(nvcc --version | grep release), host compiler: $(g++-11 --version | head -n 1)"
 
-# --- 2. Kokkos + Kokkos Kernels 3.4.1, CUDA + Serial -------------------------
+# --- 2. Kokkos 3.4.1, CUDA + Serial ------------------------------------------
 prefix=${RINGATTN_CUDA_DEPS_PREFIX:-$cache/kokkos-3.4.1-cuda}
 prefix=$(RINGATTN_KOKKOS_CUDA=1 RINGATTN_DEPS_PREFIX="$prefix" bash "$repo/scripts/bootstrap_kokkos.sh" | tail -n 1)
 log "Kokkos (CUDA) in $prefix"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets RingAttn up on a fresh Debian machine and builds it:
 #   1. Debian packages (compiler, CMake, OpenMPI, yaml-cpp, Catch2, OpenBLAS)
-#   2. Kokkos + Kokkos Kernels 3.4.1, built once into a cache prefix
+#   2. Kokkos 3.4.1, built once into a cache prefix
 #      (skipped when Kokkos_ROOT points at a Kokkos of your own)
 #   3. configure and build in ./build (RINGATTN_BUILD_DIR to change)
 # Extra CMake arguments may follow, e.g. scripts/setup.sh -DRingAttn_ENABLE_MPI=OFF

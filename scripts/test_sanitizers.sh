@@ -2,7 +2,7 @@
 # The project's code under AddressSanitizer + UndefinedBehaviorSanitizer,
 # built against a Kokkos with Kokkos_ENABLE_DEBUG_BOUNDS_CHECK (every View
 # access checked; Kokkos itself is not sanitized). One build does both:
-#   1. Kokkos + Kokkos Kernels 3.4.1 with bounds checking, built once into
+#   1. Kokkos 3.4.1 with bounds checking, built once into
 #      ~/.cache/ringattn/kokkos-3.4.1-boundscheck (scripts/bootstrap_kokkos.sh)
 #   2. RingAttn with -fsanitize=address,undefined -fno-sanitize-recover=undefined
 #      at -O0 -g1 (line tables: quick to compile, file:line in reports),

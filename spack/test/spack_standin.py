@@ -16,7 +16,7 @@ It is NOT Spack. It provides:
   changes, and any contradiction, unknown variant, ``conflicts`` or
   ``requires`` that fails raises ``Unsatisfiable``;
 * ``BUILTIN``, a snapshot of the variants of the builtin packages the recipe
-  depends on (from spack/spack-packages: kokkos, kokkos-kernels, openblas,
+  depends on (from spack/spack-packages: kokkos, openblas,
   yaml-cpp, catch2, openmpi, mpich), so that a constraint naming a variant
   those packages do not have is caught.
 """
@@ -326,16 +326,6 @@ BUILTIN = {
         "cxxstd": None,
         "debug": None,
         "tests": None,
-    },
-    "kokkos-kernels": {
-        "shared": None,
-        "serial": None,
-        "openmp": None,
-        "threads": None,
-        "cuda": None,
-        "blas": None,
-        "cublas": None,
-        "cusparse": None,
     },
     "openblas": {"shared": None, "pic": None, "ilp64": None, "fortran": None},
     "yaml-cpp": {"shared": None, "pic": None, "tests": None},

@@ -37,8 +37,7 @@ MODULE, Ringattn = sp.load_recipe(RECIPE, "Ringattn")
 
 # CMake inputs that are not RingAttn options but that CMake or the find
 # modules RingAttn uses read (FindMPI, FindBLAS, find_package's <Pkg>_ROOT).
-CMAKE_INPUTS = {"CMAKE_CXX_COMPILER", "MPI_CXX_COMPILER", "BLA_VENDOR", "Kokkos_ROOT",
-                "KokkosKernels_ROOT"}
+CMAKE_INPUTS = {"CMAKE_CXX_COMPILER", "MPI_CXX_COMPILER", "BLA_VENDOR", "Kokkos_ROOT"}
 
 
 def project_cmake_options():
@@ -70,7 +69,6 @@ def choices(kokkos_version="3.7.02", mpi="openmpi", kokkos_variants=None):
     kv.update(kokkos_variants or {})
     return {
         "kokkos": sp.Spec("kokkos", kokkos_version, kv),
-        "kokkos-kernels": sp.Spec("kokkos-kernels", kokkos_version, {"shared": True}),
         "mpi": sp.Spec(mpi, "5.0.5" if mpi == "openmpi" else "4.2.3", {}, provides=("mpi",)),
         "yaml-cpp": sp.Spec("yaml-cpp", "0.8.0", {"shared": True}),
         "openblas": sp.Spec("openblas", "0.3.28", {"shared": True}),
@@ -170,7 +168,6 @@ class CMakeArguments(unittest.TestCase):
                 self.assertEqual(args["RingAttn_ENABLE_PACKAGING_TESTS"], "OFF")
                 self.assertEqual(args["RingAttn_ENABLE_NATIVE"], "OFF")
                 self.assertEqual(args["Kokkos_ROOT"], root["kokkos"].prefix)
-                self.assertEqual(args["KokkosKernels_ROOT"], root["kokkos-kernels"].prefix)
                 self.assertEqual(args.get("BLA_VENDOR"), "OpenBLAS" if blas else None)
                 if variants["mpi"]:
                     self.assertEqual(args["MPI_CXX_COMPILER"], root["mpi"].mpicxx)
@@ -207,7 +204,7 @@ class Dependencies(unittest.TestCase):
                     self.assertEqual(kokkos.variants["cuda_arch"], variants["cuda_arch"])
                     self.assertIs(kokkos.variants["cuda_lambda"], True)
                 names = set(root.deps)
-                self.assertIn("kokkos-kernels", names)
+                self.assertNotIn("kokkos-kernels", names)  # RingAttn does not use it
                 self.assertIn("yaml-cpp", names)
                 self.assertEqual("openmpi" in names, variants["mpi"])
                 self.assertEqual("openblas" in names, variants.get("blas", False) and not cuda)

@@ -56,9 +56,6 @@ class Ringattn(CMakePackage, CudaPackage):
     # header); its CMakeLists.txt accepts Kokkos 3.4 and later. CI builds and
     # tests Kokkos 3.4.1 only.
     depends_on("kokkos@3.4:")
-    # Kokkos Kernels releases pair with the Kokkos release of the same number
-    # (the kokkos-kernels recipe pins it).
-    depends_on("kokkos-kernels@3.4:")
 
     # The variants describe the build, so they hold both ways.
     depends_on("kokkos+openmp", when="+openmp")
@@ -91,7 +88,6 @@ class Ringattn(CMakePackage, CudaPackage):
             # Spack sets the target's flags (no -march=native).
             self.define("RingAttn_ENABLE_NATIVE", False),
             self.define("Kokkos_ROOT", spec["kokkos"].prefix),
-            self.define("KokkosKernels_ROOT", spec["kokkos-kernels"].prefix),
         ]
         if spec.satisfies("+blas"):
             args.append(self.define("BLA_VENDOR", "OpenBLAS"))
