@@ -5,7 +5,8 @@
 #   target_link_libraries(app PRIVATE RingAttn::ringattn)
 #
 # Layout under the prefix (nothing in it names the build or source tree):
-#   include/RingAttn/RingAttn.hpp, RingAttn_Config.hpp, {api,core,...}/*.hpp
+#   include/RingAttn/RingAttn.hpp, RingAttn_Config.hpp, {api,core,...}/*.hpp,
+#     {core,kernels,ring}/detail/*.hpp (internals, namespace ringattn::Details)
 #   lib/cmake/RingAttn/RingAttnConfig.cmake, ...ConfigVersion.cmake,
 #     ...Targets.cmake, FindRingAttnCBLAS.cmake
 # The headers sit in their own folder so that their generic subfolder names
@@ -17,14 +18,9 @@ set(RingAttn_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/RingAttn)
 
 install(TARGETS ringattn EXPORT RingAttnTargets INCLUDES DESTINATION ${RingAttn_INSTALL_INCLUDEDIR})
 
-# Every public header of the library's layers; the driver (YAML, files) and
-# the tests stay private.
-file(GLOB_RECURSE _ringattn_headers RELATIVE ${PROJECT_SOURCE_DIR}/src CONFIGURE_DEPENDS
-  ${PROJECT_SOURCE_DIR}/src/core/*.hpp ${PROJECT_SOURCE_DIR}/src/pattern/*.hpp
-  ${PROJECT_SOURCE_DIR}/src/kernels/*.hpp ${PROJECT_SOURCE_DIR}/src/ring/*.hpp
-  ${PROJECT_SOURCE_DIR}/src/api/*.hpp ${PROJECT_SOURCE_DIR}/src/io/*.hpp)
-list(APPEND _ringattn_headers RingAttn.hpp)
-foreach(_header IN LISTS _ringattn_headers)
+# The public and the detail headers (src/CMakeLists.txt lists them), in
+# their folders; the driver (YAML, files) and the tests stay private.
+foreach(_header IN LISTS RINGATTN_PUBLIC_HEADERS RINGATTN_DETAIL_HEADERS)
   get_filename_component(_dir ${_header} DIRECTORY)
   install(FILES ${PROJECT_SOURCE_DIR}/src/${_header} DESTINATION ${RingAttn_INSTALL_INCLUDEDIR}/${_dir})
 endforeach()

@@ -11,7 +11,7 @@
 # Options:
 #   --build-dir DIR     install step 1 from this build (configured with MPI and
 #                       the driver, already built) instead of building anew
-#   --prefix-path DIR   prefix of Kokkos / Kokkos Kernels; may be repeated
+#   --prefix-path DIR   prefix of Kokkos (or another dependency); may be repeated
 #                       (default: $Kokkos_ROOT, else scripts/bootstrap_kokkos.sh)
 #   --cxx PATH          C++ compiler for the builds (default: CMake's choice)
 #   --mpiexec PATH      default: mpirun
@@ -88,7 +88,7 @@ mkdir -p "$(dirname "$prefix")"
 mv "$stage" "$prefix"
 cfg="$prefix/lib/cmake/RingAttn"
 for f in include/RingAttn/RingAttn.hpp include/RingAttn/RingAttn_Config.hpp \
-         include/RingAttn/api/RingAttn_RingAttention.hpp include/RingAttn/ring/RingAttn_MpiRing.hpp \
+         include/RingAttn/api/RingAttn_RingAttention.hpp include/RingAttn/ring/detail/RingAttn_MpiRing.hpp \
          lib/cmake/RingAttn/RingAttnConfig.cmake lib/cmake/RingAttn/RingAttnConfigVersion.cmake \
          lib/cmake/RingAttn/RingAttnTargets.cmake bin/ringattn; do
   expect_file "$prefix/$f"

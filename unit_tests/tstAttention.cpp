@@ -195,17 +195,17 @@ TEMPLATE_LIST_TEST_CASE("simulated ring on dense, dilated, causal and GQA cases"
 
 TEST_CASE("log-sum-exp merge is NaN-free and exact", "[merge]") {
   const double ninf = -std::numeric_limits<double>::infinity();
-  auto m = lse_merge<double>(ninf, ninf);
+  auto m = Details::lse_merge<double>(ninf, ninf);
   CHECK(m.lse == ninf);
   CHECK(m.wa == 1.0);
   CHECK(m.wb == 0.0);
-  m = lse_merge<double>(ninf, 2.0);
+  m = Details::lse_merge<double>(ninf, 2.0);
   CHECK(m.lse == 2.0);
   CHECK(m.wb == 1.0);
-  m = lse_merge<double>(std::log(3.0), std::log(5.0));
+  m = Details::lse_merge<double>(std::log(3.0), std::log(5.0));
   CHECK(m.lse == Approx(std::log(8.0)));
   CHECK(m.wa == Approx(3.0 / 8.0));
-  m = lse_merge<double>(1e4, -1e4);
+  m = Details::lse_merge<double>(1e4, -1e4);
   CHECK(m.lse == 1e4);
   CHECK(m.wb == 0.0);
 }

@@ -4,7 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "RingAttn_TestCase.hpp"
-#include <ring/RingAttn_Exchange.hpp>
+#include <ring/detail/RingAttn_Exchange.hpp>
 
 #include <random>
 #include <set>
@@ -12,6 +12,7 @@
 
 using namespace ringattn;
 using namespace ringattn::test;
+using namespace ringattn::Details; // the exchange planning under test
 
 namespace {
 

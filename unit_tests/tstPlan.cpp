@@ -6,8 +6,9 @@
 #include <Deck.hpp>
 #include <Plan.hpp>
 
-#include <ring/RingAttn_Exchange.hpp>
+#include <api/RingAttn_RingAttention.hpp>
 #include <ring/RingAttn_MemoryModel.hpp>
+#include <ring/detail/RingAttn_Exchange.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -74,7 +75,8 @@ TEST_CASE("plan: counted exchanges equal plan_exchange", "[plan]") {
               const Partition part(kind, N, P);
               for (int p = 0; p < P; ++p)
                 for (int j = 0; j < P; ++j) {
-                  const Exchange ex = plan_exchange(pattern, part, p, j, true);
+                  const ringattn::Details::Exchange ex =
+                      ringattn::Details::plan_exchange(pattern, part, p, j, true);
                   const ExchangeCount c = counter.count(part, p, j, q_tile);
                   INFO("H " << s.H << " Hkv " << s.Hkv << " N " << N << " branches "
                             << pattern.num_branches << " w0 " << pattern.segment_length[0]
@@ -85,7 +87,8 @@ TEST_CASE("plan: counted exchanges equal plan_exchange", "[plan]") {
                   for (int i = 0; i < pattern.num_branches; ++i) {
                     REQUIRE(c.branch_tasks[i] == std::int64_t(ex.tasks[i].size()));
                     REQUIRE(c.branch_items[i] ==
-                            std::int64_t(make_work_items(ex.tasks[i], q_tile).size()));
+                            std::int64_t(
+                                ringattn::Details::make_work_items(ex.tasks[i], q_tile).size()));
                   }
                 }
             }

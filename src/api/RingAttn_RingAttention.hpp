@@ -12,12 +12,16 @@
 //   attn.forward(comm, q_loc, k_loc, v_loc, o_loc, lse_loc);   // MPI ring
 
 #include <RingAttn_Config.hpp>
+#include <api/RingAttn_Options.hpp>
 #include <core/RingAttn_Types.hpp>
+#include <kernels/detail/RingAttn_BlockKernel.hpp>
 #include <pattern/RingAttn_Partition.hpp>
 #include <pattern/RingAttn_Pattern.hpp>
-#include <ring/RingAttn_SimulatedRing.hpp>
+#include <ring/RingAttn_MemberIO.hpp>
+#include <ring/RingAttn_RingStats.hpp>
+#include <ring/detail/RingAttn_SimulatedRing.hpp>
 #ifdef RINGATTN_ENABLE_MPI
-#include <ring/RingAttn_MpiRing.hpp>
+#include <ring/detail/RingAttn_MpiRing.hpp>
 #endif
 
 #include <cmath>
@@ -27,19 +31,44 @@
 
 namespace ringattn {
 
-struct RingOptions {
-  PartitionKind partition = PartitionKind::contiguous;
-  /// Virtual members of the simulated ring (in-memory forward); the MPI ring
-  /// takes its size from the communicator.
-  int members = 1;
-  /// Post the next hop's messages before computing the current one (MPI).
-  bool overlap = true;
-  /// Score scale; 1/sqrt(D) when empty (SPEC 1).
-  std::optional<double> scale;
-  /// Tile sizes; the execution space's default when empty.
-  std::optional<Tiling> tiling;
-  ProgressCallback progress;
-};
+/// Default tiling for an execution space: one thread per team on the host
+/// (a team is one core's tile loop), warps of lanes on a GPU.
+template <class ExecSpace, class Scalar = float>
+Tiling default_tiling([[maybe_unused]] int head_dim) {
+  Tiling t;
+  if constexpr (Details::compat::is_host_execution_v<ExecSpace>) {
+#ifdef RINGATTN_ENABLE_BLAS
+    t.q_tile = 128; // GEMM tiles of the host fast path (float)
+    t.k_tile = 512;
+#else
+    t.q_tile = 64;
+    t.k_tile = head_dim <= 64 ? 128 : 64;
+#endif
+  } else {
+    // Rows over threads, keys or head dims over vector lanes. The tiles are
+    // halved until the team's scratch fits level 0 (shared memory, 40 KiB in
+    // Kokkos 3.4 CUDA): 32 x 32 up to D = 64, 16 x 16 at D = 128, 8 x 8 at
+    // D = 256. Larger tiles would spill to level 1 (global memory), where
+    // every score and accumulator update is a round trip to L2.
+    using Functor = Details::BlockAttentionFunctor<ExecSpace, Scalar>;
+    const auto fits = [&] {
+      const std::size_t bytes =
+          Functor::ScratchView::shmem_size(Functor::scratch_elements(t.q_tile, t.k_tile, head_dim));
+      return bytes <= std::size_t(Kokkos::TeamPolicy<ExecSpace>::scratch_size_max(0));
+    };
+    t.q_tile = 32;
+    t.k_tile = 32;
+    while (!fits() && (t.q_tile > 8 || t.k_tile > 8)) {
+      if (t.q_tile >= t.k_tile && t.q_tile > 8)
+        t.q_tile /= 2;
+      else
+        t.k_tile /= 2;
+    }
+    t.vector_length = t.k_tile < 32 ? t.k_tile : 32;
+    t.team_size = t.q_tile < 256 / t.vector_length ? t.q_tile : 256 / t.vector_length;
+  }
+  return t;
+}
 
 template <class ExecSpace = Kokkos::DefaultExecutionSpace, class Scalar = float>
 class RingAttention {
@@ -81,9 +110,9 @@ public:
     check_shapes(q, k, v, o, lse, pattern_.seq_len);
     const Partition partition(options_.partition, pattern_.seq_len, options_.members);
     ViewIO io(partition, q, k, v, o, lse);
-    return run_simulated_ring<ExecSpace, Scalar>(exec, pattern_, partition, scale(q.extent(3)),
-                                                 tiling(q.extent(3)), q.extent(0), q.extent(3), io,
-                                                 options_.progress);
+    return Details::run_simulated_ring<ExecSpace, Scalar>(
+        exec, pattern_, partition, scale(q.extent(3)), tiling(q.extent(3)), q.extent(0),
+        q.extent(3), io, options_.progress);
   }
 
   /// Simulated ring over rows that `io` provides and receives, one member
@@ -91,9 +120,9 @@ public:
   RingStats forward(MemberIO<Scalar, memory_space> &io, std::int64_t batch, std::int64_t head_dim,
                     const ExecSpace &exec = ExecSpace()) const {
     const Partition partition(options_.partition, pattern_.seq_len, options_.members);
-    return run_simulated_ring<ExecSpace, Scalar>(exec, pattern_, partition, scale(head_dim),
-                                                 tiling(head_dim), batch, head_dim, io,
-                                                 options_.progress);
+    return Details::run_simulated_ring<ExecSpace, Scalar>(exec, pattern_, partition,
+                                                          scale(head_dim), tiling(head_dim), batch,
+                                                          head_dim, io, options_.progress);
   }
 
 #ifdef RINGATTN_ENABLE_MPI
@@ -110,9 +139,9 @@ public:
     check_shapes(q, k, v, o, lse, partition.local_size(p));
     MpiRingOptions opts = mpi_options;
     opts.overlap = opts.overlap && options_.overlap;
-    return run_mpi_ring<ExecSpace, Scalar>(exec, comm, pattern_, options_.partition,
-                                           scale(q.extent(3)), tiling(q.extent(3)), opts, q, k, v,
-                                           o, lse, options_.progress);
+    return Details::run_mpi_ring<ExecSpace, Scalar>(exec, comm, pattern_, options_.partition,
+                                                    scale(q.extent(3)), tiling(q.extent(3)), opts,
+                                                    q, k, v, o, lse, options_.progress);
   }
 #endif
 

@@ -239,7 +239,7 @@ std::string flow_text(const YAML::Node &n) {
 
 // ---- the parsed deck ----------------------------------------------------------------
 
-namespace detail {
+namespace Details {
 
 /// Where a value came from: a place in the deck file, or a --set argument.
 struct Origin {
@@ -279,12 +279,12 @@ struct DeckSource {
   bool file_has_sweep = false;
 };
 
-} // namespace detail
+} // namespace Details
 
 namespace {
 
-using detail::DeckSource;
-using detail::Origin;
+using Details::DeckSource;
+using Details::Origin;
 
 [[noreturn]] void fail_at(const std::string &file, const YAML::Mark &m, const std::string &key,
                           const std::string &what) {
@@ -332,7 +332,7 @@ void index_file(DeckSource &src) {
         const auto &keys = sec->keys;
         if (std::find(keys.begin(), keys.end(), kname) == keys.end())
           fail_at(src.file, k.Mark(), dotted, unknown_key_message(name, kname));
-        src.entries[dotted] = detail::FileEntry{k, v};
+        src.entries[dotted] = Details::FileEntry{k, v};
         continue;
       }
       // sweep: dotted key -> non-empty list of values
@@ -350,7 +350,7 @@ void index_file(DeckSource &src) {
         fail_at(src.file, v.IsNull() ? k.Mark() : v.Mark(), dotted,
                 "expected a non-empty list of values, got " +
                     (v.IsSequence() ? std::string("an empty list") : describe_node(v)));
-      detail::SweepAxisSource axis;
+      Details::SweepAxisSource axis;
       axis.key = kname;
       axis.origin.from_file = true;
       axis.origin.mark = v.Mark();
@@ -396,7 +396,7 @@ void add_set_override(DeckSource &src, const std::string &arg) {
     if (!value.IsSequence() || value.size() == 0)
       throw DeckError(text + ": expected a non-empty list of values such as [1, 2, 4], got " +
                       (value.IsSequence() ? std::string("an empty list") : describe_node(value)));
-    detail::SweepAxisSource axis;
+    Details::SweepAxisSource axis;
     axis.key = axis_key;
     axis.origin.text = text;
     axis.origin.key = key;
@@ -408,7 +408,7 @@ void add_set_override(DeckSource &src, const std::string &arg) {
       axis.values.push_back(value[i]);
       axis.texts.push_back(flow_text(value[i]));
     }
-    auto same = [&](const detail::SweepAxisSource &a) { return a.key == axis_key; };
+    auto same = [&](const Details::SweepAxisSource &a) { return a.key == axis_key; };
     auto it = std::find_if(src.sweep.begin(), src.sweep.end(), same);
     if (it != src.sweep.end())
       *it = axis;
@@ -428,9 +428,9 @@ void add_set_override(DeckSource &src, const std::string &arg) {
   }
   // Pinning a swept key takes it out of the sweep.
   src.sweep.erase(std::remove_if(src.sweep.begin(), src.sweep.end(),
-                                 [&](const detail::SweepAxisSource &a) { return a.key == key; }),
+                                 [&](const Details::SweepAxisSource &a) { return a.key == key; }),
                   src.sweep.end());
-  src.sets.push_back(detail::SetOverride{text, key, value});
+  src.sets.push_back(Details::SetOverride{text, key, value});
 }
 
 // ---- typed reading of one configuration ------------------------------------------------

@@ -1,6 +1,6 @@
 #include "InputData.hpp"
 
-#include <core/RingAttn_CounterRandom.hpp>
+#include <core/detail/RingAttn_CounterRandom.hpp>
 
 #include <Kokkos_Core.hpp>
 
@@ -15,7 +15,7 @@ InputData::InputData(const RunConfig &cfg)
 namespace {
 
 /// Element ((b * N + t) * heads + h) * D + d of tensor id is
-/// counter_uniform(seed, id, that index).
+/// ringattn::Details::counter_uniform(seed, id, that index).
 class GeneratedData final : public InputData {
 public:
   explicit GeneratedData(const RunConfig &cfg) : InputData(cfg), seed_(cfg.input.seed) {}
@@ -34,7 +34,8 @@ public:
     Kokkos::parallel_for("ringattn::generate_rows",
                          Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>(0, count * row),
                          [=](const std::int64_t e) {
-                           dst[e] = counter_uniform(seed, stream, std::uint64_t(base + e));
+                           dst[e] = ringattn::Details::counter_uniform(seed, stream,
+                                                                       std::uint64_t(base + e));
                          });
   }
 
@@ -51,8 +52,8 @@ private:
                            const std::int64_t t = partition.global_position(p, local);
                            const std::int64_t src = (b * N + t) * row, out = br * row;
                            for (std::int64_t e = 0; e < row; ++e)
-                             dst[out + e] =
-                                 Scalar(counter_uniform(seed, stream, std::uint64_t(src + e)));
+                             dst[out + e] = Scalar(ringattn::Details::counter_uniform(
+                                 seed, stream, std::uint64_t(src + e)));
                          });
   }
   std::uint64_t seed_;

@@ -18,7 +18,7 @@
 //
 // Every product saturates at INT64_MAX (`saturated`), so no size overflows.
 
-#include <kernels/RingAttn_BlockKernel.hpp>
+#include <api/RingAttn_Options.hpp>
 #include <pattern/RingAttn_Partition.hpp>
 #include <pattern/RingAttn_Pattern.hpp>
 #include <ring/RingAttn_MemoryModel.hpp>

@@ -7,6 +7,7 @@
 #include "Plan.hpp"
 
 #include <RingAttn_Config.hpp>
+#include <api/RingAttn_RingAttention.hpp>
 
 #include <Kokkos_Core.hpp>
 #ifdef RINGATTN_ENABLE_MPI

@@ -331,7 +331,7 @@ std::int64_t model_bytes_sent(const Pattern &pattern, const Partition &part, int
                               std::int64_t batch, std::int64_t dim, std::int64_t scalar_bytes) {
   std::int64_t rows = 0;
   for (int j = 0; j < part.members; ++j)
-    if (j != p) rows += plan_exchange(pattern, part, j, p, false).rows;
+    if (j != p) rows += ringattn::Details::plan_exchange(pattern, part, j, p, false).rows;
   return rows * 2 * batch * dim * scalar_bytes;
 }
 

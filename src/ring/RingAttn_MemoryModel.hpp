@@ -12,8 +12,8 @@
 // A process also holds a constant (Kokkos, MPI, the program) that this model
 // leaves out and the driver reports beside it.
 
-#include <kernels/RingAttn_BlockKernel.hpp>
-#include <ring/RingAttn_Exchange.hpp>
+#include <kernels/detail/RingAttn_BlockKernel.hpp>
+#include <ring/detail/RingAttn_Exchange.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -40,14 +40,15 @@ inline ExchangeExtent largest_exchange(const Pattern &pattern, const Partition &
                                        int q_tile) {
   ExchangeExtent e;
   for (int j = 0; j < partition.members; ++j) {
-    const Exchange in = plan_exchange(pattern, partition, p, j, true);
+    const Details::Exchange in = Details::plan_exchange(pattern, partition, p, j, true);
     e.recv_rows = std::max(e.recv_rows, in.rows);
     for (const auto &branch : in.tasks) {
       e.tasks = std::max(e.tasks, std::int64_t(branch.size()));
-      e.items = std::max(e.items, std::int64_t(make_work_items(branch, q_tile).size()));
+      e.items = std::max(e.items, std::int64_t(Details::make_work_items(branch, q_tile).size()));
     }
     if (j != p)
-      e.send_rows = std::max(e.send_rows, plan_exchange(pattern, partition, j, p, false).rows);
+      e.send_rows =
+          std::max(e.send_rows, Details::plan_exchange(pattern, partition, j, p, false).rows);
   }
   return e;
 }
@@ -88,7 +89,8 @@ inline MemberMemoryModel model_member_memory(const Pattern &pattern, const Parti
                                                   float>::scratch_elements(tiling.q_tile,
                                                                            tiling.k_tile, int(D))) *
       acc_bytes;
-  m.schedule = e.tasks * std::int64_t(sizeof(BlockTask)) + e.items * std::int64_t(sizeof(WorkItem));
+  m.schedule = e.tasks * std::int64_t(sizeof(Details::BlockTask)) +
+               e.items * std::int64_t(sizeof(Details::WorkItem));
   return m;
 }
 

@@ -8,9 +8,9 @@
 // saw no key and contributes nothing; two empty sides stay empty (O = 0,
 // L = -inf), so no NaN can appear.
 
-#include <core/RingAttn_KokkosCompat.hpp>
+#include <core/detail/RingAttn_KokkosCompat.hpp>
 
-namespace ringattn {
+namespace ringattn::Details {
 
 /// Weights (wa, wb) and merged LSE of two partials with LSEs la and lb.
 template <class T>
@@ -32,6 +32,6 @@ KOKKOS_INLINE_FUNCTION MergeWeights<T> lse_merge(T la, T lb) {
   return {ea / sum, eb / sum, mx + compat::log(sum)};
 }
 
-} // namespace ringattn
+} // namespace ringattn::Details
 
 #endif

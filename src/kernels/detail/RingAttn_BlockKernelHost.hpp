@@ -13,11 +13,11 @@
 
 #ifdef RINGATTN_ENABLE_BLAS
 
-#include <core/RingAttn_KokkosCompat.hpp>
 #include <core/RingAttn_Types.hpp>
-#include <kernels/RingAttn_BlockTask.hpp>
-#include <kernels/RingAttn_FastExp.hpp>
-#include <kernels/RingAttn_Merge.hpp>
+#include <core/detail/RingAttn_KokkosCompat.hpp>
+#include <kernels/detail/RingAttn_BlockTask.hpp>
+#include <kernels/detail/RingAttn_FastExp.hpp>
+#include <kernels/detail/RingAttn_Merge.hpp>
 
 #include <cblas.h>
 

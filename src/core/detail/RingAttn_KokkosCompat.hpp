@@ -15,7 +15,7 @@
 #define RINGATTN_KOKKOS_MATH Kokkos::Experimental
 #endif
 
-namespace ringattn::compat {
+namespace ringattn::Details::compat {
 
 template <class T>
 KOKKOS_INLINE_FUNCTION T exp(T x) {
@@ -46,6 +46,6 @@ template <class ExecSpace>
 inline constexpr bool is_host_execution_v =
     Kokkos::SpaceAccessibility<ExecSpace, Kokkos::HostSpace>::accessible;
 
-} // namespace ringattn::compat
+} // namespace ringattn::Details::compat
 
 #endif

@@ -8,33 +8,19 @@
 // a K^T tile, a V tile, the score tile and the accumulator live in team
 // scratch, so nothing larger than a tile is ever formed.
 
-#include <core/RingAttn_KokkosCompat.hpp>
+#include <api/RingAttn_Options.hpp>
 #include <core/RingAttn_Types.hpp>
-#include <kernels/RingAttn_BlockKernelHost.hpp>
-#include <kernels/RingAttn_BlockTask.hpp>
-#include <kernels/RingAttn_FastExp.hpp>
-#include <kernels/RingAttn_Merge.hpp>
+#include <core/detail/RingAttn_KokkosCompat.hpp>
+#include <kernels/detail/RingAttn_BlockKernelHost.hpp>
+#include <kernels/detail/RingAttn_BlockTask.hpp>
+#include <kernels/detail/RingAttn_FastExp.hpp>
+#include <kernels/detail/RingAttn_Merge.hpp>
 
 #include <algorithm>
 #include <climits>
 #include <cstdint>
 
-namespace ringattn {
-
-/// Tile sizes and team shape of the block kernel.
-struct Tiling {
-  int q_tile = 64;
-  int k_tile = 64;
-  int team_size = 1;
-  int vector_length = 1;
-  /// Use the portable kernel even where the host fast path could run.
-  bool portable = false;
-  /// Most teams one kernel launch may have (Kokkos league sizes are int):
-  /// batch x work items beyond it are launched in turns.
-  std::int64_t max_league_size = INT_MAX;
-};
-
-namespace Details {
+namespace ringattn::Details {
 
 template <class ExecSpace, class Scalar>
 struct BlockAttentionFunctor {
@@ -190,47 +176,6 @@ struct BlockAttentionFunctor {
   }
 };
 
-} // namespace Details
-
-/// Default tiling for an execution space: one thread per team on the host
-/// (a team is one core's tile loop), warps of lanes on a GPU.
-template <class ExecSpace, class Scalar = float>
-Tiling default_tiling([[maybe_unused]] int head_dim) {
-  Tiling t;
-  if constexpr (compat::is_host_execution_v<ExecSpace>) {
-#ifdef RINGATTN_ENABLE_BLAS
-    t.q_tile = 128; // GEMM tiles of the host fast path (float)
-    t.k_tile = 512;
-#else
-    t.q_tile = 64;
-    t.k_tile = head_dim <= 64 ? 128 : 64;
-#endif
-  } else {
-    // Rows over threads, keys or head dims over vector lanes. The tiles are
-    // halved until the team's scratch fits level 0 (shared memory, 40 KiB in
-    // Kokkos 3.4 CUDA): 32 x 32 up to D = 64, 16 x 16 at D = 128, 8 x 8 at
-    // D = 256. Larger tiles would spill to level 1 (global memory), where
-    // every score and accumulator update is a round trip to L2.
-    using Functor = Details::BlockAttentionFunctor<ExecSpace, Scalar>;
-    const auto fits = [&] {
-      const std::size_t bytes =
-          Functor::ScratchView::shmem_size(Functor::scratch_elements(t.q_tile, t.k_tile, head_dim));
-      return bytes <= std::size_t(Kokkos::TeamPolicy<ExecSpace>::scratch_size_max(0));
-    };
-    t.q_tile = 32;
-    t.k_tile = 32;
-    while (!fits() && (t.q_tile > 8 || t.k_tile > 8)) {
-      if (t.q_tile >= t.k_tile && t.q_tile > 8)
-        t.q_tile /= 2;
-      else
-        t.k_tile /= 2;
-    }
-    t.vector_length = t.k_tile < 32 ? t.k_tile : 32;
-    t.team_size = t.q_tile < 256 / t.vector_length ? t.q_tile : 256 / t.vector_length;
-  }
-  return t;
-}
-
 /// Runs the block kernel: for every work item, its query tile against its
 /// task's key runs in `kv`, merged into (o, lse). Rows of different items
 /// are disjoint, so items run concurrently without atomics.
@@ -245,7 +190,7 @@ void block_attention(
     const Tensor4<Scalar, typename ExecSpace::memory_space> &o,
     const Tensor3<Scalar, typename ExecSpace::memory_space> &lse, accumulate_t<Scalar> scale,
     bool causal, const Tiling &tiling) {
-  using Functor = Details::BlockAttentionFunctor<ExecSpace, Scalar>;
+  using Functor = BlockAttentionFunctor<ExecSpace, Scalar>;
   using Policy = Kokkos::TeamPolicy<ExecSpace>;
   const std::int64_t num_items = std::int64_t(items.extent(0));
   const std::int64_t batch = std::int64_t(q.extent(0));
@@ -272,12 +217,12 @@ void block_attention(
     const bool fits_int = max_stride <= std::int64_t(INT_MAX) /
                                             (std::int64_t(q.extent(2)) * std::int64_t(q.extent(3)));
     if (!tiling.portable && fits_int) {
-      using HostFunctor = Details::HostBlockAttentionFunctor<ExecSpace>;
+      using HostFunctor = HostBlockAttentionFunctor<ExecSpace>;
       HostFunctor f{q,     kv,    tasks, items, o, lse, num_items, tiling.q_tile, tiling.k_tile,
                     scale, causal};
       const std::size_t bytes = HostFunctor::ScratchView::shmem_size(
           HostFunctor::scratch_elements(tiling.q_tile, tiling.k_tile, int(q.extent(3))));
-      Details::SingleThreadedBlas one_blas_thread;
+      SingleThreadedBlas one_blas_thread;
       // Dynamic schedule: causal work items differ in cost (later queries see
       // more keys), and a static split would leave one thread the heavy half.
       using HostPolicy = Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>>;
@@ -310,6 +255,6 @@ void block_attention(
                        policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(bytes)), f);
 }
 
-} // namespace ringattn
+} // namespace ringattn::Details
 
 #endif

@@ -5,17 +5,17 @@
 // with a K/V block: pack one for another member, and consume one it holds.
 // Shared by the simulated and the MPI ring, so both run the same schedule.
 
-#include <core/RingAttn_KokkosCompat.hpp>
 #include <core/RingAttn_Types.hpp>
-#include <kernels/RingAttn_BlockKernel.hpp>
-#include <kernels/RingAttn_Pack.hpp>
-#include <ring/RingAttn_Exchange.hpp>
+#include <core/detail/RingAttn_KokkosCompat.hpp>
+#include <kernels/detail/RingAttn_BlockKernel.hpp>
+#include <kernels/detail/RingAttn_Pack.hpp>
+#include <ring/detail/RingAttn_Exchange.hpp>
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-namespace ringattn {
+namespace ringattn::Details {
 
 /// A growable device buffer viewed as a K/V block [2, B, rows, D].
 template <class Scalar, class MemorySpace>
@@ -109,6 +109,6 @@ private:
   Tiling tiling_;
 };
 
-} // namespace ringattn
+} // namespace ringattn::Details
 
 #endif

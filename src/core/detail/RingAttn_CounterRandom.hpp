@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-namespace ringattn {
+namespace ringattn::Details {
 
 KOKKOS_INLINE_FUNCTION std::uint64_t splitmix64(std::uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
@@ -26,6 +26,6 @@ KOKKOS_INLINE_FUNCTION double counter_uniform(std::uint64_t seed, std::uint64_t 
   return double(h >> 40) * (2.0 / 16777216.0) - 1.0;
 }
 
-} // namespace ringattn
+} // namespace ringattn::Details
 
 #endif

@@ -6,11 +6,11 @@
 // one buffer, one message per ring hop.
 
 #include <core/RingAttn_Types.hpp>
-#include <kernels/RingAttn_BlockTask.hpp>
+#include <kernels/detail/RingAttn_BlockTask.hpp>
 
 #include <cstdint>
 
-namespace ringattn {
+namespace ringattn::Details {
 
 template <class ExecSpace, class Scalar>
 void pack_block(
@@ -49,6 +49,6 @@ void pack_block(
       });
 }
 
-} // namespace ringattn
+} // namespace ringattn::Details
 
 #endif

@@ -10,8 +10,9 @@
 // RingAttn_ENABLE_CUDA_AWARE_MPI, which hands MPI the device buffers.
 
 #include <RingAttn_Config.hpp>
-#include <ring/RingAttn_RingMember.hpp>
+#include <api/RingAttn_Options.hpp>
 #include <ring/RingAttn_RingStats.hpp>
+#include <ring/detail/RingAttn_RingMember.hpp>
 
 #include <Kokkos_Timer.hpp>
 #include <mpi.h>
@@ -21,14 +22,7 @@
 #include <string>
 #include <type_traits>
 
-namespace ringattn {
-
-struct MpiRingOptions {
-  bool overlap = true;        ///< post step s+1's messages before computing step s
-  bool skip_messages = false; ///< benchmark only: compute on stale blocks, send nothing
-};
-
-namespace Details {
+namespace ringattn::Details {
 
 template <class Scalar>
 MPI_Datatype mpi_type() {
@@ -95,8 +89,6 @@ struct MessageBuffer {
   }
 };
 
-} // namespace Details
-
 template <class ExecSpace, class Scalar>
 RingStats run_mpi_ring(
     const ExecSpace &exec, MPI_Comm comm, const Pattern &pattern, PartitionKind partition_kind,
@@ -108,7 +100,7 @@ RingStats run_mpi_ring(
     const Tensor3<Scalar, typename ExecSpace::memory_space> &lse,
     const ProgressCallback &progress = {}) {
   using Mem = typename ExecSpace::memory_space;
-  using Buffer = Details::MessageBuffer<Scalar, Mem>;
+  using Buffer = MessageBuffer<Scalar, Mem>;
   int P = 1, p = 0;
   MPI_Comm_size(comm, &P);
   MPI_Comm_rank(comm, &p);
@@ -130,7 +122,7 @@ RingStats run_mpi_ring(
   RingMember<ExecSpace, Scalar>::reset(exec, o, lse);
 
   Buffer recv[2], send;
-  const MPI_Datatype type = Details::mpi_type<Scalar>();
+  const MPI_Datatype type = mpi_type<Scalar>();
   auto count_of = [&](std::int64_t rows) { return 2 * batch * rows * dim; };
   // Non-blocking send or receive of `count` values: past MPI's int count,
   // as one element of a datatype that spans them.
@@ -140,7 +132,7 @@ RingStats run_mpi_ring(
       mpi_call(data, int(count), type, peer, tag, ring, req);
       return;
     }
-    MPI_Datatype whole = Details::contiguous_type(count, type);
+    MPI_Datatype whole = contiguous_type(count, type);
     mpi_call(data, 1, whole, peer, tag, ring, req);
     MPI_Type_free(&whole);
   };
@@ -209,6 +201,6 @@ RingStats run_mpi_ring(
   return stats;
 }
 
-} // namespace ringattn
+} // namespace ringattn::Details
 
 #endif

@@ -13,7 +13,7 @@
 // minimum: nothing a receiver does not read is sent, and a hop whose block
 // would be empty is skipped.
 
-#include <kernels/RingAttn_BlockTask.hpp>
+#include <kernels/detail/RingAttn_BlockTask.hpp>
 #include <pattern/RingAttn_Partition.hpp>
 #include <pattern/RingAttn_Pattern.hpp>
 
@@ -21,7 +21,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace ringattn {
+namespace ringattn::Details {
 
 /// The block member `source` sends member `receiver`, and (receiver side)
 /// the block-kernel tasks that consume it, one list per branch.
@@ -31,8 +31,6 @@ struct Exchange {
   std::vector<std::vector<BlockTask>> tasks;
   bool empty() const { return rows == 0; }
 };
-
-namespace Details {
 
 /// Positions in [lo, hi) congruent to base modulo r, as (first, count).
 inline void progression(std::int64_t lo, std::int64_t hi, std::int64_t base, std::int64_t r,
@@ -46,8 +44,6 @@ inline void progression(std::int64_t lo, std::int64_t hi, std::int64_t base, std
   first = base + start * r;
   count = last - start + 1;
 }
-
-} // namespace Details
 
 /// Plans the exchange from `source` to `receiver`. Tasks are built only when
 /// `with_tasks` (the receiver); the sender needs the pack list alone.
@@ -95,8 +91,8 @@ inline Exchange plan_exchange(const Pattern &pattern, const Partition &partition
           for (int kp = 0; kp < nr; ++kp) {
             const Range a = partition.range(receiver, kp);
             std::int64_t first, count;
-            Details::progression(std::max(a.begin, seg_begin), std::min(a.end, seg_end), base, r,
-                                 first, count);
+            progression(std::max(a.begin, seg_begin), std::min(a.end, seg_end), base, r, first,
+                        count);
             if (count == 0) continue;
             BlockTask &q = queries[num_queries++];
             q.q_pos0 = first;
@@ -115,7 +111,7 @@ inline Exchange plan_exchange(const Pattern &pattern, const Partition &partition
             std::int64_t hi = std::min(b.end, seg_end);
             if (pattern.causal) hi = std::min(hi, last_query + 1);
             std::int64_t first, count;
-            Details::progression(std::max(b.begin, seg_begin), hi, base, r, first, count);
+            progression(std::max(b.begin, seg_begin), hi, base, r, first, count);
             if (count == 0) continue;
             keys[num_keys++] = KeyRun{first, count, ex.rows};
             const std::int64_t src_row0 =
@@ -153,6 +149,6 @@ inline std::vector<WorkItem> make_work_items(const std::vector<BlockTask> &tasks
   return items;
 }
 
-} // namespace ringattn
+} // namespace ringattn::Details
 
 #endif

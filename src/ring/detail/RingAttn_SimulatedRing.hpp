@@ -7,27 +7,15 @@
 // in-memory views) and its result goes back to it, so the process holds one
 // member's state at a time and its memory grows as N/R.
 
-#include <ring/RingAttn_RingMember.hpp>
+#include <ring/RingAttn_MemberIO.hpp>
 #include <ring/RingAttn_RingStats.hpp>
+#include <ring/detail/RingAttn_RingMember.hpp>
 
 #include <Kokkos_Timer.hpp>
 
 #include <algorithm>
 
-namespace ringattn {
-
-/// Where the simulated ring gets a member's rows and puts its result. Views
-/// are [B, n_p, H or Hkv, D] and [B, H, n_p] in the member's local row order.
-template <class Scalar, class MemorySpace>
-class MemberIO {
-public:
-  virtual ~MemberIO() = default;
-  virtual void load_q(int member, const Tensor4<Scalar, MemorySpace> &q) = 0;
-  virtual void load_kv(int member, const Tensor4<Scalar, MemorySpace> &k,
-                       const Tensor4<Scalar, MemorySpace> &v) = 0;
-  virtual void store(int member, const Tensor4<Scalar, MemorySpace> &o,
-                     const Tensor3<Scalar, MemorySpace> &lse) = 0;
-};
+namespace ringattn::Details {
 
 template <class ExecSpace, class Scalar>
 RingStats run_simulated_ring(const ExecSpace &exec, const Pattern &pattern,
@@ -90,6 +78,6 @@ RingStats run_simulated_ring(const ExecSpace &exec, const Pattern &pattern,
   return stats;
 }
 
-} // namespace ringattn
+} // namespace ringattn::Details
 
 #endif

@@ -10,7 +10,7 @@
 // to 0, a weight no softmax row can notice. Branch-free, so compilers
 // vectorize it; portable to every Kokkos backend.
 
-#include <core/RingAttn_KokkosCompat.hpp>
+#include <core/detail/RingAttn_KokkosCompat.hpp>
 
 #include <cstdint>
 #include <cstring>

@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-namespace ringattn {
+namespace ringattn::Details {
 
 /// Keys at positions pos0 + c * stride, c < count, stored in rows
 /// [block_row, block_row + count) of a K/V block.
@@ -49,6 +49,6 @@ struct WorkItem {
   std::int64_t q_begin = 0;
 };
 
-} // namespace ringattn
+} // namespace ringattn::Details
 
 #endif

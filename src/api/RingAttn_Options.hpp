@@ -1,0 +1,52 @@
+#ifndef RINGATTN_OPTIONS_HPP
+#define RINGATTN_OPTIONS_HPP
+
+// The options of a ring pass: tile sizes of the block kernel, the ring's
+// partition and members, and the MPI ring's switches.
+
+#include <pattern/RingAttn_Partition.hpp>
+#include <ring/RingAttn_RingStats.hpp>
+
+#include <climits>
+#include <cstdint>
+#include <optional>
+
+namespace ringattn {
+
+/// Tile sizes and team shape of the block kernel.
+struct Tiling {
+  int q_tile = 64;
+  int k_tile = 64;
+  int team_size = 1;
+  int vector_length = 1;
+  /// Use the portable kernel even where the host fast path could run.
+  bool portable = false;
+  /// Most teams one kernel launch may have (Kokkos league sizes are int):
+  /// batch x work items beyond it are launched in turns.
+  std::int64_t max_league_size = INT_MAX;
+};
+
+/// How RingAttention runs a pass (SPEC 3).
+struct RingOptions {
+  PartitionKind partition = PartitionKind::contiguous;
+  /// Virtual members of the simulated ring (in-memory forward); the MPI ring
+  /// takes its size from the communicator.
+  int members = 1;
+  /// Post the next hop's messages before computing the current one (MPI).
+  bool overlap = true;
+  /// Score scale; 1/sqrt(D) when empty (SPEC 1).
+  std::optional<double> scale;
+  /// Tile sizes; the execution space's default when empty.
+  std::optional<Tiling> tiling;
+  ProgressCallback progress;
+};
+
+/// Switches of the MPI ring (RingAttention::forward with a communicator).
+struct MpiRingOptions {
+  bool overlap = true;        ///< post step s+1's messages before computing step s
+  bool skip_messages = false; ///< benchmark only: compute on stale blocks, send nothing
+};
+
+} // namespace ringattn
+
+#endif
