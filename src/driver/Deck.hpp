@@ -105,7 +105,7 @@ struct SweepAxis {
 /// One point of a sweep: (dotted key, YAML value text) per axis.
 using SweepPoint = std::vector<std::pair<std::string, std::string>>;
 
-namespace detail {
+namespace Details {
 struct DeckSource; // the parsed deck and overrides, kept for re-validation
 }
 
@@ -131,7 +131,7 @@ struct RunConfig {
   /// Where each key given in the deck or by --set came from, for error
   /// messages about it found later (e.g. an .npy of the wrong shape).
   std::map<std::string, std::string> origins;
-  std::shared_ptr<const detail::DeckSource> source;
+  std::shared_ptr<const Details::DeckSource> source;
 
   /// Prefix for an error about `key` (dotted): `deck.yaml:5:26: input.q` when
   /// the key is in the file, `--set input.q=x.npy` when given by --set, the

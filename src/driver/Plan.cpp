@@ -152,8 +152,8 @@ ExchangeCounter::Acc ExchangeCounter::count_segment(const Partition &partition, 
       for (int kp = 0; kp < nr; ++kp) {
         const Range a = partition.range(receiver, kp);
         std::int64_t first, count;
-        Details::progression(std::max(a.begin, seg_begin), std::min(a.end, seg_end), base, r, first,
-                             count);
+        ringattn::Details::progression(std::max(a.begin, seg_begin), std::min(a.end, seg_end), base,
+                                       r, first, count);
         if (count == 0) continue;
         q_first[num_queries] = first;
         q_count[num_queries] = count;
@@ -168,7 +168,7 @@ ExchangeCounter::Acc ExchangeCounter::count_segment(const Partition &partition, 
         std::int64_t hi = std::min(b.end, seg_end);
         if (pat.causal) hi = std::min(hi, last_query + 1);
         std::int64_t first, count;
-        Details::progression(std::max(b.begin, seg_begin), hi, base, r, first, count);
+        ringattn::Details::progression(std::max(b.begin, seg_begin), hi, base, r, first, count);
         if (count == 0) continue;
         key_pos0[num_keys++] = first;
         rows += count;
@@ -310,8 +310,9 @@ MemberMemoryModel build_model(const PlanProblem &pp, std::int64_t n, const Excha
   const std::int64_t acc_bytes = s >= 8 ? 8 : 4;
   const int d = int(std::min<std::int64_t>(D, INT32_MAX));
   const std::int64_t scratch = std::int64_t(
-      Details::BlockAttentionFunctor<Kokkos::DefaultHostExecutionSpace, float>::scratch_elements(
-          pp.tiling.q_tile, pp.tiling.k_tile, d));
+      ringattn::Details::BlockAttentionFunctor<Kokkos::DefaultHostExecutionSpace,
+                                               float>::scratch_elements(pp.tiling.q_tile,
+                                                                        pp.tiling.k_tile, d));
   m.tiles = sat_prod({std::int64_t(pp.threads), scratch, acc_bytes});
   m.schedule = sat_add(sat_mul(e.tasks, std::int64_t(sizeof(BlockTask))),
                        sat_mul(e.items, std::int64_t(sizeof(WorkItem))));
@@ -518,7 +519,7 @@ long double segment_pairs(const Pattern &pat, int i, std::int64_t off, std::int6
   const std::int64_t sb = pat.segment_begin(s, i), se = pat.segment_end(s, i);
   const std::int64_t b = sb + off;
   std::int64_t first = 0, count = 0;
-  Details::progression(std::max(x, sb), std::min(y, se), b, r, first, count);
+  ringattn::Details::progression(std::max(x, sb), std::min(y, se), b, r, first, count);
   if (count == 0) return 0;
   const long double c = count;
   if (pat.causal) {
