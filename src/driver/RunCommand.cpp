@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <type_traits>
 
 #include <unistd.h>
@@ -444,6 +445,7 @@ int run_point(const RunConfig &cfg, const CommandLine &cl, const DriverComm &com
 
   if (mpi) {
 #ifdef RINGATTN_ENABLE_MPI
+    if (comm.comm() == MPI_COMM_NULL) throw std::logic_error("ring.mode mpi without MPI_Init");
     const int p = comm.rank();
     const std::int64_t n = part.local_size(p);
     const std::int64_t Hkv = cfg.problem.kv_heads;
@@ -482,6 +484,9 @@ int run_point(const RunConfig &cfg, const CommandLine &cl, const DriverComm &com
     report.hops_skipped = comm.sum(stats.hops_skipped);
     report.peak_bytes_per_member = comm.gather(peak_resident_bytes());
     report.peak_scope = "rank";
+#else
+    // check_build_supports() refuses such a deck up front; never run it as nothing.
+    throw std::logic_error("ring.mode mpi reached a build without MPI");
 #endif
   } else {
     DriverMemberIO<Scalar> io(cfg, *data, part, files, samples, check_finite);
