@@ -5,10 +5,13 @@
 #include "RingAttn_TestCase.hpp"
 #include "RingAttn_TestSpaces.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <initializer_list>
 #include <limits>
 #include <random>
+#include <utility>
+#include <vector>
 
 using namespace ringattn;
 using namespace ringattn::test;
@@ -272,3 +275,46 @@ TEMPLATE_LIST_TEST_CASE("work beyond one launch's league is launched in turns",
       check_against_reference<TestType, float>(p, options, tol_float);
     }
 }
+
+#ifdef KOKKOS_ENABLE_OPENMP
+TEST_CASE("the portable kernel in its GPU shape (team size and vector length above 1) on OpenMP",
+          "[attention][openmp]") {
+  // What default_tiling gives a GPU (tiles 32 x 32 with 32 vector lanes and
+  // 8 threads per team up to D = 64; 16 x 16 with 16 lanes at D = 128), the
+  // team cut to the host's threads. OpenMP runs the vector lanes one after
+  // another, but the TeamThreadRange splits over several threads, the team
+  // barriers between tiles and the ThreadVectorRange loops and reductions
+  // all execute, as they do on a GPU.
+  using Exec = Kokkos::OpenMP;
+  const int threads = int(Exec().concurrency());
+  if (threads < 2) {
+    WARN("OpenMP has " << threads
+                       << " thread; a team of several threads needs OMP_NUM_THREADS >= 2");
+    return;
+  }
+  std::vector<Problem> problems = standard_problems();
+  std::mt19937_64 rng(8187);
+  for (int trial = 0; trial < 12; ++trial) problems.push_back(random_problem(rng, 200));
+  for (const auto &[tile, lanes] : {std::pair{32, 32}, std::pair{16, 16}}) {
+    Tiling tiling;
+    tiling.portable = true;
+    tiling.q_tile = tile;
+    tiling.k_tile = tile;
+    tiling.vector_length = lanes;
+    tiling.team_size = std::min(256 / lanes < tile ? 256 / lanes : tile, threads);
+    REQUIRE(tiling.team_size > 1);
+    RingOptions options;
+    options.tiling = tiling;
+    for (const Problem &p : problems) {
+      INFO("tiles " << tile << " x " << tile << ", team " << tiling.team_size << " x " << lanes
+                    << " lanes");
+      check_against_reference<Exec, float>(p, options, tol_float);
+      check_against_reference<Exec, double>(p, options, 1e-12);
+      RingOptions ring = options;
+      ring.members = 3;
+      ring.partition = PartitionKind::zigzag;
+      check_against_reference<Exec, float>(p, ring, tol_float);
+    }
+  }
+}
+#endif
