@@ -139,7 +139,8 @@ struct BlockAttentionFunctor {
                     j < nk && !(masked && kpos_first + std::int64_t(j) * stride > qpos);
                 const Acc s = keep ? srow[j] : ninf;
                 srow[j] = s;
-                m = s > m ? s : m;
+                const Acc sm = Details::score_for_max(s); // NaN, +inf: +inf
+                m = sm > m ? sm : m;
               },
               Kokkos::Max<Acc>(mx));
           const Acc mold = mrow[i];
@@ -150,7 +151,7 @@ struct BlockAttentionFunctor {
           Kokkos::parallel_reduce(
               Kokkos::ThreadVectorRange(team, KT),
               [&](const int j, Acc &sum) {
-                const Acc p = Details::exp_nonpositive(srow[j] - mnew);
+                const Acc p = Details::score_weight(srow[j], mnew); // NaN, +inf: NaN
                 srow[j] = p;
                 sum += p;
               },
@@ -176,7 +177,7 @@ struct BlockAttentionFunctor {
     // Partial (O, LSE) of this tile, merged into the member's running result.
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nq), [&](const int i) {
       const Acc l = lrow[i];
-      if (!(l > 0)) return; // saw no key in this block
+      if (l == Acc(0)) return; // saw no key in this block (l is NaN after a NaN score)
       const Acc lse_part = mrow[i] + compat::log(l);
       const std::int64_t row = qrow_first + i * stride;
       const MergeWeights<Acc> w = lse_merge<Acc>(Acc(lse(b, h, row)), lse_part);
