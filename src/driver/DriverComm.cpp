@@ -9,11 +9,17 @@ namespace ringattn::driver {
 namespace {
 // Rank and size variables of the common launchers: Open MPI (mpirun, and
 // srun with Open MPI's PMIx), PMIx, PMI-1/2 (MPICH and Intel MPI hydra, srun
-// --mpi=pmi2), MVAPICH2.
+// --mpi=pmi2), MVAPICH2; and Slurm's srun with several tasks (below).
 constexpr const char *launcher_size_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE",
                                               "MV2_COMM_WORLD_SIZE"};
 constexpr const char *launcher_rank_vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK",
                                               "MV2_COMM_WORLD_RANK"};
+
+/// Slurm's task count of this job step (srun), 0 outside one.
+int slurm_step_tasks() {
+  const char *s = std::getenv("SLURM_STEP_NUM_TASKS");
+  return s ? std::atoi(s) : 0;
+}
 } // namespace
 
 bool launched_by_mpi_launcher() {
@@ -21,7 +27,7 @@ bool launched_by_mpi_launcher() {
     if (std::getenv(v)) return true;
   for (const char *v : launcher_rank_vars)
     if (std::getenv(v)) return true;
-  return false;
+  return slurm_step_tasks() > 1; // srun of several tasks, whatever its --mpi plugin
 }
 
 int launcher_world_size() {
@@ -30,7 +36,7 @@ int launcher_world_size() {
       const int n = std::atoi(s);
       if (n > 0) return n;
     }
-  return 1;
+  return slurm_step_tasks() > 1 ? slurm_step_tasks() : 1;
 }
 
 bool mpi_active() {
