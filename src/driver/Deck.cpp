@@ -8,6 +8,8 @@
 #include "DeckSource.hpp"
 #include "Npy.hpp"
 
+#include <RingAttn_Config.hpp>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -81,6 +83,25 @@ void resolve_ring_size(RunConfig &cfg, int num_ranks) {
                     " (leave ring.size out, or run under mpirun -np " +
                     std::to_string(cfg.ring.size) + ")");
   }
+}
+
+bool needs_mpi(const RunConfig &cfg) {
+  for (const RunConfig &point : expand_sweep(cfg))
+    if (point.ring.mode == RingMode::mpi) return true;
+  return false;
+}
+
+void check_build_supports(const RunConfig &cfg) {
+#ifdef RINGATTN_ENABLE_MPI
+  (void)cfg;
+#else
+  for (const RunConfig &point : expand_sweep(cfg))
+    if (point.ring.mode == RingMode::mpi)
+      throw DeckError(point.where("ring.mode") +
+                      ": expected simulated, got mpi, but this ringattn was built without MPI "
+                      "(RingAttn_ENABLE_MPI=OFF); use ring.mode: simulated (--set "
+                      "ring.mode=simulated), or rebuild with -DRingAttn_ENABLE_MPI=ON");
+#endif
 }
 
 void check_input_files(const RunConfig &cfg) {

@@ -19,6 +19,7 @@ int run_mpi(const PointRun<Scalar> &run, RunReport &report, MemberOutputs &out) 
 #ifdef RINGATTN_ENABLE_MPI
   const RunConfig &cfg = run.cfg;
   const DriverComm &comm = run.comm;
+  if (comm.comm() == MPI_COMM_NULL) throw std::logic_error("ring.mode mpi without MPI_Init");
   const Partition &part = run.part;
   const std::int64_t B = cfg.problem.batch, H = cfg.problem.heads, D = cfg.problem.head_dim;
   const int p = comm.rank();
