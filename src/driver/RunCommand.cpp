@@ -394,7 +394,7 @@ int run_point(const RunConfig &cfg, const CommandLine &cl, const DriverComm &com
               std::int64_t baseline, RunReport &report) {
   const bool mpi = cfg.ring.mode == RingMode::mpi;
   const int P = cfg.ring.size;
-  const std::int64_t B = cfg.problem.batch, H = cfg.problem.heads, D = cfg.problem.head_dim;
+  const std::int64_t B = cfg.problem.batch, D = cfg.problem.head_dim;
   const Pattern pattern = make_pattern(cfg);
   const Partition part(cfg.ring.partition, cfg.problem.seq_len, P);
   const int repeats = cfg.benchmark.warmup + cfg.benchmark.repeats;
@@ -448,6 +448,7 @@ int run_point(const RunConfig &cfg, const CommandLine &cl, const DriverComm &com
     if (comm.comm() == MPI_COMM_NULL) throw std::logic_error("ring.mode mpi without MPI_Init");
     const int p = comm.rank();
     const std::int64_t n = part.local_size(p);
+    const std::int64_t H = cfg.problem.heads;
     const std::int64_t Hkv = cfg.problem.kv_heads;
     Tensor4<Scalar, Mem> q("q", B, n, H, D), k("k", B, n, Hkv, D), v("v", B, n, Hkv, D);
     Tensor4<Scalar, Mem> o("o", B, n, H, D);
