@@ -1,7 +1,7 @@
 #ifndef RINGATTN_RINGATTENTION_HPP
 #define RINGATTN_RINGATTENTION_HPP
 
-// The public API (DESIGN layer 5): configured once with a pattern and ring
+// The public API (docs/DESIGN.md layer 5): configured once with a pattern and ring
 // options, then forward() on the caller's own Kokkos Views and, for the MPI
 // ring, the caller's own communicator. The library never initializes Kokkos
 // or MPI and never reaches for MPI_COMM_WORLD.
@@ -34,7 +34,7 @@ struct RingOptions {
   int members = 1;
   /// Post the next hop's messages before computing the current one (MPI).
   bool overlap = true;
-  /// Score scale; 1/sqrt(D) when empty (SPEC 1).
+  /// Score scale; 1/sqrt(D) when empty (docs/SPEC.md section 1).
   std::optional<double> scale;
   /// Tile sizes; the execution space's default when empty.
   std::optional<Tiling> tiling;
@@ -98,7 +98,7 @@ public:
 
 #ifdef RINGATTN_ENABLE_MPI
   /// MPI ring over `comm`: each rank passes only its own rows (the partition
-  /// of SPEC 3 with P = size of comm), in local order.
+  /// of docs/SPEC.md section 3 with P = size of comm), in local order.
   RingStats forward(MPI_Comm comm, const ConstTensor4 &q, const ConstTensor4 &k,
                     const ConstTensor4 &v, const OutTensor4 &o, const OutTensor3 &lse,
                     const MpiRingOptions &mpi_options = {},

@@ -1,4 +1,4 @@
-// The `ringattn` program: command line -> deck -> command (SPEC section 4).
+// The `ringattn` program: command line -> deck -> command (docs/SPEC.md section 4).
 // validate and help run without the runtime; run and plan run inside it
 // (MPI_Init when built with MPI, then Kokkos::initialize).
 #include "CommandLine.hpp"
