@@ -3,7 +3,8 @@
 # prefix, builds and runs examples/embed against it under mpiexec, builds and
 # tests RingAttn without MPI, and runs the Spack recipe test. See
 # docs/packaging.md. Included from the top-level CMakeLists.txt when
-# RingAttn_ENABLE_TESTS and RingAttn_ENABLE_PACKAGING_TESTS are on.
+# RingAttn_ENABLE_TESTS and RingAttn_ENABLE_PACKAGING_TESTS are on. Label
+# `full`: run by `scripts/test.sh --all`, not by the default `scripts/test.sh`.
 
 # The prefix of the Kokkos this build found
 # (<prefix>/lib*/cmake/<Package>).
@@ -33,4 +34,4 @@ add_test(NAME packaging
   COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/test_packaging.sh ${_ringattn_packaging_args}
           --work "${PROJECT_BINARY_DIR}/packaging-test")
 # It builds RingAttn again on every core: alone, and after the other tests.
-set_tests_properties(packaging PROPERTIES RUN_SERIAL TRUE TIMEOUT 1800 LABELS packaging)
+set_tests_properties(packaging PROPERTIES RUN_SERIAL TRUE TIMEOUT 1800 LABELS "packaging;full")

@@ -9,6 +9,8 @@
 #                       (scripts/test_sanitizers.sh, its own build folder)
 #   fuzz_smoke          the libFuzzer targets of fuzz/ for 30 s each
 #                       (scripts/fuzz.sh 30; needs clang++ with libFuzzer)
+# sanitizers and fuzz_smoke carry the label `full`: run by
+# `scripts/test.sh --all`, not by the default `scripts/test.sh`.
 
 if(RingAttn_ENABLE_DRIVER)
   # Writes good and bad .npy files for the table (no dependencies).
@@ -29,15 +31,15 @@ endif()
 # Both build again, in their own folders under this build tree: the
 # sanitizer build with this configuration's C++ compiler against a Kokkos
 # with bounds checking (built once into ~/.cache/ringattn), the fuzzers with
-# clang++ from the deck sources and Npy.cpp.
+# clang++ from the deck and .npy sources.
 add_test(NAME sanitizers
   COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/test_sanitizers.sh ${CMAKE_CURRENT_BINARY_DIR}/sanitizers)
 set_tests_properties(sanitizers PROPERTIES TIMEOUT 1800 PROCESSORS 2 RUN_SERIAL ON
-  ENVIRONMENT "RINGATTN_SANITIZER_CXX=${CMAKE_CXX_COMPILER}")
+  ENVIRONMENT "RINGATTN_SANITIZER_CXX=${CMAKE_CXX_COMPILER}" LABELS full)
 
 add_test(NAME fuzz_smoke
   COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/fuzz.sh 30 ${CMAKE_CURRENT_BINARY_DIR}/fuzz)
-set_tests_properties(fuzz_smoke PROPERTIES TIMEOUT 900 PROCESSORS 2)
+set_tests_properties(fuzz_smoke PROPERTIES TIMEOUT 900 PROCESSORS 2 LABELS full)
 if(TARGET Kokkos::kokkoscore AND NOT Kokkos_ENABLE_CUDA)
   # the Kokkos headers of this build (a CUDA Kokkos is no use to clang++)
   get_target_property(_ringattn_kokkos_include Kokkos::kokkoscore INTERFACE_INCLUDE_DIRECTORIES)

@@ -1,4 +1,4 @@
-// libFuzzer target: the input deck parser (SPEC 5) on arbitrary bytes.
+// libFuzzer target: the input deck parser (docs/SPEC.md section 5) on arbitrary bytes.
 //
 // The input is the deck text; bytes after a first NUL are `--set`
 // arguments, separated by NULs. A DeckError is the expected answer to a bad

@@ -1,4 +1,4 @@
-// libFuzzer target: the .npy reader (SPEC 5) on arbitrary file contents.
+// libFuzzer target: the .npy reader (docs/SPEC.md section 5) on arbitrary file contents.
 //
 // The bytes are written to a scratch file and opened with NpyReader; an
 // NpyError is the expected answer to a bad file. For a file the reader

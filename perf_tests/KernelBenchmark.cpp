@@ -1,5 +1,5 @@
 // Block-kernel benchmark: GFLOP/s on the (query, key) pairs each pattern
-// keeps (4 D flops per pair, SPEC 6), beside OpenBLAS sgemm of the QK^T shape
+// keeps (4 D flops per pair, docs/SPEC.md section 6), beside OpenBLAS sgemm of the QK^T shape
 // (N x N x D) at the same thread count, measured in the same run.
 //
 //   OMP_NUM_THREADS=1 build/perf_tests/ringattn_kernel_benchmark

@@ -2,7 +2,7 @@
 // execution space: median time of RingAttention::forward over device-resident
 // Views (inputs uniform in [-1, 1), made on the device; one member, the whole
 // sequence) and GFLOP/s on the (query, key) pairs kept (4 D flops per pair,
-// SPEC 6). One CSV line per shape, for scripts/gpu_compare_torch.py, which
+// docs/SPEC.md section 6). One CSV line per shape, for scripts/gpu_compare_torch.py, which
 // times PyTorch's scaled_dot_product_attention at the same shapes.
 //
 //   ringattn_shapes_benchmark [--warmup W] [--repeats R] B,N,H,D,causal...

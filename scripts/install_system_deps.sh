@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian packages RingAttn builds and tests with (SPEC-independent
+# Installs the Debian packages RingAttn builds and tests with (the whole
 # toolchain: compiler, CMake, OpenMPI, yaml-cpp, Catch2, OpenBLAS, Python for
 # the plotting script, clang with libFuzzer for the fuzzers). Idempotent; does
 # nothing when everything is present.

@@ -1,7 +1,7 @@
 #ifndef RINGATTN_REFERENCE_HPP
 #define RINGATTN_REFERENCE_HPP
 
-// The tests' independent float64 reference: SPEC section 2 written out
+// The tests' independent float64 reference: docs/SPEC.md section 2 written out
 // literally (no code shared with the library), and brute-force attention
 // over the (branch, key) pairs each query sees.
 

@@ -2,7 +2,8 @@
 #define RINGATTN_TESTCASE_HPP
 
 // A test problem: a pattern described twice (the library's Pattern and the
-// tests' literal SPEC), inputs, and helpers to run the API and compare.
+// tests' literal reading of docs/SPEC.md section 2), inputs, and helpers to run the API and
+// compare.
 
 #include "RingAttn_Reference.hpp"
 #include <RingAttn.hpp>
@@ -57,7 +58,8 @@ struct Problem {
     }
     return s.str();
   }
-  /// Inputs uniform in [-amplitude, amplitude) (SPEC tests use [-1, 1)).
+  /// Inputs uniform in [-amplitude, amplitude) (the accuracy of docs/SPEC.md section 1 is for [-1,
+  /// 1)).
   void fill(std::mt19937_64 &rng, double amplitude = 1.0) {
     std::uniform_real_distribution<double> u(-amplitude, amplitude);
     auto make = [&](std::size_t n) {

@@ -1,4 +1,4 @@
-// Test main (DESIGN.md): MPI_Init -> Kokkos::initialize -> Catch session ->
+// Test main: MPI_Init -> Kokkos::initialize -> Catch session ->
 // Kokkos::finalize -> MPI_Finalize. Under mpirun every rank runs the session;
 // the exit code is the worst over the ranks.
 #define CATCH_CONFIG_RUNNER

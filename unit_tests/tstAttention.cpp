@@ -1,4 +1,4 @@
-// The attention core (SPEC 1-2) against the float64 brute-force reference,
+// The attention core (docs/SPEC.md sections 1-2) against the float64 brute-force reference,
 // on every enabled backend, single member and simulated ring.
 #include <catch2/catch.hpp>
 
@@ -17,7 +17,7 @@ using namespace ringattn;
 using namespace ringattn::test;
 
 namespace {
-constexpr double tol_float = 2e-5; // issue: float32 inputs in [-1, 1), D <= 128
+constexpr double tol_float = 2e-5; // docs/SPEC.md section 1: float32 inputs in [-1, 1), D <= 128
 
 template <class ExecSpace, class Scalar>
 void check_against_reference(const Problem &p, const RingOptions &options, double tol) {

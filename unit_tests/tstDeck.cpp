@@ -1,4 +1,4 @@
-// The input deck (SPEC sections 4 and 5): every malformed deck is rejected
+// The input deck (docs/SPEC.md sections 4 and 5): every malformed deck is rejected
 // with file:line:col, the dotted key, what was expected and what was found;
 // valid decks get every default filled in.
 #include <CommandLine.hpp>
@@ -313,11 +313,11 @@ TEST_CASE("deck: defaults are filled in", "[deck]") {
   CHECK_THROWS_WITH(
       resolve_ring_size(m2, 4),
       Catch::Contains("--set ring.size=2: expected the number of MPI ranks (4), got 2"));
-  // SPEC 3: every P, members beyond N simply own no rows.
+  // docs/SPEC.md section 3: every P, members beyond N simply own no rows.
   RunConfig m3 = load_deck(deck, {"ring.mode=mpi"});
   resolve_ring_size(m3, 128);
   CHECK(m3.ring.size == 128);
-  // SPEC 5: the scale is auto or any number.
+  // docs/SPEC.md section 5: the scale is auto or any number.
   CHECK(load_deck(deck, {"attention.scale=-0.5"}).effective_scale() == -0.5);
   CHECK(load_deck(deck, {"attention.scale=0"}).effective_scale() == 0.0);
 }
@@ -355,7 +355,7 @@ output:    {results: out/r.yaml, o: o.npy, lse: lse.npy}
   CHECK(c.ring.partition == ringattn::PartitionKind::zigzag);
   CHECK_FALSE(c.ring.overlap);
   CHECK(c.input.seed == 7);
-  // Relative paths are resolved against the deck's folder (SPEC 5).
+  // Relative paths are resolved against the deck's folder (docs/SPEC.md section 5).
   CHECK(c.input.q == (dir / "data/q.npy").string());
   CHECK(c.input.k == "/abs/k.npy");
   CHECK(c.input.v == (tmp.path / "v.npy").string());

@@ -1,6 +1,6 @@
-// The ring's exchange plan (DESIGN layer 4) against brute force: the block
+// The ring's exchange plan (docs/DESIGN.md layer 4) against brute force: the block
 // member j sends member p holds exactly the rows p needs (the analytic
-// minimum), and the tasks built on it cover exactly the pairs SPEC 2 keeps.
+// minimum), and the tasks built on it cover exactly the pairs docs/SPEC.md section 2 keeps.
 #include <catch2/catch.hpp>
 
 #include "RingAttn_TestCase.hpp"

@@ -1,5 +1,5 @@
 // MPI: every rank derives its own rows from the partition alone; together
-// the ranks cover every position exactly once (SPEC 3).
+// the ranks cover every position exactly once (docs/SPEC.md section 3).
 #include <catch2/catch.hpp>
 
 #include <pattern/RingAttn_Partition.hpp>

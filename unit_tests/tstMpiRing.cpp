@@ -1,4 +1,4 @@
-// The MPI ring (SPEC 3): every rank holds only its own rows; the result
+// The MPI ring (docs/SPEC.md section 3): every rank holds only its own rows; the result
 // equals the single-member run within 1e-5 and the float64 reference within
 // 2e-5, for dense, dilated (both mixings), causal and GQA problems, both
 // partitions, overlap on and off, and on a sub-communicator.

@@ -1,5 +1,6 @@
-// .npy reading and writing (SPEC section 5) and all-or-nothing output files
-// (SPEC section 4).
+// .npy reading and writing (docs/SPEC.md section 5) and all-or-nothing output files
+// (docs/SPEC.md section 4).
+#include <AtomicFile.hpp>
 #include <Npy.hpp>
 
 #include <catch2/catch.hpp>

@@ -1,4 +1,4 @@
-// Partitions of SPEC section 3 against a brute-force assignment.
+// Partitions of docs/SPEC.md section 3 against a brute-force assignment.
 #include <catch2/catch.hpp>
 
 #include <pattern/RingAttn_Partition.hpp>
@@ -10,7 +10,7 @@ using ringattn::Partition;
 using ringattn::PartitionKind;
 
 namespace {
-// Literal SPEC 3: cut N into `pieces` the floor way; return owner and local row.
+// Literal docs/SPEC.md section 3: cut N into `pieces` the floor way; return owner and local row.
 void literal(PartitionKind kind, std::int64_t N, int P, std::vector<int> &owner,
              std::vector<std::int64_t> &local) {
   owner.assign(N, -1);

@@ -1,5 +1,5 @@
-// Pattern layer (SPEC section 2) against a brute-force enumeration written
-// straight from the SPEC's wording, for all small N, w, r, H, G.
+// Pattern layer (docs/SPEC.md section 2) against a brute-force enumeration written
+// straight from its wording, for all small N, w, r, H, G.
 #include <catch2/catch.hpp>
 
 #include "RingAttn_Reference.hpp"

@@ -1,4 +1,4 @@
-// `ringattn plan` (SPEC 4): the counted exchanges and memory model equal the
+// `ringattn plan` (docs/SPEC.md section 4): the counted exchanges and memory model equal the
 // library's exact plans (plan_exchange, model_member_memory), the closed-form
 // pair count equals pairs_for_query summed, the capacity search returns the
 // largest N that fits, and the printed plan is whole.

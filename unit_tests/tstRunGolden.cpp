@@ -1,5 +1,5 @@
-// The ringattn program end to end on the golden cases (shared/golden, copied
-// into unit_tests/data): `run` writes O and LSE as .npy, which must equal the
+// The ringattn program end to end on the golden cases
+// (unit_tests/data/golden): `run` writes O and LSE as .npy, which must equal the
 // independent float64 answers within 2e-5, and the API's own result, for a
 // single member and for simulated rings with either partition.
 #include <catch2/catch.hpp>

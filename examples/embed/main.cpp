@@ -7,7 +7,7 @@
 // MPI_COMM_WORLD would then hang, or mix up which rows a rank owns, and the
 // check below would fail. Each ring member makes only its own rows of Q, K
 // and V (from their global positions), runs the MPI forward and checks its
-// rows of O and LSE against a brute-force float64 computation of SPEC 2.
+// rows of O and LSE against a brute-force float64 computation of docs/SPEC.md section 2.
 //
 // Without MPI (RingAttn built with RingAttn_ENABLE_MPI=OFF), the same
 // problems run on the simulated ring, in this process.
@@ -76,7 +76,7 @@ void fill(const Tensor4 &view, int which, Position position) {
   Kokkos::deep_copy(view, host);
 }
 
-/// Brute force in float64, straight from SPEC 2 (mixture): row t of head h
+/// Brute force in float64, straight from docs/SPEC.md section 2 (mixture): row t of head h
 /// sees, in each branch whose phase of t equals the head's offset h % r, the
 /// keys of t's segment with that phase (u <= t when causal); one softmax over
 /// all (branch, key) pairs. Returns LSE and writes O[0..D).

@@ -26,7 +26,7 @@ struct Tiling {
   std::int64_t max_league_size = INT_MAX;
 };
 
-/// How RingAttention runs a pass (SPEC 3).
+/// How RingAttention runs a pass (docs/SPEC.md section 3).
 struct RingOptions {
   PartitionKind partition = PartitionKind::contiguous;
   /// Virtual members of the simulated ring (in-memory forward); the MPI ring
@@ -34,7 +34,7 @@ struct RingOptions {
   int members = 1;
   /// Post the next hop's messages before computing the current one (MPI).
   bool overlap = true;
-  /// Score scale; 1/sqrt(D) when empty (SPEC 1).
+  /// Score scale; 1/sqrt(D) when empty (docs/SPEC.md section 1).
   std::optional<double> scale;
   /// Tile sizes; the execution space's default when empty.
   std::optional<Tiling> tiling;

@@ -1,7 +1,7 @@
 #ifndef RINGATTN_RINGATTENTION_HPP
 #define RINGATTN_RINGATTENTION_HPP
 
-// The public API (DESIGN layer 5): configured once with a pattern and ring
+// The public API (docs/DESIGN.md layer 5): configured once with a pattern and ring
 // options, then forward() on the caller's own Kokkos Views and, for the MPI
 // ring, the caller's own communicator. The library never initializes Kokkos
 // or MPI and never reaches for MPI_COMM_WORLD.
@@ -127,7 +127,7 @@ public:
 
 #ifdef RINGATTN_ENABLE_MPI
   /// MPI ring over `comm`: each rank passes only its own rows (the partition
-  /// of SPEC 3 with P = size of comm), in local order.
+  /// of docs/SPEC.md section 3 with P = size of comm), in local order.
   RingStats forward(MPI_Comm comm, const ConstTensor4 &q, const ConstTensor4 &k,
                     const ConstTensor4 &v, const OutTensor4 &o, const OutTensor3 &lse,
                     const MpiRingOptions &mpi_options = {},

@@ -1,7 +1,7 @@
 #ifndef RINGATTN_TYPES_HPP
 #define RINGATTN_TYPES_HPP
 
-// View types of SPEC section 1, row-major (LayoutRight) as at every boundary:
+// View types of docs/SPEC.md section 1, row-major (LayoutRight) as at every boundary:
 //   Q, O [B, N, H, D];  K, V [B, N, Hkv, D];  LSE [B, H, N].
 
 #include <Kokkos_Core.hpp>
@@ -17,7 +17,7 @@ template <class Scalar, class MemorySpace>
 using Tensor3 = Kokkos::View<Scalar ***, Kokkos::LayoutRight, MemorySpace>;
 
 /// Compute and accumulation type for a storage type: float32 at least
-/// (SPEC 1), float64 for float64 storage.
+/// (docs/SPEC.md section 1), float64 for float64 storage.
 template <class Scalar>
 using accumulate_t = std::conditional_t<(sizeof(Scalar) >= sizeof(double)), double, float>;
 

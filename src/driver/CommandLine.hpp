@@ -1,7 +1,7 @@
 #ifndef RINGATTN_DRIVER_COMMANDLINE_HPP
 #define RINGATTN_DRIVER_COMMANDLINE_HPP
 
-// The `ringattn` command line (SPEC section 4):
+// The `ringattn` command line (docs/SPEC.md section 4):
 //   ringattn run DECK [--set KEY=VALUE]... [--quiet]
 //   ringattn validate DECK [--set KEY=VALUE]...
 //   ringattn plan DECK [--memory SIZE] [--set KEY=VALUE]...

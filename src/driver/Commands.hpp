@@ -6,7 +6,7 @@
 // runtime (MPI_Init when built with MPI, then Kokkos::initialize); validate
 // runs without it.
 //
-// Exit codes (SPEC 4): 0 ok, 2 bad input, 3 verification failed, 1 other.
+// Exit codes (docs/SPEC.md section 4): 0 ok, 2 bad input, 3 verification failed, 1 other.
 // A DeckError or UsageError escaping a command is reported as exit 2, any
 // other exception as 1 (see main_driver.cpp).
 

@@ -1,7 +1,7 @@
 #ifndef RINGATTN_DRIVER_DTYPE_HPP
 #define RINGATTN_DRIVER_DTYPE_HPP
 
-// Storage type of the arrays the driver reads and writes (SPEC sections 1, 5).
+// Storage type of the arrays the driver reads and writes (docs/SPEC.md sections 1, 5).
 
 #include <cstddef>
 

@@ -1,7 +1,7 @@
 #ifndef RINGATTN_DRIVER_DECK_HPP
 #define RINGATTN_DRIVER_DECK_HPP
 
-// The input deck (SPEC section 5): YAML file + `--set` overrides -> a typed,
+// The input deck (docs/SPEC.md section 5): YAML file + `--set` overrides -> a typed,
 // validated RunConfig with every default filled in. Only the driver knows
 // about YAML; nothing here touches Kokkos or MPI at run time.
 
@@ -49,7 +49,7 @@ struct ProblemConfig {
 
 struct AttentionConfig {
   AttentionKind kind = AttentionKind::dense;
-  /// Dilated only (empty for dense): same length, 1..16 branches, 1 <= r <= w.
+  /// Dilated only (empty for dense): same length, 1..64 branches, 1 <= r <= w.
   std::vector<std::int64_t> segment_lengths;
   std::vector<std::int64_t> dilation_rates;
   Mixing mixing = Mixing::mixture;
@@ -109,7 +109,7 @@ namespace Details {
 struct DeckSource; // the parsed deck and overrides, kept for re-validation
 }
 
-/// The effective deck: every key of SPEC section 5 with its default filled in.
+/// The effective deck: every key of docs/SPEC.md section 5 with its default filled in.
 struct RunConfig {
   std::string deck_path; // as given on the command line
   std::string deck_dir;  // the folder relative paths were resolved against
@@ -190,7 +190,7 @@ void check_build_supports(const RunConfig &cfg);
 /// Whether any point of the deck (any sweep point) runs in mode mpi.
 bool needs_mpi(const RunConfig &cfg);
 /// Source npy: opens q, k and v and checks their headers (dtype float32 or
-/// float64, C order, the shapes of SPEC 1). Throws DeckError at input.q/k/v.
+/// float64, C order, the shapes of docs/SPEC.md section 1). Throws DeckError at input.q/k/v.
 void check_input_files(const RunConfig &cfg);
 
 const char *to_string(AttentionKind);

@@ -353,7 +353,8 @@ RunConfig build(const std::shared_ptr<const DeckSource> &srcp, const SweepPoint 
   a.causal = b.boolean("attention.causal", false);
   if (auto v = b.get("attention.scale")) {
     if (!(v->node.IsScalar() && v->node.Scalar() == "auto"))
-      a.scale = b.finite_number(*v, "attention.scale", "auto or ", false); // SPEC 5: a number
+      a.scale = b.finite_number(*v, "attention.scale", "auto or ",
+                                false); // docs/SPEC.md section 5: a number
   }
 
   // ring

@@ -79,7 +79,7 @@ void load_member(const InputData &data, TensorId id, const Partition &part, int 
   Kokkos::deep_copy(view, host);
 }
 
-/// Whether a finished member's outputs hold a value the SPEC rules out:
+/// Whether a finished member's outputs hold a value docs/SPEC.md section 2 rules out:
 /// NaN or an infinity in O, NaN or +inf in LSE (-inf is an empty row).
 template <class Scalar>
 bool outputs_nonfinite(const Scalar *o, std::int64_t o_count, const Scalar *lse,

@@ -1,7 +1,7 @@
 #ifndef RINGATTN_DRIVER_INPUTDATA_HPP
 #define RINGATTN_DRIVER_INPUTDATA_HPP
 
-// Where Q, K and V come from (SPEC 5 `input`): generated counter-based values
+// Where Q, K and V come from (docs/SPEC.md section 5 `input`): generated counter-based values
 // or .npy files read in slices. Either way a member reads only its own rows,
 // so memory grows as N/P, and verification can fetch any rows it needs.
 

@@ -1,6 +1,7 @@
 #ifndef RINGATTN_DRIVER_OUTPUTFILES_HPP
 #define RINGATTN_DRIVER_OUTPUTFILES_HPP
 
+#include "AtomicFile.hpp"
 #include "Deck.hpp"
 #include "DriverComm.hpp"
 #include "Npy.hpp"
@@ -12,7 +13,7 @@
 
 namespace ringattn::driver {
 
-/// O and LSE files (SPEC 5): created under temporary names by rank 0, written
+/// O and LSE files (docs/SPEC.md section 5): created under temporary names by rank 0, written
 /// by every member at its own rows, renamed into place only when all is done.
 class OutputFiles {
 public:

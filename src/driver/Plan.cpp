@@ -46,7 +46,7 @@ void small_sort(T *first, int n) {
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return a / b + (a % b != 0 ? 1 : 0); }
 
-/// First query head of head group i and the group's size (SPEC 2,
+/// First query head of head group i and the group's size (docs/SPEC.md section 2,
 /// head_groups: the first H % G groups one head larger).
 void head_group_span(const Pattern &pattern, int i, std::int64_t &begin, std::int64_t &size) {
   const std::int64_t G = pattern.num_branches, H = pattern.heads;

@@ -1,7 +1,7 @@
 #ifndef RINGATTN_DRIVER_PLAN_HPP
 #define RINGATTN_DRIVER_PLAN_HPP
 
-// `ringattn plan` (SPEC 4): memory per ring member, communication volume,
+// `ringattn plan` (docs/SPEC.md section 4): memory per ring member, communication volume,
 // FLOPs, and the longest sequence that fits a memory size per member.
 //
 // The library's model (ring/RingAttn_MemoryModel.hpp) sizes buffers from

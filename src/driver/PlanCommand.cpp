@@ -1,4 +1,4 @@
-// `ringattn plan DECK [--memory SIZE]` (SPEC 4): the memory model per ring
+// `ringattn plan DECK [--memory SIZE]` (docs/SPEC.md section 4): the memory model per ring
 // member, communication volume and FLOPs of the deck, the longest sequence
 // that fits SIZE per member for ring sizes 1 to 64, and the claims that
 // motivated the project beside the model. Runs inside the runtime; only rank
@@ -250,7 +250,7 @@ void print_work(std::ostream &out, const RunConfig &cfg, const PlanProblem &pp,
   const long double B = pp.batch, D = pp.head_dim;
   const long double pairs = pairs_in_range(pat, 0, ra.seq_len) * B;
   const long double dense = (long double)ra.seq_len * ra.seq_len * pat.heads * B;
-  out << "\nwork (4 * D FLOPs per (query, key) pair the pattern keeps, SPEC 6)\n";
+  out << "\nwork (4 * D FLOPs per (query, key) pair the pattern keeps, docs/SPEC.md section 6)\n";
   Table t({true, true});
   t.row({"key pairs", num(pairs) + " (" + percent(pairs, dense) +
                           " of dense non-causal N^2 * H * B = " + num(dense) + ")"});
@@ -309,7 +309,8 @@ void print_claims(std::ostream &out, const PlanProblem &pp, const PlanOptions &o
   const Claim claims[] = {{8, 131072, "0.23 GB", 0.23e9L},
                           {16, 524288, "0.71 GB", 0.71e9L},
                           {32, 18874368, "(not stated)", 0}};
-  out << "\nclaimed vs modelled (the claims of the issue behind this project, GB = 10^9 bytes;\n"
+  out << "\nclaimed vs modelled (the claims of the analysis RingAttn started from, GB = 10^9 "
+         "bytes;\n"
          "  modelled for mode mpi, "
       << to_string(pp.partition) << ", the deck's B, H, Hkv, D, dtype and pattern)\n";
   Table t({false, false, false, false, false, true});

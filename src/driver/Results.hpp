@@ -1,7 +1,7 @@
 #ifndef RINGATTN_DRIVER_RESULTS_HPP
 #define RINGATTN_DRIVER_RESULTS_HPP
 
-// The results file (SPEC 6) and the sweep CSV: what a run measured, beside
+// The results file (docs/SPEC.md section 6) and the sweep CSV: what a run measured, beside
 // the models (memory, communication) it is compared with.
 
 #include "Deck.hpp"

@@ -3,6 +3,7 @@
 // files -> verification of sampled rows -> results file (and a CSV row per
 // sweep point). The pieces: OutputFiles (atomic O and LSE), InputChecks
 // (NaN/Inf scans), MemoryCheck, FaultInjection (a test hook), RunProgress.
+#include "AtomicFile.hpp"
 #include "Commands.hpp"
 #include "DriverComm.hpp"
 #include "InputChecks.hpp"

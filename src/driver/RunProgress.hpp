@@ -8,7 +8,7 @@
 
 namespace ringattn::driver {
 
-/// Progress on long runs (SPEC 4): rank 0, stderr, at most once a second.
+/// Progress on long runs (docs/SPEC.md section 4): rank 0, stderr, at most once a second.
 class Progress {
 public:
   Progress(bool enabled, int repeats)

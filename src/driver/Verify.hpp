@@ -1,8 +1,8 @@
 #ifndef RINGATTN_DRIVER_VERIFY_HPP
 #define RINGATTN_DRIVER_VERIFY_HPP
 
-// Built-in verification (SPEC 5 `verify`): sampled query rows recomputed in
-// float64 straight from SPEC 2 (streaming over the keys each head sees, from
+// Built-in verification (docs/SPEC.md section 5 `verify`): sampled query rows recomputed in
+// float64 straight from docs/SPEC.md section 2 (streaming over the keys each head sees, from
 // the input source itself), compared with what the ring produced.
 
 #include "InputData.hpp"

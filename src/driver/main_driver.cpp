@@ -1,4 +1,4 @@
-// The `ringattn` program: command line -> deck -> command (SPEC section 4).
+// The `ringattn` program: command line -> deck -> command (docs/SPEC.md section 4).
 // validate and help run without the runtime; run and plan run inside it
 // (Kokkos::initialize, preceded by MPI_Init only where MPI is wanted: when an
 // MPI launcher started the process, or for run, when the deck has mode mpi).

@@ -1,7 +1,7 @@
 #ifndef RINGATTN_PARTITION_HPP
 #define RINGATTN_PARTITION_HPP
 
-// Who owns which positions of the sequence (SPEC section 3). Host and device
+// Who owns which positions of the sequence (docs/SPEC.md section 3). Host and device
 // callable; a member owns one range (contiguous) or two (zigzag), and its
 // local rows are those ranges laid one after the other.
 
@@ -61,7 +61,7 @@ struct Partition {
 
   KOKKOS_INLINE_FUNCTION int num_ranges() const { return kind == PartitionKind::zigzag ? 2 : 1; }
   /// The k-th range member p owns, in local order: zigzag owns piece p, then
-  /// piece 2P-1-p (SPEC 3).
+  /// piece 2P-1-p (docs/SPEC.md section 3).
   KOKKOS_INLINE_FUNCTION Range range(int p, int k) const {
     const std::int64_t q = (k == 0) ? p : 2 * std::int64_t(members) - 1 - p;
     return Range{piece_begin(q), piece_begin(q + 1)};

@@ -1,7 +1,7 @@
 #ifndef RINGATTN_PATTERN_HPP
 #define RINGATTN_PATTERN_HPP
 
-// Which (query, key) pairs a head sees: the index math of SPEC section 2.
+// Which (query, key) pairs a head sees: the index math of docs/SPEC.md section 2.
 // Pure functions of integers, host and device callable, no allocation.
 
 #include <Kokkos_Core.hpp>
@@ -34,7 +34,7 @@ struct Pattern {
   std::int64_t segment_length[max_branches] = {};
   std::int64_t dilation_rate[max_branches] = {};
 
-  /// Dense attention (SPEC 2, "Dense").
+  /// Dense attention (docs/SPEC.md section 2, "Dense").
   static Pattern dense(std::int64_t seq_len, int heads, int kv_heads, bool causal) {
     Pattern p = make_base(seq_len, heads, kv_heads, causal, Mixing::mixture);
     p.num_branches = 1;
@@ -43,7 +43,7 @@ struct Pattern {
     return p;
   }
 
-  /// Dilated attention (SPEC 2, "Dilated"): branch i has segment length
+  /// Dilated attention (docs/SPEC.md section 2, "Dilated"): branch i has segment length
   /// segments[i] and dilation rate rates[i], 1 <= r_i <= w_i.
   static Pattern dilated(std::int64_t seq_len, int heads, int kv_heads, bool causal, Mixing mixing,
                          const std::vector<std::int64_t> &segments,
@@ -81,7 +81,7 @@ struct Pattern {
   KOKKOS_INLINE_FUNCTION std::int64_t segment_begin(std::int64_t s, int i) const {
     return s * segment_length[i];
   }
-  /// End of segment s; the last segment of a branch may be shorter (SPEC 2).
+  /// End of segment s; the last segment of a branch may be shorter (docs/SPEC.md section 2).
   KOKKOS_INLINE_FUNCTION std::int64_t segment_end(std::int64_t s, int i) const {
     const std::int64_t begin = s * segment_length[i];
     return seq_len - begin > segment_length[i] ? begin + segment_length[i] : seq_len;
@@ -96,11 +96,11 @@ struct Pattern {
 
   /// Number of query heads per kv head (GQA/MQA group size).
   KOKKOS_INLINE_FUNCTION int heads_per_kv_head() const { return heads / kv_heads; }
-  /// The kv head that query head h reads (SPEC 1).
+  /// The kv head that query head h reads (docs/SPEC.md section 1).
   KOKKOS_INLINE_FUNCTION int kv_head(int h) const { return h / heads_per_kv_head(); }
 
   /// head_groups mixing: H heads split into G contiguous groups, the first
-  /// H % G groups one head larger (SPEC 2).
+  /// H % G groups one head larger (docs/SPEC.md section 2).
   KOKKOS_INLINE_FUNCTION int head_group(int h) const {
     const int base = heads / num_branches;
     const int extra = heads % num_branches;
@@ -117,7 +117,7 @@ struct Pattern {
     return static_cast<std::int64_t>(h) % dilation_rate[i];
   }
 
-  /// Whether branch i lets query t of head h see key u (SPEC 2).
+  /// Whether branch i lets query t of head h see key u (docs/SPEC.md section 2).
   KOKKOS_INLINE_FUNCTION bool keeps(std::int64_t t, std::int64_t u, int h, int i) const {
     const std::int64_t off = offset(h, i);
     if (off < 0) return false;
@@ -126,7 +126,7 @@ struct Pattern {
   }
 
   /// Number of (branch, key) pairs query t of head h sees, over all branches
-  /// (a key in two branches counts twice, SPEC 2 mixture). O(1).
+  /// (a key in two branches counts twice, docs/SPEC.md section 2 mixture). O(1).
   KOKKOS_INLINE_FUNCTION std::int64_t pairs_for_query(std::int64_t t, int h) const {
     std::int64_t n = 0;
     for (int i = 0; i < num_branches; ++i) {

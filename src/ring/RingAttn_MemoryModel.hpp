@@ -1,7 +1,7 @@
 #ifndef RINGATTN_MEMORYMODEL_HPP
 #define RINGATTN_MEMORYMODEL_HPP
 
-// The memory a ring member allocates (SPEC 3: it grows as N/P), buffer by
+// The memory a ring member allocates (docs/SPEC.md section 3: it grows as N/P), buffer by
 // buffer, as the simulated and MPI rings of this folder allocate them:
 //   - Q, O [B, n, H, D], K, V [B, n, Hkv, D], LSE [B, H, n] of the member
 //     (the simulated ring sizes them for its largest member);

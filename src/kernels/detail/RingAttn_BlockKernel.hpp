@@ -1,10 +1,10 @@
 #ifndef RINGATTN_BLOCKKERNEL_HPP
 #define RINGATTN_BLOCKKERNEL_HPP
 
-// The portable block kernel (DESIGN layer 2): a tile of queries of one task
+// The portable block kernel (docs/DESIGN.md layer 2): a tile of queries of one task
 // against the keys/values of a K/V block, with the streaming (online)
 // softmax, and the result merged into the member's running (O, LSE) with the
-// log-sum-exp merge (SPEC 3). One team per (batch, work item); the Q tile,
+// log-sum-exp merge (docs/SPEC.md section 3). One team per (batch, work item); the Q tile,
 // a K^T tile, a V tile, the score tile and the accumulator live in team
 // scratch, so nothing larger than a tile is ever formed.
 

@@ -1,7 +1,7 @@
 #ifndef RINGATTN_BLOCKKERNELHOST_HPP
 #define RINGATTN_BLOCKKERNELHOST_HPP
 
-// Host fast path of the block kernel (DESIGN layer 2): the same work items
+// Host fast path of the block kernel (docs/DESIGN.md layer 2): the same work items
 // and the same streaming softmax as the portable kernel, with the two tile
 // products S = scale Q K^T and O += P V done by CBLAS sgemm (OpenBLAS) on
 // one core each. Queries of a dilated task are rows q_row0 + c * r, which is

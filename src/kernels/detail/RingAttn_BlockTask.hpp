@@ -1,7 +1,7 @@
 #ifndef RINGATTN_BLOCKTASK_HPP
 #define RINGATTN_BLOCKTASK_HPP
 
-// The unit of work of the block kernel. Under every pattern of SPEC 2 the
+// The unit of work of the block kernel. Under every pattern of docs/SPEC.md section 2 the
 // queries of one (head, branch, segment, phase) and the keys they see are
 // arithmetic progressions of positions with step r (r = 1 for dense), so a
 // task is "these strided queries against these strided keys", the keys

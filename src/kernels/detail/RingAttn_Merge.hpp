@@ -1,7 +1,7 @@
 #ifndef RINGATTN_MERGE_HPP
 #define RINGATTN_MERGE_HPP
 
-// The log-sum-exp merge of two partial results (SPEC section 3):
+// The log-sum-exp merge of two partial results (docs/SPEC.md section 3):
 //   L = max(La, Lb) + log(e^(La - max) + e^(Lb - max)),
 //   O = e^(La - L) Oa + e^(Lb - L) Ob,
 // used across dilation branches and across ring steps. A side with L = -inf

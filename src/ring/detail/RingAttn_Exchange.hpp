@@ -1,13 +1,13 @@
 #ifndef RINGATTN_EXCHANGE_HPP
 #define RINGATTN_EXCHANGE_HPP
 
-// What one ring member needs from another (DESIGN layer 4), derived on both
+// What one ring member needs from another (docs/DESIGN.md layer 4), derived on both
 // sides from the pattern and the partition alone, so no metadata travels.
 //
 // Member p needs from member j, per branch i and kv head g, the rows u owned
 // by j for which some local query t of p, of a head h reading g, has
 // seg_i(t) == seg_i(u) and phase_i(t) == phase_i(u) == offset(h, i), and
-// u <= t when causal (SPEC 2). Within one segment and phase these rows are an
+// u <= t when causal (docs/SPEC.md section 2). Within one segment and phase these rows are an
 // arithmetic progression (step r_i) in each of j's ranges, so the block is a
 // list of such runs, each packed contiguously. The row count is the analytic
 // minimum: nothing a receiver does not read is sent, and a hop whose block

@@ -1,7 +1,7 @@
 #ifndef RINGATTN_MPIRING_HPP
 #define RINGATTN_MPIRING_HPP
 
-// The MPI ring (SPEC 3, mode mpi): one member per rank of the caller's
+// The MPI ring (docs/SPEC.md section 3, mode mpi): one member per rank of the caller's
 // communicator. At step s member p receives from p - s what it needs and sends
 // p + s what that member needs (RingAttn_Exchange.hpp); empty hops are not
 // made. Non-blocking and double-buffered: the messages of step s + 1 are in

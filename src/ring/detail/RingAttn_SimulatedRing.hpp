@@ -1,7 +1,7 @@
 #ifndef RINGATTN_SIMULATEDRING_HPP
 #define RINGATTN_SIMULATEDRING_HPP
 
-// The simulated ring (SPEC 3, mode simulated): R virtual members run one
+// The simulated ring (docs/SPEC.md section 3, mode simulated): R virtual members run one
 // after another in one process, on the schedule of the MPI ring. A member's
 // rows come from a MemberIO (generated, read from a file, or sliced from
 // in-memory views) and its result goes back to it, so the process holds one

@@ -26,6 +26,8 @@ class Ringattn(CMakePackage, CudaPackage):
 
     git = "file://" + _source_checkout()
 
+    license("BSD-3-Clause")
+
     version("main", branch="main")
 
     variant("mpi", default=True, description="MPI ring: forward() on an MPI communicator")
