@@ -19,7 +19,11 @@
 #include <kernels/RingAttn_FastExp.hpp>
 #include <kernels/RingAttn_Merge.hpp>
 
+#ifdef RINGATTN_HAVE_MKL
+#include <mkl_cblas.h>
+#else
 #include <cblas.h>
+#endif
 
 #include <cstdint>
 
@@ -79,9 +83,15 @@ struct HostBlockAttentionFunctor {
       const KeyRun run = task.key_runs[r];
       for (std::int64_t k0 = 0; k0 < run.count; k0 += KT) {
         const std::int64_t krem = run.count - k0;
-        const int nk = krem < KT ? int(krem) : KT;
+        int nk = krem < KT ? int(krem) : KT;
         const std::int64_t kpos_first = run.pos0 + k0 * stride;
-        if (causal && kpos_first > qpos_last) break;
+        if (causal) {
+          if (kpos_first > qpos_last) break;
+          // keys past the tile's last query are masked for every row: leave
+          // them out of both GEMMs (a diagonal tile is then at most QT wide)
+          const std::int64_t seen = (qpos_last - kpos_first) / stride + 1;
+          if (seen < nk) nk = int(seen);
+        }
         const bool masked = causal && kpos_first + (nk - 1) * stride > qpos_first;
         const float *const kbase = &kv(0, b, run.block_row + k0, 0);
         const float *const vbase = &kv(1, b, run.block_row + k0, 0);
