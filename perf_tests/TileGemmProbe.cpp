@@ -8,7 +8,8 @@
 //       [--tiles QT,KT] [NAME=LIBRARY ...]
 //
 // Providers are CBLAS libraries loaded with dlopen (so all of them run in one
-// process): by default the OpenBLAS and MKL libraries CMake found. MKL is put
+// process, interleaved round by round): by default the OpenBLAS and MKL
+// libraries CMake found. MKL is put
 // on its sequential layer, OpenBLAS on one thread; with OMP_NUM_THREADS=T the
 // query tiles are split over T OpenMP threads, one GEMM thread each (as the
 // block kernel does). MKL's JIT (mkl_jit_create_sgemm) and libxsmm's JIT are
@@ -159,6 +160,38 @@ double mkl_jit_gflops(const Provider &p, const Shape &sh, Data &d, int repeats) 
   return g;
 }
 
+/// MKL's packed API with every K and V tile packed once before the sweep
+/// (what reusing packed K^T / V tiles across query tiles could reach at
+/// most; the packing itself is not timed); 0 without the API.
+double mkl_packed_gflops(const Provider &p, const Shape &sh, Data &d, int repeats) {
+  using PackSize = std::size_t (*)(int, int, int, int);
+  using Pack = void (*)(int, int, int, int, int, int, float, const float *, int, float *);
+  using Compute = void (*)(int, int, int, int, int, int, const float *, int, const float *, int,
+                           float, float *, int);
+  auto size = reinterpret_cast<PackSize>(dlsym(p.handle, "cblas_sgemm_pack_get_size"));
+  auto pack = reinterpret_cast<Pack>(dlsym(p.handle, "cblas_sgemm_pack"));
+  auto compute = reinterpret_cast<Compute>(dlsym(p.handle, "cblas_sgemm_compute"));
+  if (!size || !pack || !compute) return 0;
+  constexpr int Packed = 151, BMatrix = 162;
+  const int D = sh.D, QT = sh.QT, KT = sh.KT, tiles = sh.N / KT;
+  const std::size_t kb = size(BMatrix, QT, KT, D), vb = size(BMatrix, QT, D, KT);
+  std::vector<float> kp(kb / sizeof(float) * tiles + 16), vp(vb / sizeof(float) * tiles + 16);
+  for (int t = 0; t < tiles; ++t) {
+    pack(RowMajor, BMatrix, Trans, QT, KT, D, 0.125f, &d.k[std::size_t(t) * KT * D], D,
+         kp.data() + kb / sizeof(float) * t);
+    pack(RowMajor, BMatrix, NoTrans, QT, D, KT, 1.0f, &d.v[std::size_t(t) * KT * D], D,
+         vp.data() + vb / sizeof(float) * t);
+  }
+  const double t = sweep(sh, repeats, [&](int q0, int k0, float *s) {
+    const int tile = k0 / KT;
+    compute(RowMajor, NoTrans, Packed, QT, KT, D, &d.q[std::size_t(q0) * D], D,
+            kp.data() + kb / sizeof(float) * tile, KT, 0.0f, s, KT);
+    compute(RowMajor, NoTrans, Packed, QT, D, KT, s, KT, vp.data() + vb / sizeof(float) * tile, D,
+            1.0f, &d.o[std::size_t(q0) * D], D);
+  });
+  return 4.0 * double(sh.N) * sh.N * D / t * 1e-9;
+}
+
 #ifdef RINGATTN_PROBE_LIBXSMM
 /// libxsmm (column-major): S^T = K Q^T is K^T-transposed times Q, and
 /// O^T += V^T S^T is plain; 0 when libxsmm has no kernel for a shape.
@@ -219,18 +252,39 @@ int main(int argc, char *argv[]) {
               "GFLOP/s | D 64 / peak | D 128 / peak |\n");
   std::printf("| --- | --- | --- | --- | --- | --- |\n");
   Data d64({N, 64, QT, KT}), d128({N, 128, QT, KT});
-  for (Provider &p : providers) {
-    if (!load(p)) continue;
-    const double peak = peak_gflops(p, repeats);
-    const double g64 = tile_gflops(p, {N, 64, QT, KT}, d64, repeats);
-    const double g128 = tile_gflops(p, {N, 128, QT, KT}, d128, repeats);
-    std::printf("| %s | %.1f | %.1f | %.1f | %.2f | %.2f |\n", p.name.c_str(), g64, g128, peak,
-                g64 / peak, g128 / peak);
-    const double j64 = mkl_jit_gflops(p, {N, 64, QT, KT}, d64, repeats);
+  std::vector<Provider *> loaded;
+  for (Provider &p : providers)
+    if (load(p)) loaded.push_back(&p);
+  // Rounds interleave the providers (one timed sweep of each per round), so
+  // load that comes and goes on a shared machine hits all of them alike.
+  std::vector<std::vector<double>> peak(loaded.size()), g64(loaded.size()), g128(loaded.size());
+  for (int r = 0; r < repeats; ++r)
+    for (std::size_t i = 0; i < loaded.size(); ++i) {
+      peak[i].push_back(peak_gflops(*loaded[i], 1));
+      g64[i].push_back(tile_gflops(*loaded[i], {N, 64, QT, KT}, d64, 1));
+      g128[i].push_back(tile_gflops(*loaded[i], {N, 128, QT, KT}, d128, 1));
+    }
+  for (std::size_t i = 0; i < loaded.size(); ++i) {
+    const Provider &p = *loaded[i];
+    const double pk = median(peak[i]), a = median(g64[i]), b = median(g128[i]);
+    std::printf("| %s | %.1f | %.1f | %.1f | %.2f | %.2f |\n", p.name.c_str(), a, b, pk, a / pk,
+                b / pk);
+  }
+  for (Provider *p : loaded) {
+    const double k64 = mkl_packed_gflops(*p, {N, 64, QT, KT}, d64, repeats);
+    if (k64 > 0) {
+      const double k128 = mkl_packed_gflops(*p, {N, 128, QT, KT}, d128, repeats);
+      std::printf("| %s, K and V tiles packed beforehand (cblas_sgemm_pack, untimed) | %.1f | "
+                  "%.1f | - | - | - |\n",
+                  p->name.c_str(), k64, k128);
+    }
+    const double j64 = mkl_jit_gflops(*p, {N, 64, QT, KT}, d64, repeats);
     if (j64 >= 0) {
-      const double j128 = mkl_jit_gflops(p, {N, 128, QT, KT}, d128, repeats);
-      const auto cell = [](double g) { return g > 0 ? std::to_string(g).substr(0, 5) : "no JIT"; };
-      std::printf("| %s JIT (mkl_jit_create_sgemm) | %s | %s | - | - | - |\n", p.name.c_str(),
+      const double j128 = mkl_jit_gflops(*p, {N, 128, QT, KT}, d128, repeats);
+      const auto cell = [](double g) {
+        return g > 0 ? std::to_string(g).substr(0, 5) : std::string("no JIT");
+      };
+      std::printf("| %s JIT (mkl_jit_create_sgemm) | %s | %s | - | - | - |\n", p->name.c_str(),
                   cell(j64).c_str(), cell(j128).c_str());
     }
   }
