@@ -5,7 +5,7 @@
 // can reach with that provider; the README's provider table comes from it.
 //
 //   OMP_NUM_THREADS=1 build/perf_tests/ringattn_tile_gemm_probe [--repeats R] [--n N]
-//       [--tiles QT,KT] [NAME=LIBRARY ...]
+//       [--tiles QT,KT] [--provider NAME] [NAME=LIBRARY ...]
 //
 // Providers are CBLAS libraries loaded with dlopen (so all of them run in one
 // process, interleaved round by round): by default the OpenBLAS and MKL
@@ -217,6 +217,7 @@ double libxsmm_gflops(const Shape &sh, Data &d, int repeats) {
 
 int main(int argc, char *argv[]) {
   int repeats = 10, N = 4096, QT = 128, KT = 512;
+  std::string only; // --provider NAME: time only that one
   std::vector<Provider> providers;
   for (int a = 1; a < argc; ++a) {
     const std::string arg = argv[a];
@@ -226,10 +227,14 @@ int main(int argc, char *argv[]) {
       N = std::atoi(argv[++a]);
     else if (arg == "--tiles" && a + 1 < argc)
       std::sscanf(argv[++a], "%d,%d", &QT, &KT);
+    else if (arg == "--provider" && a + 1 < argc)
+      only = argv[++a];
     else if (arg.find('=') != std::string::npos)
       providers.push_back({arg.substr(0, arg.find('=')), arg.substr(arg.find('=') + 1)});
     else {
-      std::fprintf(stderr, "usage: %s [--repeats R] [--n N] [--tiles QT,KT] [NAME=LIBRARY ...]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--repeats R] [--n N] [--tiles QT,KT] [--provider NAME] "
+                   "[NAME=LIBRARY ...]\n",
                    argv[0]);
       return 2;
     }
@@ -254,7 +259,7 @@ int main(int argc, char *argv[]) {
   Data d64({N, 64, QT, KT}), d128({N, 128, QT, KT});
   std::vector<Provider *> loaded;
   for (Provider &p : providers)
-    if (load(p)) loaded.push_back(&p);
+    if ((only.empty() || p.name == only) && load(p)) loaded.push_back(&p);
   // Rounds interleave the providers (one timed sweep of each per round), so
   // load that comes and goes on a shared machine hits all of them alike.
   std::vector<std::vector<double>> peak(loaded.size()), g64(loaded.size()), g128(loaded.size());

@@ -78,7 +78,7 @@ TEMPLATE_LIST_TEST_CASE("the host fast path at tiles that do not divide N or eac
   // put the diagonal at every offset inside a key tile. Dense and dilated.
   std::mt19937_64 rng(424242);
   for (const auto &[qt, kt] : {std::pair{24, 40}, std::pair{40, 24}, std::pair{7, 64},
-                               std::pair{128, 512}, std::pair{256, 256}}) {
+                               std::pair{128, 256}, std::pair{128, 1024}, std::pair{256, 256}}) {
     RingOptions options;
     Tiling tiling = default_tiling<TestType>(64);
     tiling.q_tile = qt;
