@@ -105,7 +105,7 @@ def probe(exe, env, repeats, tiles, provider):
     rows = {}
     for l in out.splitlines():
         cells = [c.strip() for c in l.strip().strip("|").split("|")]
-        if len(cells) == 6 and re.match(r"^[0-9.]+$", cells[1]):
+        if len(cells) == 6 and all(re.match(r"^[0-9.]+$", c) for c in cells[1:4]):
             rows[cells[0]] = {"64": float(cells[1]), "128": float(cells[2]), "peak": float(cells[3])}
     return rows
 
