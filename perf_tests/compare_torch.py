@@ -3,7 +3,7 @@
 the CPU, float32, same shapes and threads, in one run.
 
     python3 perf_tests/compare_torch.py [--build build] [--threads 1,2]
-        [--n 4096,8192,16384] [--d 64,128] [--repeats 10] [--quick]
+        [--n 4096,8192,16384] [--d 64,128] [--repeats 10] [--heads H] [--quick]
 
 PyTorch comes from PyPI into a virtual environment this script makes once
 ($HOME/.cache/ringattn/torch-venv, `pip install torch numpy`; the download is
@@ -117,6 +117,8 @@ def main():
     ap.add_argument("--n", default="4096,8192,16384")
     ap.add_argument("--d", default="64,128")
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--heads", type=int, default=0,
+                    help="H for every N (default: 8 at 4,096, scaled as 1/N^2, at least 1)")
     ap.add_argument("--provider", default=None,
                     help="CBLAS of the ceiling columns, as the probe names it (default: MKL if "
                          "the probe has it, else OpenBLAS): the one the kernel was built with")
@@ -151,7 +153,7 @@ def main():
         worker = subprocess.Popen([py, "-c", WORKER, str(t)], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True, env=env)
         for n in [int(x) for x in a.n.split(",")]:
-            h = heads(n)
+            h = a.heads or heads(n)
             for d in [int(x) for x in a.d.split(",")]:
                 for causal in (0, 1):
                     rt, tt = [], []
