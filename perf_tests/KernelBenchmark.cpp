@@ -1,6 +1,7 @@
 // Block-kernel benchmark: GFLOP/s on the (query, key) pairs each pattern
-// keeps (4 D flops per pair, docs/SPEC.md section 6), beside OpenBLAS sgemm of the QK^T shape
-// (N x N x D) at the same thread count, measured in the same run.
+// keeps (4 D flops per pair, docs/SPEC.md section 6), beside sgemm of the QK^T shape
+// (N x N x D, from the CBLAS the kernel uses, rows split over the threads)
+// at the same thread count, measured in the same run.
 //
 //   OMP_NUM_THREADS=1 build/perf_tests/ringattn_kernel_benchmark
 //   OMP_NUM_THREADS=2 build/perf_tests/ringattn_kernel_benchmark
@@ -10,7 +11,12 @@
 #include <Kokkos_Random.hpp>
 #include <Kokkos_Timer.hpp>
 #ifdef RINGATTN_BENCH_SGEMM
+#ifdef RINGATTN_HAVE_MKL
+#include <mkl_cblas.h>
+#else
 #include <cblas.h>
+#endif
+#include <omp.h>
 #endif
 
 #include <algorithm>
@@ -46,14 +52,23 @@ double key_pairs(const ringattn::Pattern &p) {
 
 double sgemm_gflops(std::int64_t N, int D, int repeats) {
 #ifdef RINGATTN_BENCH_SGEMM
-  openblas_set_num_threads(Exec().concurrency());
+  // The same CBLAS as the kernel's tiles, one GEMM thread per thread: the
+  // rows of the QK^T product are split over the OpenMP threads.
+#ifdef RINGATTN_HAVE_OPENBLAS_THREADS
+  openblas_set_num_threads(1);
+#endif
   const std::int64_t M = std::min<std::int64_t>(N, 4096); // QK^T shape, capped in memory
   std::vector<float> a(M * D, 0.5f), b(M * D, 0.25f), c(M * M);
   std::vector<double> times;
+  const int threads = Exec().concurrency();
   for (int r = 0; r < repeats + 1; ++r) {
     Kokkos::Timer timer;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(M), int(M), D, 1.0f, a.data(), D,
-                b.data(), D, 0.0f, c.data(), int(M));
+#pragma omp parallel for num_threads(threads)
+    for (int t = 0; t < threads; ++t) {
+      const std::int64_t r0 = M * t / threads, r1 = M * (t + 1) / threads;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(r1 - r0), int(M), D, 1.0f,
+                  a.data() + r0 * D, D, b.data(), D, 0.0f, c.data() + r0 * M, int(M));
+    }
     if (r > 0) times.push_back(timer.seconds());
   }
   return 2.0 * double(M) * M * D / median(times) * 1e-9;

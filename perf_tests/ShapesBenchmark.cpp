@@ -7,6 +7,7 @@
 //
 //   ringattn_shapes_benchmark [--warmup W] [--repeats R] B,N,H,D,causal...
 //   e.g. ringattn_shapes_benchmark --repeats 5 1,4096,8,64,0 1,4096,8,64,1
+// RINGATTN_TILES=QT,KT in the environment overrides the default tiling.
 #include <RingAttn.hpp>
 
 #include <Kokkos_Core.hpp>
@@ -77,7 +78,13 @@ int main(int argc, char *argv[]) {
       Kokkos::fill_random(q, pool, -1.0f, 1.0f);
       Kokkos::fill_random(k, pool, -1.0f, 1.0f);
       Kokkos::fill_random(v, pool, -1.0f, 1.0f);
-      ringattn::RingAttention<Exec, float> attention(p);
+      ringattn::RingOptions options;
+      if (const char *tiles = std::getenv("RINGATTN_TILES")) { // "QT,KT" to explore tilings
+        ringattn::Tiling t = ringattn::default_tiling<Exec>(s.D);
+        std::sscanf(tiles, "%d,%d", &t.q_tile, &t.k_tile);
+        options.tiling = t;
+      }
+      ringattn::RingAttention<Exec, float> attention(p, options);
       std::vector<double> times;
       for (int r = 0; r < warmup + repeats; ++r) {
         Kokkos::fence();

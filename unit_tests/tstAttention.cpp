@@ -74,6 +74,29 @@ TEMPLATE_LIST_TEST_CASE("the portable kernel matches the reference where a fast 
   }
 }
 
+TEMPLATE_LIST_TEST_CASE("the host fast path at tiles that do not divide N or each other",
+                        "[attention][backend]", ExecSpaces) {
+  // Causal tiles cut their keys at the tile's last query (the diagonal tile
+  // is narrower than k_tile); query tiles wider and narrower than key tiles
+  // put the diagonal at every offset inside a key tile. Dense and dilated.
+  std::mt19937_64 rng(424242);
+  for (const auto &[qt, kt] : {std::pair{24, 40}, std::pair{40, 24}, std::pair{7, 64},
+                               std::pair{128, 256}, std::pair{128, 1024}, std::pair{256, 256}}) {
+    RingOptions options;
+    Tiling tiling = default_tiling<TestType>(64);
+    tiling.q_tile = qt;
+    tiling.k_tile = kt;
+    options.tiling = tiling;
+    for (int trial = 0; trial < 8; ++trial) {
+      Problem p = random_problem(rng, 700);
+      p.causal = trial % 4 != 3;
+      p.fill(rng);
+      INFO("q_tile " << qt << " k_tile " << kt);
+      check_against_reference<TestType, float>(p, options, tol_float);
+    }
+  }
+}
+
 TEMPLATE_LIST_TEST_CASE("long sequences, ragged segments, tile boundaries", "[attention][backend]",
                         ExecSpaces) {
   std::mt19937_64 rng(7);

@@ -17,12 +17,14 @@ It is NOT Spack. It provides:
   ``requires`` that fails raises ``Unsatisfiable``;
 * ``BUILTIN``, a snapshot of the variants of the builtin packages the recipe
   depends on (from spack/spack-packages: kokkos, openblas,
+  intel-oneapi-mkl,
   yaml-cpp, catch2, openmpi, mpich), so that a constraint naming a variant
   those packages do not have is caught.
 """
 
 import contextlib
 import importlib.util
+import os
 import re
 import sys
 import types
@@ -212,6 +214,10 @@ def when(condition):
         _when_stack.pop()
 
 
+def join_path(prefix, *args):
+    return os.path.join(str(prefix), *args)
+
+
 def maintainers(*names):
     pass
 
@@ -328,6 +334,13 @@ BUILTIN = {
         "tests": None,
     },
     "openblas": {"shared": None, "pic": None, "ilp64": None, "fortran": None},
+    "intel-oneapi-mkl": {
+        "shared": None,
+        "ilp64": None,
+        "cluster": None,
+        "gfortran": None,
+        "envmods": None,
+    },
     "yaml-cpp": {"shared": None, "pic": None, "tests": None},
     "catch2": {"shared": None, "pic": None, "cxxstd": None},
     "openmpi": {"cuda": None, "cxx": None, "fortran": None},
@@ -447,7 +460,7 @@ def install_modules():
     api = types.ModuleType("spack.package")
     names = [
         "version", "variant", "depends_on", "conflicts", "requires", "when",
-        "maintainers", "license", "InstallError",
+        "maintainers", "license", "InstallError", "join_path",
     ]  # fmt: skip
     for n in names:
         setattr(api, n, globals()[n])

@@ -37,7 +37,8 @@ MODULE, Ringattn = sp.load_recipe(RECIPE, "Ringattn")
 
 # CMake inputs that are not RingAttn options but that CMake or the find
 # modules RingAttn uses read (FindMPI, FindBLAS, find_package's <Pkg>_ROOT).
-CMAKE_INPUTS = {"CMAKE_CXX_COMPILER", "MPI_CXX_COMPILER", "BLA_VENDOR", "Kokkos_ROOT"}
+CMAKE_INPUTS = {"CMAKE_CXX_COMPILER", "MPI_CXX_COMPILER", "BLA_VENDOR", "Kokkos_ROOT",
+                "RingAttn_MKL_ROOT"}
 
 
 def project_cmake_options():
@@ -72,6 +73,7 @@ def choices(kokkos_version="3.7.02", mpi="openmpi", kokkos_variants=None):
         "mpi": sp.Spec(mpi, "5.0.5" if mpi == "openmpi" else "4.2.3", {}, provides=("mpi",)),
         "yaml-cpp": sp.Spec("yaml-cpp", "0.8.0", {"shared": True}),
         "openblas": sp.Spec("openblas", "0.3.28", {"shared": True}),
+        "intel-oneapi-mkl": sp.Spec("intel-oneapi-mkl", "2025.2.0", {"shared": True}),
         "catch2": sp.Spec("catch2", "2.13.10", {}),
         "cmake": sp.Spec("cmake", "3.30.5", {}),
         "cuda": sp.Spec("cuda", "12.6.2", {}),
@@ -102,10 +104,12 @@ def cmake_args(root):
 
 
 def combinations():
-    """Every combination of the recipe's variants (blas exists only ~cuda)."""
+    """Every combination of the recipe's variants (blas exists only ~cuda,
+    blas_provider only +blas)."""
     for mpi, openmp, tests in itertools.product([True, False], repeat=3):
-        for blas in (True, False):
-            yield dict(mpi=mpi, openmp=openmp, tests=tests, blas=blas)
+        for provider in ("mkl", "openblas"):
+            yield dict(mpi=mpi, openmp=openmp, tests=tests, blas=True, blas_provider=provider)
+        yield dict(mpi=mpi, openmp=openmp, tests=tests, blas=False)
         for arch in ("80", "90"):
             yield dict(mpi=mpi, openmp=openmp, tests=tests, cuda=True, cuda_arch=arch)
 
@@ -168,7 +172,15 @@ class CMakeArguments(unittest.TestCase):
                 self.assertEqual(args["RingAttn_ENABLE_PACKAGING_TESTS"], "OFF")
                 self.assertEqual(args["RingAttn_ENABLE_NATIVE"], "OFF")
                 self.assertEqual(args["Kokkos_ROOT"], root["kokkos"].prefix)
-                self.assertEqual(args.get("BLA_VENDOR"), "OpenBLAS" if blas else None)
+                provider = variants.get("blas_provider") if blas else None
+                self.assertEqual(args.get("BLA_VENDOR"), "OpenBLAS" if provider == "openblas" else None)
+                self.assertEqual(args.get("RingAttn_BLAS_PROVIDER"),
+                                 {"mkl": "MKL", "openblas": "OpenBLAS", None: None}[provider])
+                if provider == "mkl":
+                    self.assertEqual(args["RingAttn_MKL_ROOT"],
+                                     os.path.join(root["intel-oneapi-mkl"].prefix, "mkl", "latest"))
+                else:
+                    self.assertNotIn("RingAttn_MKL_ROOT", args)
                 if variants["mpi"]:
                     self.assertEqual(args["MPI_CXX_COMPILER"], root["mpi"].mpicxx)
                 else:
@@ -182,7 +194,7 @@ class CMakeArguments(unittest.TestCase):
                     self.assertTrue(name in options or name in CMAKE_INPUTS,
                                     f"{name} is neither a RingAttn option nor a known input")
                 n += 1
-        self.assertEqual(n, 8 * 4)
+        self.assertEqual(n, 8 * 5)
 
     def test_cuda_uses_the_kokkos_compiler(self):
         picks = choices(kokkos_variants={"wrapper": True})
@@ -207,7 +219,12 @@ class Dependencies(unittest.TestCase):
                 self.assertNotIn("kokkos-kernels", names)  # RingAttn does not use it
                 self.assertIn("yaml-cpp", names)
                 self.assertEqual("openmpi" in names, variants["mpi"])
-                self.assertEqual("openblas" in names, variants.get("blas", False) and not cuda)
+                blas = variants.get("blas", False) and not cuda
+                provider = variants.get("blas_provider")
+                self.assertEqual("openblas" in names, blas and provider == "openblas")
+                self.assertEqual("intel-oneapi-mkl" in names, blas and provider == "mkl")
+                if blas and provider == "mkl":
+                    self.assertIs(root["intel-oneapi-mkl"].variants["ilp64"], False)
                 self.assertEqual("catch2" in names, variants["tests"])
                 if variants["tests"]:
                     self.assertTrue(root["catch2"].satisfies("@2"))

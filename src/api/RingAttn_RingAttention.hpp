@@ -38,8 +38,14 @@ Tiling default_tiling([[maybe_unused]] int head_dim) {
   Tiling t;
   if constexpr (Details::compat::is_host_execution_v<ExecSpace>) {
 #ifdef RINGATTN_ENABLE_BLAS
-    t.q_tile = 128; // GEMM tiles of the host fast path (float)
-    t.k_tile = 512;
+    // GEMM tiles of the host fast path (float). Measured with
+    // RINGATTN_TILES over 64/128/256 x 256/512/1024 (ringattn_shapes_benchmark,
+    // N 4,096, H 8, one thread, best of interleaved rounds on the shared
+    // machine), as fractions of the best tiling (dense, causal):
+    // D 64: 128 x 256 (0.96, 0.98), 128 x 512 (0.88, 1.00), 256 x 256 (1.00,
+    // 0.91); D 128: 128 x 1024 (1.00, 0.98), 128 x 512 (0.75, 1.00).
+    t.q_tile = 128;
+    t.k_tile = head_dim <= 64 ? 256 : 1024;
 #else
     t.q_tile = 64;
     t.k_tile = head_dim <= 64 ? 128 : 64;

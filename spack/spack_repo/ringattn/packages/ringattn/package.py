@@ -37,7 +37,17 @@ class Ringattn(CMakePackage, CudaPackage):
         "blas",
         default=True,
         when="~cuda",
-        description="Host fast path: tile GEMMs through CBLAS (OpenBLAS)",
+        description="Host fast path: tile GEMMs through CBLAS (blas_provider)",
+    )
+    # The CBLAS of the tile GEMMs: MKL measured fastest on the tile shapes
+    # (README, ringattn_tile_gemm_probe); OpenBLAS is the lighter dependency.
+    variant(
+        "blas_provider",
+        default="mkl",
+        values=("mkl", "openblas"),
+        multi=False,
+        when="+blas",
+        description="CBLAS of the host tile GEMMs (RingAttn_BLAS_PROVIDER)",
     )
     # Kokkos builds for one CUDA architecture at a time, so this is one value
     # (not CudaPackage's list), passed on to Kokkos below.
@@ -72,7 +82,9 @@ class Ringattn(CMakePackage, CudaPackage):
 
     depends_on("mpi", when="+mpi")
     depends_on("yaml-cpp@0.6:")  # the ringattn program reads YAML decks
-    depends_on("openblas", when="+blas")
+    depends_on("openblas", when="+blas blas_provider=openblas")
+    # lp64 interface + sequential layer: one GEMM thread per Kokkos thread
+    depends_on("intel-oneapi-mkl~ilp64", when="+blas blas_provider=mkl")
     depends_on("catch2@2.13:2", type="build", when="+tests")
     # The MPI tests run Open MPI's mpiexec with --oversubscribe.
     requires("^openmpi", when="+tests +mpi", msg="the MPI tests need Open MPI's mpiexec")
@@ -91,8 +103,14 @@ class Ringattn(CMakePackage, CudaPackage):
             self.define("RingAttn_ENABLE_NATIVE", False),
             self.define("Kokkos_ROOT", spec["kokkos"].prefix),
         ]
-        if spec.satisfies("+blas"):
+        if spec.satisfies("+blas blas_provider=openblas"):
+            args.append(self.define("RingAttn_BLAS_PROVIDER", "OpenBLAS"))
             args.append(self.define("BLA_VENDOR", "OpenBLAS"))
+        if spec.satisfies("+blas blas_provider=mkl"):
+            args.append(self.define("RingAttn_BLAS_PROVIDER", "MKL"))
+            # MKLROOT of the oneAPI install: <prefix>/mkl/latest
+            mkl = spec["intel-oneapi-mkl"].prefix
+            args.append(self.define("RingAttn_MKL_ROOT", join_path(mkl, "mkl", "latest")))
         if spec.satisfies("+mpi"):
             args.append(self.define("MPI_CXX_COMPILER", spec["mpi"].mpicxx))
         if spec.satisfies("^kokkos+cuda"):
