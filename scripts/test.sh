@@ -27,7 +27,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cd "$build"
 if [ "$all" = 1 ]; then
-  ctest --output-on-failure --timeout 1200
+  ctest --output-on-failure --timeout 1200 -j "$(nproc)"
 else
-  ctest --output-on-failure --timeout 1200 -LE full
+  ctest --output-on-failure --timeout 1200 -j "$(nproc)" -LE full
 fi
