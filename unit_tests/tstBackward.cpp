@@ -223,3 +223,33 @@ TEST_CASE("backward: wrong shapes are rejected", "[backward]") {
   CHECK_THROWS_WITH(attn.backward(q, kv, kv, q, lse, kv, dq, kv, kv),
                     Catch::Contains("o and dout must have the shape of q"));
 }
+
+TEST_CASE("backward: ring traffic is the forward's rows plus the same rows of dK/dV",
+          "[backward][ring]") {
+  using Exec = Kokkos::DefaultExecutionSpace;
+  using T4 = Tensor4<float, Exec::memory_space>;
+  for (const Problem &p : standard_problems())
+    for (PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag}) {
+      INFO(p.describe() << (kind == PartitionKind::zigzag ? " zigzag" : " contiguous"));
+      RingOptions opts;
+      opts.partition = kind;
+      opts.members = 4;
+      RingAttention<Exec, float> attn(p.pattern(), opts);
+      const auto B = std::size_t(p.B), N = std::size_t(p.N), D = std::size_t(p.D);
+      T4 q("q", B, N, std::size_t(p.H), D), kv("kv", B, N, std::size_t(p.Hkv), D),
+          o("o", B, N, std::size_t(p.H), D), dq("dq", B, N, std::size_t(p.H), D),
+          dk("dk", B, N, std::size_t(p.Hkv), D), dv("dv", B, N, std::size_t(p.Hkv), D);
+      Tensor3<float, Exec::memory_space> lse("lse", B, std::size_t(p.H), N);
+      const RingStats fwd = attn.forward(q, kv, kv, o, lse);
+      const RingStats bwd = attn.backward(q, kv, kv, o, lse, o, dq, dk, dv);
+      CHECK(bwd.hops_made == fwd.hops_made);
+      CHECK(bwd.hops_skipped == fwd.hops_skipped);
+      std::int64_t f = 0, b = 0;
+      for (int m = 0; m < 4; ++m) {
+        f += fwd.bytes_sent[m];
+        b += bwd.bytes_sent[m];
+      }
+      CHECK(f > 0);
+      CHECK(b == 2 * f); // float32 partials: the K/V rows once more
+    }
+}
