@@ -97,7 +97,7 @@ const std::vector<BadDeck> bad_decks = {
   {"key in the wrong section", P + "attention: {seq_len: 5}\n", {},
    "deck.yaml:5:13: attention.seq_len: unknown key; did you mean 'problem.seq_len'?"},
   {"unknown key far from any", P + "output: {colour: red}\n", {},
-   "deck.yaml:5:10: output.colour: unknown key; valid keys of output: results, o, lse, csv"},
+   "deck.yaml:5:10: output.colour: unknown key; valid keys of output: results, o, lse, dq, dk, dv, csv"},
   // -- problem: types and ranges
   {"seq_len not a number", "problem: {seq_len: abc, heads: 4, head_dim: 16}\n", {},
    "deck.yaml:1:20: problem.seq_len: expected an integer >= 1, got \"abc\""},

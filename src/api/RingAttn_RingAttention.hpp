@@ -10,6 +10,7 @@
 //       ringattn::Pattern::dense(N, H, Hkv, /*causal=*/true));
 //   attn.forward(q, k, v, o, lse);            // whole sequence, this process
 //   attn.forward(comm, q_loc, k_loc, v_loc, o_loc, lse_loc);   // MPI ring
+//   attn.backward(q, k, v, o, lse, dout, dq, dk, dv);          // gradients (docs/SPEC.md section 7)
 
 #include <RingAttn_Config.hpp>
 #include <api/RingAttn_Options.hpp>
@@ -19,6 +20,7 @@
 #include <pattern/RingAttn_Pattern.hpp>
 #include <ring/RingAttn_MemberIO.hpp>
 #include <ring/RingAttn_RingStats.hpp>
+#include <ring/detail/RingAttn_BackwardRing.hpp>
 #include <ring/detail/RingAttn_SimulatedRing.hpp>
 #ifdef RINGATTN_ENABLE_MPI
 #include <ring/detail/RingAttn_MpiRing.hpp>
@@ -85,6 +87,7 @@ public:
   using ConstTensor4 = Kokkos::View<const Scalar ****, Kokkos::LayoutRight, memory_space>;
   using OutTensor4 = Tensor4<Scalar, memory_space>;
   using OutTensor3 = Tensor3<Scalar, memory_space>;
+  using ConstTensor3 = Kokkos::View<const Scalar ***, Kokkos::LayoutRight, memory_space>;
 
   explicit RingAttention(const Pattern &pattern, const RingOptions &options = {})
       : pattern_(pattern), options_(options) {
@@ -151,7 +154,79 @@ public:
   }
 #endif
 
+  /// Backward (docs/SPEC.md section 7), whole sequence in this process: from the forward's
+  /// o and lse and the gradient dout [B, N, H, D] of a loss with respect to
+  /// O, writes dq [B, N, H, D] and dk, dv [B, N, Hkv, D]. Runs
+  /// options().members virtual members on the forward's ring schedule.
+  RingStats backward(const ConstTensor4 &q, const ConstTensor4 &k, const ConstTensor4 &v,
+                     const ConstTensor4 &o, const ConstTensor3 &lse, const ConstTensor4 &dout,
+                     const OutTensor4 &dq, const OutTensor4 &dk, const OutTensor4 &dv) const {
+    return backward(ExecSpace(), q, k, v, o, lse, dout, dq, dk, dv);
+  }
+  RingStats backward(const ExecSpace &exec, const ConstTensor4 &q, const ConstTensor4 &k,
+                     const ConstTensor4 &v, const ConstTensor4 &o, const ConstTensor3 &lse,
+                     const ConstTensor4 &dout, const OutTensor4 &dq, const OutTensor4 &dk,
+                     const OutTensor4 &dv) const {
+    check_backward_shapes(q, k, v, o, lse, dout, dq, dk, dv, pattern_.seq_len);
+    const Partition partition(options_.partition, pattern_.seq_len, options_.members);
+    return Details::run_simulated_backward<ExecSpace, Scalar>(
+        exec, pattern_, partition, scale(q.extent(3)), tiling(q.extent(3)), q, k, v, o, lse, dout,
+        dq, dk, dv, options_.progress);
+  }
+
+#ifdef RINGATTN_ENABLE_MPI
+  /// MPI ring backward over `comm`: each rank passes its own rows (docs/SPEC.md section 3's
+  /// partition with P = size of comm) and gets dQ, dK, dV of those rows.
+  RingStats backward(MPI_Comm comm, const ConstTensor4 &q, const ConstTensor4 &k,
+                     const ConstTensor4 &v, const ConstTensor4 &o, const ConstTensor3 &lse,
+                     const ConstTensor4 &dout, const OutTensor4 &dq, const OutTensor4 &dk,
+                     const OutTensor4 &dv, const MpiRingOptions &mpi_options = {},
+                     const ExecSpace &exec = ExecSpace()) const {
+    int P = 1, p = 0;
+    MPI_Comm_size(comm, &P);
+    MPI_Comm_rank(comm, &p);
+    const Partition partition(options_.partition, pattern_.seq_len, P);
+    check_backward_shapes(q, k, v, o, lse, dout, dq, dk, dv, partition.local_size(p));
+    MpiRingOptions opts = mpi_options;
+    opts.overlap = opts.overlap && options_.overlap;
+    return Details::run_mpi_backward<ExecSpace, Scalar>(
+        exec, comm, pattern_, options_.partition, scale(q.extent(3)), tiling(q.extent(3)), opts, q,
+        k, v, o, lse, dout, dq, dk, dv, options_.progress);
+  }
+#endif
+
 private:
+  void check_backward_shapes(const ConstTensor4 &q, const ConstTensor4 &k, const ConstTensor4 &v,
+                             const ConstTensor4 &o, const ConstTensor3 &lse,
+                             const ConstTensor4 &dout, const OutTensor4 &dq, const OutTensor4 &dk,
+                             const OutTensor4 &dv, std::int64_t rows) const {
+    auto fail = [](const std::string &what) {
+      throw std::invalid_argument("ringattn::RingAttention::backward: " + what);
+    };
+    const auto B = q.extent(0), D = q.extent(3);
+    if (std::int64_t(q.extent(1)) != rows) fail("q has the wrong number of rows");
+    if (int(q.extent(2)) != pattern_.heads) fail("q has the wrong number of heads");
+    if (D < 1) fail("head_dim must be >= 1");
+    for (const auto *t : {&k, &v})
+      if (t->extent(0) != B || std::int64_t(t->extent(1)) != rows ||
+          int(t->extent(2)) != pattern_.kv_heads || t->extent(3) != D)
+        fail("k and v must be [B, N, kv_heads, D] matching q");
+    for (const auto *t : {&o, &dout})
+      if (t->extent(0) != B || t->extent(1) != q.extent(1) || t->extent(2) != q.extent(2) ||
+          t->extent(3) != D)
+        fail("o and dout must have the shape of q");
+    if (dq.extent(0) != B || dq.extent(1) != q.extent(1) || dq.extent(2) != q.extent(2) ||
+        dq.extent(3) != D)
+      fail("dq must have the shape of q");
+    for (const auto *t : {&dk, &dv})
+      if (t->extent(0) != B || t->extent(1) != k.extent(1) || t->extent(2) != k.extent(2) ||
+          t->extent(3) != D)
+        fail("dk and dv must have the shape of k");
+    if (lse.extent(0) != B || int(lse.extent(1)) != pattern_.heads ||
+        std::int64_t(lse.extent(2)) != rows)
+      fail("lse must be [B, H, N]");
+  }
+
   void check_shapes(const ConstTensor4 &q, const ConstTensor4 &k, const ConstTensor4 &v,
                     const OutTensor4 &o, const OutTensor3 &lse, std::int64_t rows) const {
     auto fail = [](const std::string &what) {

@@ -106,10 +106,13 @@ void check_build_supports(const RunConfig &cfg) {
 
 void check_input_files(const RunConfig &cfg) {
   if (cfg.input.source != InputSource::npy) return;
-  const std::pair<const char *, const std::string *> files[] = {
-      {"input.q", &cfg.input.q}, {"input.k", &cfg.input.k}, {"input.v", &cfg.input.v}};
+  const std::pair<const char *, const std::string *> files[] = {{"input.q", &cfg.input.q},
+                                                                {"input.k", &cfg.input.k},
+                                                                {"input.v", &cfg.input.v},
+                                                                {"input.do", &cfg.input.dout}};
   for (const auto &[key, path] : files) {
-    const bool is_q = std::string(key) == "input.q";
+    if (path->empty()) continue; // input.do without the backward
+    const bool is_q = std::string(key) == "input.q" || std::string(key) == "input.do";
     try {
       NpyReader r(*path);
       r.expect_shape(is_q ? cfg.q_shape() : cfg.kv_shape(),

@@ -56,6 +56,8 @@ struct AttentionConfig {
   bool causal = false;
   /// nullopt = "auto" = 1/sqrt(head_dim); otherwise positive and finite.
   std::optional<double> scale;
+  /// Also compute dQ, dK, dV from dO (docs/SPEC.md section 7).
+  bool backward = false;
 };
 
 struct RingConfig {
@@ -72,6 +74,9 @@ struct InputConfig {
   std::uint64_t seed = 42;
   /// npy only (empty for random): paths resolved against the deck's folder.
   std::string q, k, v;
+  /// npy with attention.backward only: dO [B, N, H, D] (random input
+  /// generates dO too).
+  std::string dout;
   /// Scan each member's inputs for NaN and Inf after loading them, and fail
   /// (exit 2) naming the tensor, the first bad (batch, position, head) and
   /// the file, rather than carry them into the results.
@@ -93,6 +98,7 @@ struct OutputConfig {
   std::string results = "results.yaml"; // never empty
   std::string o;                        // empty = not written
   std::string lse;                      // empty = not written
+  std::string dq, dk, dv;               // backward only; empty = not written
   std::string csv; // "results.csv" by default when the deck has a sweep, else empty
 };
 

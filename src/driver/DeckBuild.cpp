@@ -351,6 +351,7 @@ RunConfig build(const std::shared_ptr<const DeckSource> &srcp, const SweepPoint 
                std::to_string(a.segment_lengths.size()) + "), got " + std::to_string(p.heads) +
                " heads");
   a.causal = b.boolean("attention.causal", false);
+  a.backward = b.boolean("attention.backward", false);
   if (auto v = b.get("attention.scale")) {
     if (!(v->node.IsScalar() && v->node.Scalar() == "auto"))
       a.scale = b.finite_number(*v, "attention.scale", "auto or ",
@@ -388,6 +389,19 @@ RunConfig build(const std::shared_ptr<const DeckSource> &srcp, const SweepPoint 
       b.fail(*v, name, "only used with input.source: npy, but source is random (add source: npy)");
     }
   }
+  if (in.source == InputSource::npy && a.backward) {
+    if (!b.get("input.do"))
+      b.fail_missing("input.do",
+                     "required when source is npy and attention.backward is true (a .npy file "
+                     "path, dO [B, N, H, D])");
+    in.dout = b.path("input.do", "", false);
+  } else if (auto v = b.get("input.do")) {
+    b.fail(*v, "input.do",
+           in.source == InputSource::npy
+               ? "only used with attention.backward: true"
+               : "only used with input.source: npy, but source is random (random input "
+                 "generates dO)");
+  }
   in.check_finite = b.boolean("input.check_finite", true);
 
   // verify
@@ -405,17 +419,30 @@ RunConfig build(const std::shared_ptr<const DeckSource> &srcp, const SweepPoint 
       b.path("output.results", (src.dir / "results.yaml").lexically_normal().string(), false);
   out.o = b.path("output.o", "", true);
   out.lse = b.path("output.lse", "", true);
+  for (const auto &[name, field] : {std::pair<const char *, std::string *>{"output.dq", &out.dq},
+                                    {"output.dk", &out.dk},
+                                    {"output.dv", &out.dv}}) {
+    *field = b.path(name, "", true);
+    if (!field->empty() && !a.backward)
+      if (auto v = b.get(name)) b.fail(*v, name, "only used with attention.backward: true");
+  }
   const bool sweeping = src.file_has_sweep || b.has_sweep();
   out.csv = b.path("output.csv",
                    sweeping ? (src.dir / "results.csv").lexically_normal().string() : "", true);
   {
     // No output may overwrite another output or an input.
-    std::vector<std::pair<std::string, std::string>> files = {
-        {"input.q", in.q},      {"input.k", in.k},
-        {"input.v", in.v},      {"output.results", out.results},
-        {"output.o", out.o},    {"output.lse", out.lse},
-        {"output.csv", out.csv}};
-    for (std::size_t i = 3; i < files.size(); ++i)
+    std::vector<std::pair<std::string, std::string>> files = {{"input.q", in.q},
+                                                              {"input.k", in.k},
+                                                              {"input.v", in.v},
+                                                              {"input.do", in.dout},
+                                                              {"output.results", out.results},
+                                                              {"output.o", out.o},
+                                                              {"output.lse", out.lse},
+                                                              {"output.csv", out.csv},
+                                                              {"output.dq", out.dq},
+                                                              {"output.dk", out.dk},
+                                                              {"output.dv", out.dv}};
+    for (std::size_t i = 4; i < files.size(); ++i) // outputs vs all before
       for (std::size_t j = 0; j < i; ++j) {
         if (files[i].second.empty() || files[i].second != files[j].second) continue;
         const std::string &key = files[i].first;

@@ -51,6 +51,7 @@ void emit_config(YAML::Emitter &out, const RunConfig &c) {
   out << YAML::Key << "causal" << YAML::Value << c.attention.causal;
   out << YAML::Key << "scale" << YAML::Value
       << (c.attention.scale ? format_double(*c.attention.scale) : std::string("auto"));
+  out << YAML::Key << "backward" << YAML::Value << c.attention.backward;
   out << YAML::EndMap;
 
   out << YAML::Key << "ring" << YAML::Value << YAML::BeginMap;
@@ -69,6 +70,7 @@ void emit_config(YAML::Emitter &out, const RunConfig &c) {
     out << YAML::Key << "q" << YAML::Value << c.input.q;
     out << YAML::Key << "k" << YAML::Value << c.input.k;
     out << YAML::Key << "v" << YAML::Value << c.input.v;
+    if (c.attention.backward) out << YAML::Key << "do" << YAML::Value << c.input.dout;
   }
   out << YAML::Key << "check_finite" << YAML::Value << c.input.check_finite;
   out << YAML::EndMap;
@@ -89,6 +91,11 @@ void emit_config(YAML::Emitter &out, const RunConfig &c) {
   path_or_null("o", c.output.o);
   path_or_null("lse", c.output.lse);
   path_or_null("csv", c.output.csv);
+  if (c.attention.backward) {
+    path_or_null("dq", c.output.dq);
+    path_or_null("dk", c.output.dk);
+    path_or_null("dv", c.output.dv);
+  }
   out << YAML::EndMap;
 
   if (!c.sweep.empty()) {

@@ -9,12 +9,13 @@ namespace ringattn::driver::Details {
 const std::vector<Section> &schema() {
   static const std::vector<Section> s = {
       {"problem", {"batch", "seq_len", "heads", "kv_heads", "head_dim", "dtype"}},
-      {"attention", {"kind", "segment_lengths", "dilation_rates", "mixing", "causal", "scale"}},
+      {"attention",
+       {"kind", "segment_lengths", "dilation_rates", "mixing", "causal", "scale", "backward"}},
       {"ring", {"mode", "size", "partition", "overlap"}},
-      {"input", {"source", "seed", "q", "k", "v", "check_finite"}},
+      {"input", {"source", "seed", "q", "k", "v", "do", "check_finite"}},
       {"verify", {"enabled", "rows", "tolerance"}},
       {"benchmark", {"warmup", "repeats"}},
-      {"output", {"results", "o", "lse", "csv"}},
+      {"output", {"results", "o", "lse", "dq", "dk", "dv", "csv"}},
   };
   return s;
 }

@@ -50,16 +50,21 @@ void check_member_finite(const RunConfig &cfg, TensorId id, const Partition &par
   const std::int64_t bad = first_nonfinite(host, count);
   if (bad < 0) return;
   const std::int64_t D = cfg.problem.head_dim;
-  const std::int64_t heads = id == TensorId::q ? cfg.problem.heads : cfg.problem.kv_heads;
+  const bool q_shaped = id == TensorId::q || id == TensorId::dout;
+  const std::int64_t heads = q_shaped ? cfg.problem.heads : cfg.problem.kv_heads;
   const std::int64_t n = part.local_size(p);
   const std::int64_t d = bad % D, h = (bad / D) % heads, row = (bad / D / heads) % n;
   const std::int64_t b = bad / D / heads / n;
   const std::int64_t t = part.global_position(p, row);
   const double value = double(host[bad]);
-  const char *name = id == TensorId::q ? "q" : id == TensorId::k ? "k" : "v";
-  const std::string &file = id == TensorId::q   ? cfg.input.q
-                            : id == TensorId::k ? cfg.input.k
-                                                : cfg.input.v;
+  const char *name = id == TensorId::q      ? "q"
+                     : id == TensorId::k    ? "k"
+                     : id == TensorId::dout ? "do"
+                                            : "v";
+  const std::string &file = id == TensorId::q      ? cfg.input.q
+                            : id == TensorId::k    ? cfg.input.k
+                            : id == TensorId::dout ? cfg.input.dout
+                                                   : cfg.input.v;
   const std::string what = std::isnan(value) ? "NaN" : value > 0 ? "+inf" : "-inf";
   throw NonFiniteInput(cfg.where(std::string("input.") + name) + ": " + file + ": " + what +
                        " in " + name + " at batch " + std::to_string(b) + ", position " +

@@ -5,6 +5,8 @@
 #include <Kokkos_Core.hpp>
 
 #include <array>
+#include <optional>
+#include <stdexcept>
 
 namespace ringattn::driver {
 
@@ -68,6 +70,10 @@ public:
     readers_[0].expect_shape(cfg.q_shape(), "Q [B, N, H, D]");
     readers_[1].expect_shape(cfg.kv_shape(), "K [B, N, Hkv, D]");
     readers_[2].expect_shape(cfg.kv_shape(), "V [B, N, Hkv, D]");
+    if (!cfg.input.dout.empty()) {
+      dout_.emplace(cfg.input.dout);
+      dout_->expect_shape(cfg.q_shape(), "dO [B, N, H, D]");
+    }
   }
 
   void fill_member(TensorId id, const Partition &partition, int p, float *dst) const override {
@@ -79,7 +85,7 @@ public:
   void read_rows(TensorId id, std::int64_t b, std::int64_t t0, std::int64_t count,
                  double *dst) const override {
     const std::int64_t row = std::int64_t(heads(id)) * head_dim_;
-    readers_[int(id)].read((b * seq_len_ + t0) * row, count * row, dst);
+    reader(id).read((b * seq_len_ + t0) * row, count * row, dst);
   }
 
 private:
@@ -91,11 +97,17 @@ private:
       for (int r = 0; r < partition.num_ranges(); ++r) {
         const Range range = partition.range(p, r);
         const std::int64_t local = partition.range_local_begin(p, r);
-        readers_[int(id)].read((b * seq_len_ + range.begin) * row, range.size() * row,
-                               dst + (b * n + local) * row);
+        reader(id).read((b * seq_len_ + range.begin) * row, range.size() * row,
+                        dst + (b * n + local) * row);
       }
   }
+  const NpyReader &reader(TensorId id) const {
+    if (id != TensorId::dout) return readers_[int(id)];
+    if (!dout_) throw std::runtime_error("input.do: no dO file (attention.backward needs one)");
+    return *dout_;
+  }
   std::array<NpyReader, 3> readers_;
+  std::optional<NpyReader> dout_;
 };
 
 } // namespace

@@ -15,7 +15,8 @@
 
 namespace ringattn::driver {
 
-enum class TensorId { q = 0, k = 1, v = 2 };
+/// dout: the backward's dO [B, N, H, D] (docs/SPEC.md section 7).
+enum class TensorId { q = 0, k = 1, v = 2, dout = 3 };
 
 class InputData {
 public:
@@ -26,7 +27,9 @@ public:
   std::int64_t batch() const { return batch_; }
   std::int64_t seq_len() const { return seq_len_; }
   std::int64_t head_dim() const { return head_dim_; }
-  int heads(TensorId id) const { return id == TensorId::q ? heads_ : kv_heads_; }
+  int heads(TensorId id) const {
+    return id == TensorId::q || id == TensorId::dout ? heads_ : kv_heads_;
+  }
 
   /// Member p's rows of tensor `id`, in local order, into dst [B, n_p, heads, D].
   virtual void fill_member(TensorId id, const Partition &partition, int p, float *dst) const = 0;

@@ -275,6 +275,69 @@ void print_work(std::ostream &out, const RunConfig &cfg, const PlanProblem &pp,
   t.print(out);
 }
 
+/// attention.backward (docs/SPEC.md section 7): the backward's extra memory, traffic and work.
+void print_backward(std::ostream &out, const RunConfig &cfg, const PlanProblem &pp,
+                    const RingAnalysis &ra) {
+  const bool mpi = cfg.ring.mode == RingMode::mpi;
+  const Pattern pat = pp.pattern_at(ra.seq_len);
+  const std::int64_t B = pp.batch, D = pp.head_dim, s = pp.scalar_bytes;
+  const std::int64_t acc = s >= 8 ? 8 : 4; // accumulate type (docs/SPEC.md section 1: float32 at least)
+  const std::int64_t H = pat.heads, Hkv = pat.kv_heads;
+  const Partition part(pp.partition, ra.seq_len, ra.members);
+  out << "\nbackward (attention.backward: dQ, dK, dV from dO, docs/SPEC.md section 7)\n";
+  Table t({true, true});
+  // memory beyond the forward's, for the largest member (mpi) or the process
+  // (simulated: whole-sequence views, N rows)
+  std::int64_t n = ra.seq_len, recv_rows = ra.process_extent.recv_rows;
+  if (mpi) {
+    const int big = ra.largest_member();
+    n = part.local_size(ra.evaluated[big]);
+    recv_rows = ra.extents[big].recv_rows;
+  }
+  const std::int64_t tensors = B * n * (2 * H + 2 * Hkv) * D * s; // dO, dQ, dK, dV
+  const std::int64_t inputs = mpi ? 0 : B * n * (2 * H + 2 * Hkv) * D * s + B * H * n * s;
+  const std::int64_t delta = B * H * n * acc;
+  const std::int64_t accumulators = acc == s ? 0 : B * n * (H + 2 * Hkv) * D * acc;
+  const std::int64_t partials = (mpi ? 4 : 1) * recv_rows * 2 * B * D * acc;
+  t.row({"memory",
+         bytes_text(tensors + inputs + delta + accumulators + partials) + " more per " +
+             (mpi ? std::string("member (the largest)") : std::string("process")) +
+             ": dO, dQ, dK, dV " + bytes_text(tensors) +
+             (mpi ? std::string() : ", whole-sequence Q, K, V, O, LSE " + bytes_text(inputs)) +
+             ", Delta " + bytes_text(delta) +
+             (accumulators ? ", float accumulators " + bytes_text(accumulators) : "") +
+             ", dK/dV partial blocks " + bytes_text(partials)});
+  // traffic: the forward's K/V rows, plus the same rows of dK/dV going back
+  long double kv = 0, back = 0;
+  std::int64_t worst = 0;
+  int worst_member = 0;
+  for (std::size_t k = 0; k < ra.evaluated.size(); ++k) {
+    const int p = ra.evaluated[k];
+    std::int64_t rows = 0;
+    for (int j = 0; j < ra.members; ++j)
+      if (j != p) rows += ringattn::Details::plan_exchange(pat, part, p, j, false).rows;
+    const std::int64_t bytes = ra.sent_bytes[k] + rows * 2 * B * D * acc;
+    kv += ra.sent_bytes[k];
+    back += (long double)rows * 2 * B * D * acc;
+    if (bytes > worst) {
+      worst = bytes;
+      worst_member = p;
+    }
+  }
+  const long double scale = (long double)ra.members / ra.evaluated.size();
+  const std::string approx = ra.sampled ? "~" : "";
+  t.row({"communication",
+         "max " + bytes_text(worst) + " per member (member " + std::to_string(worst_member) +
+             "), " + approx + human_bytes((kv + back) * scale) + " in all: K/V blocks " + approx +
+             human_bytes(kv * scale) + " as the forward, dK/dV partials " + approx +
+             human_bytes(back * scale) + " (rows of " + std::to_string(acc) + "-byte values)"});
+  const long double pairs = pairs_in_range(pat, 0, ra.seq_len) * B;
+  t.row({"FLOPs", human_count(10 * D * pairs, "FLOP") + " (10 * D per kept pair; " +
+                      human_count(14 * D * pairs, "FLOP") +
+                      " computed: the two passes recompute Q K^T and dO V^T)"});
+  t.print(out);
+}
+
 void print_capacity(std::ostream &out, const PlanProblem &pp, int P, const PlanOptions &opt) {
   const std::string size = human_bytes((long double)opt.memory_bytes);
   out << "\nlongest sequence that fits " << size << " per member"
@@ -373,6 +436,7 @@ int write_plan(const RunConfig &deck, const PlanOptions &opt, std::ostream &out,
     print_memory(out, cfg, pp, ra);
     print_communication(out, pp, ra);
     print_work(out, cfg, pp, ra);
+    if (cfg.attention.backward) print_backward(out, cfg, pp, ra);
     const std::string shape = shape_key(cfg);
     const auto done = std::find(shapes_done.begin(), shapes_done.end(), shape);
     if (done != shapes_done.end()) {

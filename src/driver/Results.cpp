@@ -18,6 +18,14 @@ double RunReport::median_seconds() const {
   return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
+double BackwardReport::median_seconds() const {
+  if (repeat_seconds.empty()) return 0;
+  std::vector<double> t = repeat_seconds;
+  std::sort(t.begin(), t.end());
+  const std::size_t n = t.size();
+  return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
 namespace {
 
 template <class T>
@@ -28,6 +36,55 @@ void emit_list(YAML::Emitter &out, const std::vector<T> &values) {
 }
 
 double finite_or_max(double x) { return std::isfinite(x) ? x : std::numeric_limits<double>::max(); }
+
+/// The backward pass's section (docs/SPEC.md section 7): its own timing, work (10 D flops
+/// per kept pair), throughput, communication (K/V blocks plus the returning
+/// dK/dV partials) and verification.
+void emit_backward(YAML::Emitter &out, const BackwardReport &b, const RunConfig &c) {
+  out << YAML::Key << "backward" << YAML::Value << YAML::BeginMap;
+  const double median = b.median_seconds();
+  out << YAML::Key << "timing" << YAML::Value << YAML::Flow << YAML::BeginMap;
+  out << YAML::Key << "median_s" << YAML::Value << median;
+  out << YAML::Key << "min_s" << YAML::Value
+      << (b.repeat_seconds.empty()
+              ? 0.0
+              : *std::min_element(b.repeat_seconds.begin(), b.repeat_seconds.end()));
+  out << YAML::Key << "max_s" << YAML::Value
+      << (b.repeat_seconds.empty()
+              ? 0.0
+              : *std::max_element(b.repeat_seconds.begin(), b.repeat_seconds.end()));
+  out << YAML::Key << "repeats" << YAML::Value << b.repeat_seconds.size();
+  out << YAML::EndMap;
+  out << YAML::Key << "work" << YAML::Value << YAML::Flow << YAML::BeginMap;
+  out << YAML::Key << "flops" << YAML::Value << b.flops;
+  out << YAML::Key << "key_pairs" << YAML::Value << b.key_pairs;
+  out << YAML::Key << "flops_per_pair" << YAML::Value << 10 * c.problem.head_dim;
+  out << YAML::EndMap;
+  const double tokens = double(c.problem.batch) * double(c.problem.seq_len);
+  out << YAML::Key << "throughput" << YAML::Value << YAML::Flow << YAML::BeginMap;
+  out << YAML::Key << "gflops" << YAML::Value << (median > 0 ? b.flops / median * 1e-9 : 0.0);
+  out << YAML::Key << "tokens_per_s" << YAML::Value << (median > 0 ? tokens / median : 0.0);
+  out << YAML::EndMap;
+  out << YAML::Key << "communication" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "bytes_sent_per_member" << YAML::Value;
+  emit_list(out, b.bytes_sent_per_member);
+  out << YAML::Key << "model_bytes_sent_per_member" << YAML::Value;
+  emit_list(out, b.model_bytes_sent_per_member);
+  out << YAML::Key << "hops_made" << YAML::Value << b.hops_made;
+  out << YAML::Key << "hops_skipped" << YAML::Value << b.hops_skipped;
+  out << YAML::EndMap;
+  out << YAML::Key << "verify" << YAML::Value << YAML::Flow << YAML::BeginMap;
+  out << YAML::Key << "enabled" << YAML::Value << b.verified;
+  out << YAML::Key << "dq_rows_checked" << YAML::Value << b.dq_rows;
+  out << YAML::Key << "dkv_rows_checked" << YAML::Value << b.dkv_rows;
+  out << YAML::Key << "max_abs_error_dq" << YAML::Value << finite_or_max(b.max_abs_error_dq);
+  out << YAML::Key << "max_abs_error_dk" << YAML::Value << finite_or_max(b.max_abs_error_dk);
+  out << YAML::Key << "max_abs_error_dv" << YAML::Value << finite_or_max(b.max_abs_error_dv);
+  out << YAML::Key << "nonfinite" << YAML::Value << b.nonfinite;
+  out << YAML::Key << "passed" << YAML::Value << b.passed(c.verify.tolerance);
+  out << YAML::EndMap;
+  out << YAML::EndMap;
+}
 
 void emit_report_body(YAML::Emitter &out, const RunReport &r) {
   const RunConfig &c = r.config;
@@ -120,6 +177,7 @@ void emit_report_body(YAML::Emitter &out, const RunReport &r) {
   out << YAML::Key << "tolerance" << YAML::Value << c.verify.tolerance;
   out << YAML::Key << "passed" << YAML::Value << r.passed();
   out << YAML::EndMap;
+  if (r.backward) emit_backward(out, *r.backward, c);
 }
 
 } // namespace

@@ -4,12 +4,14 @@
 // The results file (docs/SPEC.md section 6) and the sweep CSV: what a run measured, beside
 // the models (memory, communication) it is compared with.
 
+#include "BackwardReport.hpp"
 #include "Deck.hpp"
 #include "Verify.hpp"
 
 #include <ring/RingAttn_MemoryModel.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,8 +36,13 @@ struct RunReport {
   // verification
   VerifyErrors verify;
   bool verified = false;
+  // the backward pass, when attention.backward is true
+  std::optional<BackwardReport> backward;
 
-  bool passed() const { return !verified || verify.passed(config.verify.tolerance); }
+  bool passed() const {
+    return (!verified || verify.passed(config.verify.tolerance)) &&
+           (!backward || backward->passed(config.verify.tolerance));
+  }
   double median_seconds() const;
 };
 

@@ -106,6 +106,10 @@ int run_point(const RunConfig &cfg, const CommandLine &cl, const DriverComm &com
   rc = mpi ? run_mpi(run, report, outputs) : run_simulated(run, report, outputs);
   if (rc != exit_ok) return rc;
   files.commit();
+  if (cfg.attention.backward) { // docs/SPEC.md section 7
+    report.backward.emplace();
+    if ((rc = run_backward(run, *report.backward)) != exit_ok) return rc;
+  }
 
   // Work, models, verification.
   const std::int64_t scalar_bytes = std::int64_t(sizeof(Scalar));
@@ -163,6 +167,16 @@ void print_summary(const RunReport &r) {
     s << ", verify " << (r.passed() ? "passed" : "FAILED") << " (" << r.verify.rows
       << " rows, max |dO| " << r.verify.max_abs_error_o << ", max |dLSE| "
       << r.verify.max_abs_error_lse << ")";
+  if (r.backward) {
+    const double b = r.backward->median_seconds();
+    s << "; backward: median " << b << " s, " << (b > 0 ? r.backward->flops / b * 1e-9 : 0.0)
+      << " GFLOP/s";
+    if (r.backward->verified)
+      s << ", verify " << (r.backward->passed(r.config.verify.tolerance) ? "passed" : "FAILED")
+        << " (" << r.backward->dq_rows << " dQ rows, " << r.backward->dkv_rows
+        << " dK/dV rows, max |ddQ| " << r.backward->max_abs_error_dq << ", max |ddK| "
+        << r.backward->max_abs_error_dk << ", max |ddV| " << r.backward->max_abs_error_dv << ")";
+  }
   std::cout << s.str() << std::endl;
 }
 
@@ -201,7 +215,10 @@ int run_command(const RunConfig &deck, const CommandLine &cl) {
         {"output.results", &deck.output.results},
         {"output.csv", &deck.output.csv},
         {"output.o", &deck.output.o},
-        {"output.lse", &deck.output.lse}};
+        {"output.lse", &deck.output.lse},
+        {"output.dq", &deck.output.dq},
+        {"output.dk", &deck.output.dk},
+        {"output.dv", &deck.output.dv}};
     for (const auto &[key, path] : outputs) {
       if (path->empty() || (std::string(key) == "output.csv" && deck.sweep.empty())) continue;
       try {

@@ -58,6 +58,9 @@ template <class Scalar>
 int run_simulated(const PointRun<Scalar> &run, RunReport &report, MemberOutputs &out);
 template <class Scalar>
 int run_mpi(const PointRun<Scalar> &run, RunReport &report, MemberOutputs &out);
+/// attention.backward: dQ, dK, dV after the forward (BackwardRun.cpp), either mode.
+template <class Scalar>
+int run_backward(const PointRun<Scalar> &run, BackwardReport &report);
 
 /// What the ring produced for the sampled rows a member owns.
 template <class Scalar>

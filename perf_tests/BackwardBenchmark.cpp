@@ -1,0 +1,135 @@
+// Backward-pass benchmark (docs/SPEC.md section 7): one member over the whole sequence,
+// float32. For each case, in the same run: the forward's time, the
+// backward's time, and OpenBLAS sgemm of the QK^T shape (N x N x D, capped
+// at 4096) at the same thread count. Backward GFLOP/s count 10 D flops per
+// kept (query, key) pair (recompute QK^T, dP = dO V^T, dV, dQ, dK); the
+// forward's count 4 D (docs/SPEC.md section 6). Prints a table, asserts nothing.
+//
+//   OMP_NUM_THREADS=1 build/perf_tests/ringattn_backward_benchmark
+//   OMP_NUM_THREADS=2 OMP_PROC_BIND=false build/perf_tests/ringattn_backward_benchmark
+#include <RingAttn.hpp>
+
+#include <Kokkos_Core.hpp>
+#include <Kokkos_Random.hpp>
+#include <Kokkos_Timer.hpp>
+#ifdef RINGATTN_BENCH_SGEMM
+#include <cblas.h>
+#endif
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Exec = Kokkos::DefaultExecutionSpace;
+using Mem = Exec::memory_space;
+using T4 = ringattn::Tensor4<float, Mem>;
+
+struct Case {
+  std::string name;
+  ringattn::Pattern pattern;
+  int D;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double key_pairs(const ringattn::Pattern &p) {
+  double n = 0;
+  for (int h = 0; h < p.heads; ++h)
+    for (std::int64_t t = 0; t < p.seq_len; ++t) n += double(p.pairs_for_query(t, h));
+  return n;
+}
+
+double sgemm_gflops(std::int64_t N, int D, int repeats) {
+#ifdef RINGATTN_BENCH_SGEMM
+  openblas_set_num_threads(Exec().concurrency());
+  const std::int64_t M = std::min<std::int64_t>(N, 4096);
+  std::vector<float> a(M * D, 0.5f), b(M * D, 0.25f), c(M * M);
+  std::vector<double> times;
+  for (int r = 0; r < repeats + 1; ++r) {
+    Kokkos::Timer timer;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(M), int(M), D, 1.0f, a.data(), D,
+                b.data(), D, 0.0f, c.data(), int(M));
+    if (r > 0) times.push_back(timer.seconds());
+  }
+  return 2.0 * double(M) * M * D / median(times) * 1e-9;
+#else
+  (void)N, (void)D, (void)repeats;
+  return 0;
+#endif
+}
+
+struct Times {
+  double forward = 0;
+  double backward = 0;
+};
+
+/// Median times of `repeats` forward and backward passes (after a warm-up).
+Times measure(const Case &c, int repeats) {
+  const auto &p = c.pattern;
+  T4 q("q", 1, p.seq_len, p.heads, c.D), k("k", 1, p.seq_len, p.kv_heads, c.D),
+      v("v", 1, p.seq_len, p.kv_heads, c.D), o("o", 1, p.seq_len, p.heads, c.D),
+      dout("do", 1, p.seq_len, p.heads, c.D), dq("dq", 1, p.seq_len, p.heads, c.D),
+      dk("dk", 1, p.seq_len, p.kv_heads, c.D), dv("dv", 1, p.seq_len, p.kv_heads, c.D);
+  ringattn::Tensor3<float, Mem> lse("lse", 1, p.heads, p.seq_len);
+  Kokkos::Random_XorShift64_Pool<Exec> pool(1);
+  Kokkos::fill_random(q, pool, -1.0f, 1.0f);
+  Kokkos::fill_random(k, pool, -1.0f, 1.0f);
+  Kokkos::fill_random(v, pool, -1.0f, 1.0f);
+  Kokkos::fill_random(dout, pool, -1.0f, 1.0f);
+  ringattn::RingAttention<Exec, float> attention(p);
+  std::vector<double> fwd, bwd;
+  for (int r = 0; r < repeats + 1; ++r) {
+    Kokkos::fence();
+    Kokkos::Timer timer;
+    attention.forward(q, k, v, o, lse);
+    Kokkos::fence();
+    if (r > 0) fwd.push_back(timer.seconds());
+    timer.reset();
+    attention.backward(q, k, v, o, lse, dout, dq, dk, dv);
+    Kokkos::fence();
+    if (r > 0) bwd.push_back(timer.seconds());
+  }
+  return Times{median(fwd), median(bwd)};
+}
+
+} // namespace
+
+int main(int argc, char *argv[]) {
+  Kokkos::initialize(argc, argv);
+  {
+    const bool smoke = argc > 1 && std::strcmp(argv[argc - 1], "--smoke") == 0;
+    const std::int64_t N = smoke ? 512 : 8192;
+    const std::int64_t Nd = smoke ? 4096 : 65536;
+    const int repeats = smoke ? 1 : 3;
+    using ringattn::Mixing;
+    using ringattn::Pattern;
+    const std::vector<Case> cases = {
+        {"dense", Pattern::dense(N, 1, 1, false), 64},
+        {"dense", Pattern::dense(N, 1, 1, false), 128},
+        {"dense causal", Pattern::dense(N, 1, 1, true), 64},
+        {"dilated longnet",
+         Pattern::dilated(Nd, 4, 4, false, Mixing::mixture, {2048, 4096, 8192}, {1, 2, 4}), 64},
+    };
+    std::printf("threads=%d\n", Exec().concurrency());
+    std::printf("| case | N | H | D | forward s | backward s | backward / forward | "
+                "backward GFLOP/s | sgemm GFLOP/s | ratio to sgemm |\n");
+    std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for (const Case &c : cases) {
+      const Times t = measure(c, repeats);
+      const double gflops = 10.0 * c.D * key_pairs(c.pattern) / t.backward * 1e-9;
+      const double base = sgemm_gflops(c.pattern.seq_len, c.D, repeats);
+      std::printf("| %s | %lld | %d | %d | %.4f | %.4f | %.2f | %.1f | %.1f | %.2f |\n",
+                  c.name.c_str(), (long long)c.pattern.seq_len, c.pattern.heads, c.D, t.forward,
+                  t.backward, t.backward / t.forward, gflops, base, base > 0 ? gflops / base : 0.0);
+    }
+  }
+  Kokkos::finalize();
+  return 0;
+}

@@ -1,0 +1,230 @@
+#ifndef RINGATTN_BACKWARDKERNELHOST_HPP
+#define RINGATTN_BACKWARDKERNELHOST_HPP
+
+// Host fast path of the backward block kernels (docs/SPEC.md section 7): the same two passes
+// and work items as the portable kernels (RingAttn_BackwardKernel.hpp), with
+// the tile products done by CBLAS sgemm on one core each, as the forward's
+// host path does. Per tile of nq queries x nk keys:
+//   S = scale Q K^T, dP = dO V^T                  (both passes)
+//   dQ pass:   dQ += dS K                         (scale applied at the end)
+//   dK/dV pass: dV += P^T dO, dK += scale dS^T Q
+// Strided (dilated) query rows are a leading dimension of stride * H * D.
+
+#include <RingAttn_Config.hpp>
+
+#ifdef RINGATTN_ENABLE_BLAS
+
+#include <core/RingAttn_Types.hpp>
+#include <core/detail/RingAttn_KokkosCompat.hpp>
+#include <kernels/detail/RingAttn_BackwardTask.hpp>
+#include <kernels/detail/RingAttn_BlockKernelHost.hpp>
+#include <kernels/detail/RingAttn_BlockTask.hpp>
+#include <kernels/detail/RingAttn_FastExp.hpp>
+
+#include <cblas.h>
+
+#include <cstdint>
+
+namespace ringattn::Details {
+
+/// Turns a tile's scores S (in s) and dP (in dp), [nq][ld] each, into P (in
+/// s) and dS = P (dP - Delta) (in dp). Keys kept: j < nk, and (causal tiles)
+/// kpos <= qpos; rows with LSE = -inf see no key.
+inline void host_probabilities(float *s, float *dp, int ld, int nq, int nk, const float *lse_rows,
+                               const float *delta_rows, bool masked, std::int64_t qpos_first,
+                               std::int64_t kpos_first, std::int64_t stride) {
+  constexpr float ninf = -compat::infinity<float>();
+  for (int i = 0; i < nq; ++i) {
+    float *const srow = s + std::size_t(i) * ld;
+    float *const drow = dp + std::size_t(i) * ld;
+    int keep = nk;
+    if (masked) {
+      // positions share the stride, so this is exact
+      const std::int64_t lim = (qpos_first - kpos_first) / stride + i + 1;
+      keep = lim < 0 ? 0 : (lim < nk ? int(lim) : nk);
+    }
+    const float l = lse_rows[i];
+    if (l == ninf) keep = 0;
+    const float delta = delta_rows[i];
+#pragma omp simd
+    for (int j = 0; j < keep; ++j) {
+      const float p = exp_nonpositive(srow[j] - l);
+      srow[j] = p;
+      drow[j] = p * (drow[j] - delta);
+    }
+    for (int j = keep; j < nk; ++j) {
+      srow[j] = 0;
+      drow[j] = 0;
+    }
+  }
+}
+
+template <class ExecSpace>
+struct HostBackwardDqFunctor {
+  using memory_space = typename ExecSpace::memory_space;
+  using member_type = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
+  using ScratchView = Kokkos::View<float *, typename ExecSpace::scratch_memory_space,
+                                   Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+
+  Kokkos::View<const float ****, Kokkos::LayoutRight, memory_space> q;    // [B, n, H, D]
+  Kokkos::View<const float ****, Kokkos::LayoutRight, memory_space> dout; // [B, n, H, D]
+  Kokkos::View<const float ***, Kokkos::LayoutRight, memory_space> lse;   // [B, H, n]
+  Kokkos::View<const float ***, Kokkos::LayoutRight, memory_space> delta; // [B, H, n]
+  Kokkos::View<const float ****, Kokkos::LayoutRight, memory_space> kv;   // [2, B, rows, D]
+  Kokkos::View<const BlockTask *, memory_space> tasks;
+  Kokkos::View<const WorkItem *, memory_space> items;
+  Kokkos::View<float ****, Kokkos::LayoutRight, memory_space> dq; // [B, n, H, D]
+  std::int64_t num_items = 0;
+  int q_tile = 0;
+  int k_tile = 0;
+  float scale = 1;
+  bool causal = false;
+
+  static std::size_t scratch_elements(int QT, int KT, int D) {
+    return 2 * std::size_t(QT) * KT + std::size_t(QT) * D + 2 * std::size_t(QT);
+  }
+
+  void operator()(const member_type &team) const {
+    const int H = int(q.extent(2)), D = int(q.extent(3)), QT = q_tile, KT = k_tile;
+    const std::int64_t b = team.league_rank() / num_items;
+    const WorkItem item = items(team.league_rank() % num_items);
+    const BlockTask task = tasks(item.task);
+    const int h = task.head;
+    const std::int64_t stride = task.stride;
+    const std::int64_t rem = task.q_count - item.q_begin;
+    const int nq = rem < QT ? int(rem) : QT;
+    const std::int64_t qpos_first = task.q_pos0 + item.q_begin * stride;
+    const std::int64_t qpos_last = qpos_first + (nq - 1) * stride;
+    const std::int64_t qrow_first = task.q_row0 + item.q_begin * stride;
+    const int ldq = int(stride * H * D);
+    const float *const qbase = &q(b, qrow_first, h, 0);
+    const float *const dobase = &dout(b, qrow_first, h, 0);
+
+    ScratchView scratch(team.team_scratch(1), scratch_elements(QT, KT, D));
+    float *const s = scratch.data();              // [QT][KT] scores, then P
+    float *const dp = s + std::size_t(QT) * KT;   // [QT][KT] dP, then dS
+    float *const acc = dp + std::size_t(QT) * KT; // [QT][D] sum of dS k
+    float *const lrow = acc + std::size_t(QT) * D;
+    float *const drow = lrow + QT;
+    for (int i = 0; i < nq; ++i) {
+      lrow[i] = lse(b, h, qrow_first + i * stride);
+      drow[i] = delta(b, h, qrow_first + i * stride);
+    }
+    for (std::size_t e = 0; e < std::size_t(nq) * D; ++e) acc[e] = 0;
+
+    for (int r = 0; r < task.num_key_runs; ++r) {
+      const KeyRun run = task.key_runs[r];
+      for (std::int64_t k0 = 0; k0 < run.count; k0 += KT) {
+        const std::int64_t krem = run.count - k0;
+        const int nk = krem < KT ? int(krem) : KT;
+        const std::int64_t kpos_first = run.pos0 + k0 * stride;
+        if (causal && kpos_first > qpos_last) break;
+        const bool masked = causal && kpos_first + (nk - 1) * stride > qpos_first;
+        const float *const kbase = &kv(0, b, run.block_row + k0, 0);
+        const float *const vbase = &kv(1, b, run.block_row + k0, 0);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, scale, qbase, ldq, kbase, D,
+                    0.0f, s, KT);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, 1.0f, dobase, ldq, vbase, D,
+                    0.0f, dp, KT);
+        host_probabilities(s, dp, KT, nq, nk, lrow, drow, masked, qpos_first, kpos_first, stride);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, dp, KT, kbase, D,
+                    1.0f, acc, D);
+      }
+    }
+    for (int i = 0; i < nq; ++i) {
+      float *const out = &dq(b, qrow_first + i * stride, h, 0);
+      const float *const arow = acc + std::size_t(i) * D;
+      for (int d = 0; d < D; ++d) out[d] += scale * arow[d];
+    }
+  }
+};
+
+template <class ExecSpace>
+struct HostBackwardDkvFunctor {
+  using memory_space = typename ExecSpace::memory_space;
+  using member_type = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
+  using ScratchView = Kokkos::View<float *, typename ExecSpace::scratch_memory_space,
+                                   Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+
+  Kokkos::View<const float ****, Kokkos::LayoutRight, memory_space> q;
+  Kokkos::View<const float ****, Kokkos::LayoutRight, memory_space> dout;
+  Kokkos::View<const float ***, Kokkos::LayoutRight, memory_space> lse;
+  Kokkos::View<const float ***, Kokkos::LayoutRight, memory_space> delta;
+  Kokkos::View<const float ****, Kokkos::LayoutRight, memory_space> kv;
+  Kokkos::View<const BlockTask *, memory_space> tasks;
+  Kokkos::View<const KeyWorkItem *, memory_space> items;
+  Kokkos::View<const std::int64_t *, memory_space> task_index;
+  Kokkos::View<float ****, Kokkos::LayoutRight, memory_space> partial; // [2, B, rows, D]
+  std::int64_t num_items = 0;
+  int q_tile = 0;
+  int k_tile = 0;
+  float scale = 1;
+  bool causal = false;
+
+  static std::size_t scratch_elements(int QT, int KT, int D) {
+    return 2 * std::size_t(QT) * KT + 2 * std::size_t(KT) * D + 2 * std::size_t(QT);
+  }
+
+  void operator()(const member_type &team) const {
+    const int H = int(q.extent(2)), D = int(q.extent(3)), QT = q_tile, KT = k_tile;
+    const std::int64_t b = team.league_rank() / num_items;
+    const KeyWorkItem item = items(team.league_rank() % num_items);
+    const std::int64_t stride = item.stride;
+    const std::int64_t krem = item.run.count - item.k_begin;
+    const int nk = krem < KT ? int(krem) : KT;
+    const std::int64_t kpos_first = item.run.pos0 + item.k_begin * stride;
+    const std::int64_t kpos_last = kpos_first + (nk - 1) * stride;
+    const std::int64_t krow_first = item.run.block_row + item.k_begin;
+    const float *const kbase = &kv(0, b, krow_first, 0);
+    const float *const vbase = &kv(1, b, krow_first, 0);
+    const int ldq = int(stride * H * D);
+
+    ScratchView scratch(team.team_scratch(1), scratch_elements(QT, KT, D));
+    float *const s = scratch.data();              // [QT][KT] scores, then P
+    float *const dp = s + std::size_t(QT) * KT;   // [QT][KT] dP, then dS
+    float *const dka = dp + std::size_t(QT) * KT; // [KT][D] sum of dS q
+    float *const dva = dka + std::size_t(KT) * D; // [KT][D] sum of P dO
+    float *const lrow = dva + std::size_t(KT) * D;
+    float *const drow = lrow + QT;
+    for (std::size_t e = 0; e < std::size_t(nk) * D; ++e) dka[e] = dva[e] = 0;
+
+    for (std::int64_t ti = item.task_begin; ti < item.task_end; ++ti) {
+      const BlockTask task = tasks(task_index(ti));
+      const int h = task.head;
+      for (std::int64_t q0 = 0; q0 < task.q_count; q0 += QT) {
+        const std::int64_t rem = task.q_count - q0;
+        const int nq = rem < QT ? int(rem) : QT;
+        const std::int64_t qpos_first = task.q_pos0 + q0 * stride;
+        const std::int64_t qpos_last = qpos_first + (nq - 1) * stride;
+        if (causal && kpos_first > qpos_last) continue; // every pair masked
+        const bool masked = causal && kpos_last > qpos_first;
+        const std::int64_t qrow_first = task.q_row0 + q0 * stride;
+        const float *const qbase = &q(b, qrow_first, h, 0);
+        const float *const dobase = &dout(b, qrow_first, h, 0);
+        for (int i = 0; i < nq; ++i) {
+          lrow[i] = lse(b, h, qrow_first + i * stride);
+          drow[i] = delta(b, h, qrow_first + i * stride);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, scale, qbase, ldq, kbase, D,
+                    0.0f, s, KT);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, 1.0f, dobase, ldq, vbase, D,
+                    0.0f, dp, KT);
+        host_probabilities(s, dp, KT, nq, nk, lrow, drow, masked, qpos_first, kpos_first, stride);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, 1.0f, s, KT, dobase, ldq,
+                    1.0f, dva, D);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, scale, dp, KT, qbase, ldq,
+                    1.0f, dka, D);
+      }
+    }
+    for (int j = 0; j < nk; ++j)
+      for (int d = 0; d < D; ++d) {
+        partial(0, b, krow_first + j, d) = dka[std::size_t(j) * D + d];
+        partial(1, b, krow_first + j, d) = dva[std::size_t(j) * D + d];
+      }
+  }
+};
+
+} // namespace ringattn::Details
+
+#endif // RINGATTN_ENABLE_BLAS
+#endif

@@ -1,0 +1,471 @@
+#ifndef RINGATTN_BACKWARDRING_HPP
+#define RINGATTN_BACKWARDRING_HPP
+
+// The backward pass through the ring (docs/SPEC.md section 7). The K/V blocks travel exactly
+// as in the forward (same Exchange plans, same pack runs, same skipped hops).
+// At step s member p holds the block of j = p - s: it adds the block's share
+// to its own dQ and computes the block's partial dK/dV [2, B, rows, D] (the
+// accumulate type), which goes back to j. j adds the partials it gets into
+// its dK/dV through the pack runs that built the block, in step order, so a
+// pass is bitwise reproducible for a given P, partition and thread count.
+// Traffic: the forward's K/V rows plus the same rows of dK/dV.
+
+#include <RingAttn_Config.hpp>
+#include <api/RingAttn_Options.hpp>
+#include <core/RingAttn_Types.hpp>
+#include <kernels/detail/RingAttn_BackwardKernel.hpp>
+#include <kernels/detail/RingAttn_Pack.hpp>
+#include <pattern/RingAttn_Partition.hpp>
+#include <pattern/RingAttn_Pattern.hpp>
+#include <ring/RingAttn_RingStats.hpp>
+#include <ring/detail/RingAttn_Exchange.hpp>
+#include <ring/detail/RingAttn_RingMember.hpp>
+#ifdef RINGATTN_ENABLE_MPI
+#include <ring/detail/RingAttn_MpiRing.hpp>
+#endif
+
+#include <Kokkos_Timer.hpp>
+
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace ringattn::Details {
+
+template <class T, class MemorySpace>
+Kokkos::View<const T *, MemorySpace> backward_to_device(const std::vector<T> &host,
+                                                        const char *label) {
+  Kokkos::View<T *, MemorySpace> dev(
+      Kokkos::view_alloc(std::string(label), Kokkos::WithoutInitializing), host.size());
+  Kokkos::View<const T *, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> src(
+      host.data(), host.size());
+  Kokkos::deep_copy(dev, src);
+  return dev;
+}
+
+/// One member's side of the backward: consume a K/V block (dQ and the
+/// block's partial dK/dV) and add partials that come back.
+template <class ExecSpace, class Scalar>
+class BackwardMember {
+public:
+  using memory_space = typename ExecSpace::memory_space;
+  using Acc = accumulate_t<Scalar>;
+  using ConstTensor4 = Kokkos::View<const Scalar ****, Kokkos::LayoutRight, memory_space>;
+
+  BackwardMember(const Pattern &pattern, const Partition &partition, int rank, Acc scale,
+                 const Tiling &tiling)
+      : pattern_(pattern), partition_(partition), rank_(rank), scale_(scale), tiling_(tiling) {}
+
+  Exchange plan_send(int receiver) const {
+    return plan_exchange(pattern_, partition_, receiver, rank_, false);
+  }
+  Exchange plan_receive(int source) const {
+    return plan_exchange(pattern_, partition_, rank_, source, true);
+  }
+
+  void pack(const ExecSpace &exec, const ConstTensor4 &k, const ConstTensor4 &v, const Exchange &ex,
+            const Tensor4<Scalar, memory_space> &block) const {
+    auto runs = backward_to_device<PackRun, memory_space>(ex.pack, "ringattn::pack_runs");
+    pack_block<ExecSpace, Scalar>(exec, k, v, runs, block);
+  }
+
+  /// `in.kv` is the block of `ex`: dq += its share; partial = the block
+  /// rows' dK/dV. One dQ and one dK/dV launch per branch.
+  void consume(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &in,
+               const Exchange &ex, const Tensor4<Acc, memory_space> &dq,
+               const Tensor4<Acc, memory_space> &partial) const {
+    Kokkos::deep_copy(exec, partial, Acc(0));
+    for (const auto &branch_tasks : ex.tasks) {
+      if (branch_tasks.empty()) continue;
+      auto tasks_d = backward_to_device<BlockTask, memory_space>(branch_tasks, "ringattn::tasks");
+      auto items_d = backward_to_device<WorkItem, memory_space>(
+          make_work_items(branch_tasks, tiling_.q_tile), "ringattn::items");
+      backward_dq<ExecSpace, Scalar>(exec, in, tasks_d, items_d, dq, scale_, pattern_.causal,
+                                     tiling_);
+      const KeyWork work = make_key_work(branch_tasks, tiling_.k_tile);
+      auto key_items_d =
+          backward_to_device<KeyWorkItem, memory_space>(work.items, "ringattn::key_items");
+      auto index_d =
+          backward_to_device<std::int64_t, memory_space>(work.task_index, "ringattn::task_index");
+      backward_dkv<ExecSpace, Scalar>(exec, in, tasks_d, key_items_d, index_d, partial, scale_,
+                                      pattern_.causal, tiling_);
+    }
+  }
+
+  /// Adds the partial dK/dV of a block this member packed (`ex` from
+  /// plan_send) into its local dk, dv.
+  void accumulate(const ExecSpace &exec, const Tensor4<Acc, memory_space> &partial,
+                  const Exchange &ex, const Tensor4<Acc, memory_space> &dk,
+                  const Tensor4<Acc, memory_space> &dv) const {
+    auto runs = backward_to_device<PackRun, memory_space>(ex.pack, "ringattn::pack_runs");
+    unpack_add_block<ExecSpace, Acc>(exec, partial, runs, dk, dv);
+  }
+
+private:
+  Pattern pattern_;
+  Partition partition_;
+  int rank_;
+  Acc scale_;
+  Tiling tiling_;
+};
+
+/// Copies member p's rows between whole-sequence [B, N, X, D] (or LSE
+/// [B, H, N]) and member-local views, converting the value type.
+template <class ExecSpace, class Dst, class Src>
+void copy_member_rows(const ExecSpace &exec, const Partition &partition, int p, const Dst &dst,
+                      const Src &src, bool to_global) {
+  for (int r = 0; r < partition.num_ranges(); ++r) {
+    const Range g = partition.range(p, r);
+    const std::int64_t l = partition.range_local_begin(p, r);
+    const std::int64_t rows = g.size();
+    if (rows == 0) continue;
+    const std::int64_t dst0 = to_global ? g.begin : l, src0 = to_global ? l : g.begin;
+    using Value = typename Dst::non_const_value_type;
+    if constexpr (Dst::rank == 3) {
+      const std::int64_t B = std::int64_t(src.extent(0)), H = std::int64_t(src.extent(1));
+      Kokkos::parallel_for(
+          "ringattn::copy_member_rows",
+          Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(exec, 0, B * H * rows),
+          KOKKOS_LAMBDA(const std::int64_t idx) {
+            const std::int64_t b = idx / (H * rows), h = (idx / rows) % H, t = idx % rows;
+            dst.access(b, h, dst0 + t) = Value(src.access(b, h, src0 + t));
+          });
+    } else {
+      const std::int64_t B = std::int64_t(src.extent(0)), X = std::int64_t(src.extent(2)),
+                         D = std::int64_t(src.extent(3));
+      Kokkos::parallel_for(
+          "ringattn::copy_member_rows",
+          Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(exec, 0,
+                                                                          B * rows * X * D),
+          KOKKOS_LAMBDA(const std::int64_t idx) {
+            const std::int64_t b = idx / (rows * X * D), t = (idx / (X * D)) % rows,
+                               x = (idx / D) % X, d = idx % D;
+            dst.access(b, dst0 + t, x, d) = Value(src.access(b, src0 + t, x, d));
+          });
+    }
+  }
+}
+
+/// Simulated ring backward over whole-sequence views: R members one after
+/// another, on the MPI ring's schedule. Member j's dK/dV accumulate the
+/// partials of members 0, 1, ..., R-1 in that order.
+template <class ExecSpace, class Scalar>
+RingStats run_simulated_backward(
+    const ExecSpace &exec, const Pattern &pattern, const Partition &partition,
+    accumulate_t<Scalar> scale, const Tiling &tiling,
+    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &q,
+    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &k,
+    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &v,
+    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &o,
+    const Kokkos::View<const Scalar ***, Kokkos::LayoutRight, typename ExecSpace::memory_space>
+        &lse,
+    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space>
+        &dout,
+    const Tensor4<Scalar, typename ExecSpace::memory_space> &dq,
+    const Tensor4<Scalar, typename ExecSpace::memory_space> &dk,
+    const Tensor4<Scalar, typename ExecSpace::memory_space> &dv,
+    const ProgressCallback &progress = {}) {
+  using Mem = typename ExecSpace::memory_space;
+  using Acc = accumulate_t<Scalar>;
+  using T4 = Tensor4<Scalar, Mem>;
+  using A4 = Tensor4<Acc, Mem>;
+  const int R = partition.members;
+  const std::int64_t B = std::int64_t(q.extent(0)), D = std::int64_t(q.extent(3));
+  const int H = pattern.heads, Hkv = pattern.kv_heads;
+  RingStats stats;
+  stats.resize(R);
+
+  std::vector<A4> dk_acc(R), dv_acc(R);
+  std::int64_t n_max = 0;
+  for (int j = 0; j < R; ++j) {
+    const std::int64_t n = partition.local_size(j);
+    n_max = std::max(n_max, n);
+    dk_acc[j] = A4("ringattn::dk_acc", B, n, Hkv, D);
+    dv_acc[j] = A4("ringattn::dv_acc", B, n, Hkv, D);
+  }
+  Kokkos::View<Scalar *, Mem> q_buf("ringattn::q", B * n_max * H * D);
+  Kokkos::View<Scalar *, Mem> o_buf("ringattn::o", B * n_max * H * D);
+  Kokkos::View<Scalar *, Mem> do_buf("ringattn::do", B * n_max * H * D);
+  Kokkos::View<Scalar *, Mem> lse_buf("ringattn::lse", B * H * n_max);
+  Kokkos::View<Acc *, Mem> delta_buf("ringattn::delta", B * H * n_max);
+  Kokkos::View<Acc *, Mem> dq_buf("ringattn::dq_acc", B * n_max * H * D);
+  Kokkos::View<Scalar *, Mem> k_buf("ringattn::k", B * n_max * Hkv * D);
+  Kokkos::View<Scalar *, Mem> v_buf("ringattn::v", B * n_max * Hkv * D);
+  BlockBuffer<Scalar, Mem> block_buf("ringattn::block");
+  BlockBuffer<Acc, Mem> partial_buf("ringattn::dkv_partial");
+
+  for (int p = 0; p < R; ++p) {
+    const std::int64_t n = partition.local_size(p);
+    const auto ql = wrap_view<T4>(q_buf.data(), B, n, H, D);
+    const auto ol = wrap_view<T4>(o_buf.data(), B, n, H, D);
+    const auto dol = wrap_view<T4>(do_buf.data(), B, n, H, D);
+    const auto lsel = wrap_view<Tensor3<Scalar, Mem>>(lse_buf.data(), B, H, n);
+    const auto delta = wrap_view<Tensor3<Acc, Mem>>(delta_buf.data(), B, H, n);
+    const auto dql = wrap_view<A4>(dq_buf.data(), B, n, H, D);
+    copy_member_rows(exec, partition, p, ql, q, false);
+    copy_member_rows(exec, partition, p, ol, o, false);
+    copy_member_rows(exec, partition, p, dol, dout, false);
+    copy_member_rows(exec, partition, p, lsel, lse, false);
+    Kokkos::deep_copy(exec, dql, Acc(0));
+    backward_delta<ExecSpace, Scalar>(exec, ol, dol, delta);
+    BackwardMember<ExecSpace, Scalar> member(pattern, partition, p, scale, tiling);
+
+    for (int step = 0; step < R; ++step) {
+      const int source = (p - step + R) % R;
+      const Exchange ex = member.plan_receive(source);
+      if (ex.empty()) {
+        if (step > 0) ++stats.hops_skipped;
+      } else {
+        const std::int64_t nj = partition.local_size(source);
+        const auto kl = wrap_view<T4>(k_buf.data(), B, nj, Hkv, D);
+        const auto vl = wrap_view<T4>(v_buf.data(), B, nj, Hkv, D);
+        copy_member_rows(exec, partition, source, kl, k, false);
+        copy_member_rows(exec, partition, source, vl, v, false);
+        const T4 block = block_buf.view(B, ex.rows, D);
+        const A4 partial = partial_buf.view(B, ex.rows, D);
+        member.pack(exec, kl, vl, ex, block);
+        if (step > 0) {
+          ++stats.hops_made;
+          stats.bytes_sent[source] += std::int64_t(block.span() * sizeof(Scalar));
+          stats.bytes_sent[p] += std::int64_t(partial.span() * sizeof(Acc));
+        }
+        exec.fence();
+        Kokkos::Timer timer;
+        BackwardViews<ExecSpace, Scalar> in{ql, dol, lsel, delta, block};
+        member.consume(exec, in, ex, dql, partial);
+        // the source adds the partial through its own pack runs (the same list)
+        member.accumulate(exec, partial, ex, dk_acc[source], dv_acc[source]);
+        exec.fence();
+        stats.compute_seconds[p] += timer.seconds();
+      }
+      if (progress) progress(RingProgress{p, R, step + 1, R});
+    }
+    copy_member_rows(exec, partition, p, dq, dql, true);
+  }
+  for (int j = 0; j < R; ++j) {
+    copy_member_rows(exec, partition, j, dk, dk_acc[j], true);
+    copy_member_rows(exec, partition, j, dv, dv_acc[j], true);
+  }
+  exec.fence();
+  return stats;
+}
+
+#ifdef RINGATTN_ENABLE_MPI
+/// MPI ring backward on the caller's communicator: local rows in, local dQ,
+/// dK, dV out. Step s: K/V from p - s and to p + s as in the forward
+/// (non-blocking, the next step's blocks in flight while this one computes);
+/// the partial dK/dV of the block from p - s goes back to it, and the
+/// partial of p's block comes back from p + s, added once step s + 1 has
+/// been computed (its messages overlap that compute), in step order.
+template <class ExecSpace, class Scalar>
+RingStats run_mpi_backward(
+    const ExecSpace &exec, MPI_Comm comm, const Pattern &pattern, PartitionKind partition_kind,
+    accumulate_t<Scalar> scale, const Tiling &tiling, const MpiRingOptions &options,
+    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &q,
+    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &k,
+    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &v,
+    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &o,
+    const Kokkos::View<const Scalar ***, Kokkos::LayoutRight, typename ExecSpace::memory_space>
+        &lse,
+    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space>
+        &dout,
+    const Tensor4<Scalar, typename ExecSpace::memory_space> &dq,
+    const Tensor4<Scalar, typename ExecSpace::memory_space> &dk,
+    const Tensor4<Scalar, typename ExecSpace::memory_space> &dv,
+    const ProgressCallback &progress = {}) {
+  using Mem = typename ExecSpace::memory_space;
+  using Acc = accumulate_t<Scalar>;
+  using A4 = Tensor4<Acc, Mem>;
+  using Buffer = MessageBuffer<Scalar, Mem>;
+  using PartialBuffer = MessageBuffer<Acc, Mem>;
+  int P = 1, p = 0;
+  MPI_Comm_size(comm, &P);
+  MPI_Comm_rank(comm, &p);
+  const Partition partition(partition_kind, pattern.seq_len, P);
+  const std::int64_t batch = std::int64_t(q.extent(0));
+  const std::int64_t dim = std::int64_t(q.extent(3));
+  const std::int64_t n = partition.local_size(p);
+  const int H = pattern.heads;
+  if (std::int64_t(q.extent(1)) != n || std::int64_t(k.extent(1)) != n ||
+      std::int64_t(o.extent(1)) != n || std::int64_t(dout.extent(1)) != n ||
+      std::int64_t(lse.extent(2)) != n || std::int64_t(dq.extent(1)) != n ||
+      std::int64_t(dk.extent(1)) != n)
+    throw std::invalid_argument("ringattn: rank " + std::to_string(p) + " holds " +
+                                std::to_string(q.extent(1)) + " rows but the partition gives it " +
+                                std::to_string(n));
+
+  MPI_Comm ring;
+  MPI_Comm_dup(comm, &ring);
+  RingStats stats;
+  stats.resize(P);
+  BackwardMember<ExecSpace, Scalar> member(pattern, partition, p, scale, tiling);
+
+  // Accumulators: the outputs themselves when they hold the accumulate type.
+  A4 dq_acc, dk_acc, dv_acc;
+  if constexpr (std::is_same_v<Acc, Scalar>) {
+    dq_acc = dq;
+    dk_acc = dk;
+    dv_acc = dv;
+    Kokkos::deep_copy(exec, dq, Scalar(0));
+    Kokkos::deep_copy(exec, dk, Scalar(0));
+    Kokkos::deep_copy(exec, dv, Scalar(0));
+  } else {
+    dq_acc = A4("ringattn::dq_acc", batch, n, H, dim);
+    dk_acc = A4("ringattn::dk_acc", batch, n, pattern.kv_heads, dim);
+    dv_acc = A4("ringattn::dv_acc", batch, n, pattern.kv_heads, dim);
+  }
+  Tensor3<Acc, Mem> delta("ringattn::delta", batch, H, n);
+  backward_delta<ExecSpace, Scalar>(exec, o, dout, delta);
+
+  Buffer recv[2], send;
+  PartialBuffer part_send[2], part_recv[2];
+  const MPI_Datatype type = mpi_type<Scalar>();
+  const MPI_Datatype acc_type = mpi_type<Acc>();
+  auto count_of = [&](std::int64_t rows) { return 2 * batch * rows * dim; };
+  auto start = [&](bool is_send, void *data, std::int64_t count, MPI_Datatype base, int peer,
+                   int tag, MPI_Request *req) {
+    MPI_Datatype t = base;
+    int c = int(count);
+    if (count > INT_MAX) {
+      t = contiguous_type(count, base);
+      c = 1;
+    }
+    if (is_send)
+      MPI_Isend(data, c, t, peer, tag, ring, req);
+    else
+      MPI_Irecv(data, c, t, peer, tag, ring, req);
+    if (t != base) MPI_Type_free(&t);
+  };
+
+  struct Step {
+    Exchange ex;  // the block from p - s
+    Exchange out; // the block to p + s (its partial comes back)
+    Buffer *buffer = nullptr;
+    MPI_Request req[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+  };
+  auto post = [&](int s) {
+    Step st;
+    const int dst = (p + s) % P, src = (p - s + P) % P;
+    st.ex = member.plan_receive(src);
+    st.out = member.plan_send(dst);
+    st.buffer = &recv[s % 2];
+    if (!st.out.empty() && !options.skip_messages) {
+      send.shape(batch, st.out.rows, dim);
+      member.pack(exec, k, v, st.out, send.block);
+      exec.fence();
+      send.to_host();
+      start(true, send.mpi_data(), count_of(st.out.rows), type, dst, s, &st.req[1]);
+      stats.bytes_sent[p] += count_of(st.out.rows) * std::int64_t(sizeof(Scalar));
+    }
+    if (!st.ex.empty()) {
+      st.buffer->shape(batch, st.ex.rows, dim);
+      if (!options.skip_messages)
+        start(false, st.buffer->mpi_data(), count_of(st.ex.rows), type, src, s, &st.req[0]);
+      else
+        Kokkos::deep_copy(exec, st.buffer->block, Scalar(0));
+    }
+    return st;
+  };
+
+  // Partial dK/dV messages of one step: ours to p - s, p + s's to us.
+  struct PartialStep {
+    Exchange out;
+    PartialBuffer *buffer = nullptr;
+    MPI_Request req[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+    bool active = false;
+  };
+  PartialStep previous;
+  auto finish = [&](PartialStep &ps) {
+    if (!ps.active) return;
+    MPI_Waitall(2, ps.req, MPI_STATUSES_IGNORE);
+    if (!ps.out.empty() && !options.skip_messages) {
+      ps.buffer->from_host();
+      member.accumulate(exec, ps.buffer->block, ps.out, dk_acc, dv_acc);
+    }
+    ps.active = false;
+  };
+
+  Step current;
+  current.ex = member.plan_receive(p);
+  current.buffer = &recv[0];
+  current.buffer->shape(batch, current.ex.rows, dim);
+  if (!current.ex.empty()) member.pack(exec, k, v, current.ex, current.buffer->block);
+  Step pending;
+  for (int s = 0; s < P; ++s) {
+    if (s > 0) {
+      if (!options.overlap) pending = post(s);
+      MPI_Waitall(2, pending.req, MPI_STATUSES_IGNORE);
+      current = pending;
+      current.buffer->from_host();
+      if (current.ex.empty())
+        ++stats.hops_skipped;
+      else
+        ++stats.hops_made;
+    }
+    if (options.overlap && s + 1 < P) pending = post(s + 1);
+    PartialBuffer &mine = part_send[s % 2];
+    if (!current.ex.empty()) {
+      mine.shape(batch, current.ex.rows, dim);
+      exec.fence();
+      Kokkos::Timer timer;
+      BackwardViews<ExecSpace, Scalar> in{q, dout, lse, delta, current.buffer->block};
+      member.consume(exec, in, current.ex, dq_acc, mine.block);
+      exec.fence();
+      stats.compute_seconds[p] += timer.seconds();
+    }
+    if (s == 0) {
+      if (!current.ex.empty()) member.accumulate(exec, mine.block, current.ex, dk_acc, dv_acc);
+    } else {
+      const int dst = (p + s) % P, src = (p - s + P) % P;
+      PartialStep ps;
+      ps.active = true;
+      ps.out = member.plan_send(dst);
+      ps.buffer = &part_recv[s % 2];
+      if (!options.skip_messages) {
+        if (!current.ex.empty()) {
+          mine.to_host();
+          start(true, mine.mpi_data(), count_of(current.ex.rows), acc_type, src, P + s, &ps.req[1]);
+          stats.bytes_sent[p] += count_of(current.ex.rows) * std::int64_t(sizeof(Acc));
+        }
+        if (!ps.out.empty()) {
+          ps.buffer->shape(batch, ps.out.rows, dim);
+          start(false, ps.buffer->mpi_data(), count_of(ps.out.rows), acc_type, dst, P + s,
+                &ps.req[0]);
+        }
+      }
+      finish(previous); // step s - 1's partials, before step s's: fixed order
+      previous = ps;
+    }
+    if (progress) progress(RingProgress{p, P, s + 1, P});
+  }
+  finish(previous);
+  if constexpr (!std::is_same_v<Acc, Scalar>) {
+    Kokkos::deep_copy(exec, dq, Scalar(0)); // then convert below
+    const std::int64_t nq = dq.span(), nk = dk.span();
+    auto dqs = dq;
+    auto dks = dk;
+    auto dvs = dv;
+    auto dqa = dq_acc;
+    auto dka = dk_acc;
+    auto dva = dv_acc;
+    Kokkos::parallel_for(
+        "ringattn::backward_store",
+        Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(exec, 0, nq),
+        KOKKOS_LAMBDA(const std::int64_t i) { dqs.data()[i] = Scalar(dqa.data()[i]); });
+    Kokkos::parallel_for(
+        "ringattn::backward_store",
+        Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(exec, 0, nk),
+        KOKKOS_LAMBDA(const std::int64_t i) {
+          dks.data()[i] = Scalar(dka.data()[i]);
+          dvs.data()[i] = Scalar(dva.data()[i]);
+        });
+  }
+  exec.fence();
+  MPI_Comm_free(&ring);
+  return stats;
+}
+#endif
+
+} // namespace ringattn::Details
+
+#endif

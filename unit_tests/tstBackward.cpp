@@ -1,0 +1,255 @@
+// The backward pass (docs/SPEC.md section 7) against the independent float64 reference of
+// RingAttn_BackwardReference.hpp, which finite differences check first; on
+// every enabled backend, host fast path and portable kernel, single member
+// and simulated rings (R = 1, 3, 4, both partitions), run-to-run identical.
+#include <catch2/catch.hpp>
+
+#include "RingAttn_BackwardCase.hpp"
+#include "RingAttn_TestSpaces.hpp"
+
+#include <random>
+
+using namespace ringattn;
+using namespace ringattn::test;
+
+namespace {
+constexpr double tol_grad = 1e-4; // docs/SPEC.md section 7: float32 inputs in [-1, 1)
+
+template <class ExecSpace, class Scalar>
+void check_gradients(const Problem &p, const RingOptions &options, double tol, unsigned seed) {
+  INFO(p.describe());
+  std::mt19937_64 rng(seed);
+  const auto dout = random_dout(rng, std::size_t(p.B) * p.N * p.H * p.D);
+  const Gradients ref =
+      reference_gradients(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v, dout);
+  const Gradients got = run_api_backward<ExecSpace, Scalar>(p, dout, options);
+  CHECK(max_abs_error(got.dq, ref.dq) <= tol);
+  CHECK(max_abs_error(got.dk, ref.dk) <= tol);
+  CHECK(max_abs_error(got.dv, ref.dv) <= tol);
+}
+
+Tiling small_portable_tiles() {
+  Tiling t = default_tiling<Kokkos::DefaultHostExecutionSpace>(64);
+  t.portable = true;
+  t.q_tile = 16;
+  t.k_tile = 32;
+  return t;
+}
+} // namespace
+
+TEST_CASE("backward reference: finite differences of sum(O * dO)", "[backward][reference]") {
+  // Tiny cases: dense, causal GQA, a mixture where keys are kept by two
+  // branches, head_groups with rows that see nothing.
+  const std::vector<Problem> cases = {
+      make_problem(5, 2, 1, 3, false, false, Mixing::mixture, {}, {}, 11),
+      make_problem(6, 2, 1, 2, true, false, Mixing::mixture, {}, {}, 12),
+      make_problem(7, 2, 2, 3, false, true, Mixing::mixture, {2, 4, 7}, {1, 2, 2}, 13),
+      make_problem(7, 3, 1, 2, true, true, Mixing::head_groups, {3, 7}, {3, 2}, 14),
+  };
+  for (const Problem &p : cases) {
+    INFO(p.describe());
+    std::mt19937_64 rng(5);
+    const auto dout = random_dout(rng, std::size_t(p.B) * p.N * p.H * p.D);
+    const LiteralPattern lit = p.literal();
+    const double scale = p.effective_scale();
+    const Gradients g = reference_gradients(lit, p.B, p.D, scale, p.q, p.k, p.v, dout);
+    const double eps = 1e-6;
+    auto check = [&](int which, const std::vector<double> &grad) {
+      for (std::size_t e = 0; e < grad.size(); ++e) {
+        std::vector<double> x[3] = {p.q, p.k, p.v};
+        x[which][e] += eps;
+        const double up = reference_loss(lit, p.B, p.D, scale, x[0], x[1], x[2], dout);
+        x[which][e] -= 2 * eps;
+        const double down = reference_loss(lit, p.B, p.D, scale, x[0], x[1], x[2], dout);
+        INFO("tensor " << which << " element " << e);
+        CHECK(std::abs((up - down) / (2 * eps) - grad[e]) <= 1e-7);
+      }
+    };
+    check(0, g.dq);
+    check(1, g.dk);
+    check(2, g.dv);
+  }
+}
+
+TEMPLATE_LIST_TEST_CASE("backward: random shapes and patterns match the float64 reference",
+                        "[backward][backend]", ExecSpaces) {
+  std::mt19937_64 rng(20261201);
+  for (int trial = 0; trial < 40; ++trial) {
+    const Problem p = random_problem(rng, trial < 30 ? 40 : 250);
+    check_gradients<TestType, float>(p, {}, tol_grad, unsigned(trial));
+  }
+}
+
+TEMPLATE_LIST_TEST_CASE("backward: the portable kernel matches the reference",
+                        "[backward][backend]", ExecSpaces) {
+  std::mt19937_64 rng(4242);
+  RingOptions options;
+  Tiling tiling = default_tiling<TestType>(64);
+  tiling.portable = true;
+  tiling.q_tile = 16;
+  tiling.k_tile = 32;
+  options.tiling = tiling;
+  for (int trial = 0; trial < 30; ++trial) {
+    const Problem p = random_problem(rng, trial < 20 ? 60 : 300);
+    check_gradients<TestType, float>(p, options, tol_grad, unsigned(100 + trial));
+  }
+}
+
+TEMPLATE_LIST_TEST_CASE("backward: long sequences, ragged segments, GQA, tile edges",
+                        "[backward][backend]", ExecSpaces) {
+  std::mt19937_64 rng(8);
+  struct Shape {
+    std::int64_t N;
+    bool dilated, causal;
+    Mixing mixing;
+    std::vector<std::int64_t> w, r;
+    int H, Hkv, D;
+  };
+  const Shape shapes[] = {
+      {1200, false, true, Mixing::mixture, {}, {}, 4, 2, 64},
+      {700, false, false, Mixing::mixture, {}, {}, 1, 1, 128},
+      {1501, true, false, Mixing::mixture, {100, 300, 1000}, {1, 3, 10}, 4, 2, 16},
+      {1300, true, true, Mixing::head_groups, {129, 511, 1300}, {1, 7, 1300}, 5, 5, 32},
+      {1025, true, true, Mixing::mixture, {1025, 256}, {1, 2}, 2, 1, 64},
+  };
+  for (const Shape &s : shapes) {
+    Problem p;
+    p.N = s.N;
+    p.dilated = s.dilated;
+    p.causal = s.causal;
+    p.mixing = s.mixing;
+    p.w = s.w;
+    p.r = s.r;
+    p.H = s.H;
+    p.Hkv = s.Hkv;
+    p.D = s.D;
+    p.fill(rng);
+    check_gradients<TestType, float>(p, {}, tol_grad, 77);
+    RingOptions portable;
+    portable.tiling = small_portable_tiles();
+    check_gradients<TestType, float>(p, portable, tol_grad, 78);
+  }
+}
+
+TEMPLATE_LIST_TEST_CASE("backward: float64 storage computes in float64", "[backward][backend]",
+                        ExecSpaces) {
+  std::mt19937_64 rng(12);
+  for (int trial = 0; trial < 10; ++trial) {
+    const Problem p = random_problem(rng, 100);
+    check_gradients<TestType, double>(p, {}, 1e-10, unsigned(200 + trial));
+  }
+}
+
+TEMPLATE_LIST_TEST_CASE("backward: rows that see no key get dQ = 0, unseen keys dK = dV = 0",
+                        "[backward][backend]", ExecSpaces) {
+  // head_groups with r = w: most (row, head) pairs see nothing, and most
+  // keys of a kv head are seen by no query.
+  Problem p =
+      make_problem(50, 3, 1, 8, true, true, Mixing::head_groups, {7, 10, 50}, {7, 10, 50}, 9);
+  for (const RingOptions &options : {RingOptions{}, [] {
+                                       RingOptions o;
+                                       o.tiling = small_portable_tiles();
+                                       return o;
+                                     }()}) {
+    std::mt19937_64 rng(3);
+    const auto dout = random_dout(rng, std::size_t(p.B) * p.N * p.H * p.D);
+    const Gradients got = run_api_backward<TestType, float>(p, dout, options);
+    const LiteralPattern lit = p.literal();
+    std::int64_t empty_rows = 0, unseen_keys = 0;
+    for (int h = 0; h < p.H; ++h)
+      for (std::int64_t t = 0; t < p.N; ++t) {
+        bool sees = false;
+        for (std::size_t i = 0; i < lit.w.size(); ++i)
+          for (std::int64_t u = 0; u < p.N; ++u) sees = sees || lit.keeps(t, u, h, int(i));
+        if (sees) continue;
+        ++empty_rows;
+        for (int d = 0; d < p.D; ++d) REQUIRE(got.dq[(t * p.H + h) * p.D + d] == 0.0);
+      }
+    for (std::int64_t u = 0; u < p.N; ++u) {
+      bool seen = false;
+      for (int h = 0; h < p.H; ++h)
+        for (std::size_t i = 0; i < lit.w.size(); ++i)
+          for (std::int64_t t = 0; t < p.N; ++t) seen = seen || lit.keeps(t, u, h, int(i));
+      if (seen) continue;
+      ++unseen_keys;
+      for (int d = 0; d < p.D; ++d) {
+        REQUIRE(got.dk[u * p.D + d] == 0.0);
+        REQUIRE(got.dv[u * p.D + d] == 0.0);
+      }
+    }
+    CHECK(empty_rows > 0);
+    CHECK(unseen_keys > 0);
+    check_gradients<TestType, float>(p, options, tol_grad, 3);
+  }
+}
+
+TEMPLATE_LIST_TEST_CASE("backward: simulated rings match the reference and repeat bitwise",
+                        "[backward][ring][backend]", ExecSpaces) {
+  std::mt19937_64 rng(99);
+  for (const Problem &p : standard_problems()) {
+    const auto dout = random_dout(rng, std::size_t(p.B) * p.N * p.H * p.D);
+    const Gradients ref =
+        reference_gradients(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v, dout);
+    for (PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag})
+      for (int R : {1, 3, 4})
+        for (bool portable : {false, true}) {
+          INFO(p.describe() << " R=" << R
+                            << (kind == PartitionKind::zigzag ? " zigzag" : " contiguous")
+                            << (portable ? " portable" : ""));
+          RingOptions opts;
+          opts.partition = kind;
+          opts.members = R;
+          if (portable) opts.tiling = small_portable_tiles();
+          const Gradients a = run_api_backward<TestType, float>(p, dout, opts);
+          CHECK(max_abs_error(a.dq, ref.dq) <= tol_grad);
+          CHECK(max_abs_error(a.dk, ref.dk) <= tol_grad);
+          CHECK(max_abs_error(a.dv, ref.dv) <= tol_grad);
+          const Gradients b = run_api_backward<TestType, float>(p, dout, opts);
+          CHECK(identical(a.dq, b.dq));
+          CHECK(identical(a.dk, b.dk));
+          CHECK(identical(a.dv, b.dv));
+        }
+  }
+}
+
+TEST_CASE("backward: wrong shapes are rejected", "[backward]") {
+  using Exec = Kokkos::DefaultExecutionSpace;
+  using T4 = Tensor4<float, Exec::memory_space>;
+  RingAttention<Exec, float> attn(Pattern::dense(8, 2, 1, false));
+  T4 q("q", 1, 8, 2, 4), kv("kv", 1, 8, 1, 4), dq("dq", 1, 8, 2, 4), bad("bad", 1, 8, 2, 4);
+  Tensor3<float, Exec::memory_space> lse("lse", 1, 2, 8);
+  CHECK_THROWS_WITH(attn.backward(q, kv, kv, q, lse, q, dq, bad, kv),
+                    Catch::Contains("dk and dv must have the shape of k"));
+  CHECK_THROWS_WITH(attn.backward(q, kv, kv, q, lse, kv, dq, kv, kv),
+                    Catch::Contains("o and dout must have the shape of q"));
+}
+
+TEST_CASE("backward: ring traffic is the forward's rows plus the same rows of dK/dV",
+          "[backward][ring]") {
+  using Exec = Kokkos::DefaultExecutionSpace;
+  using T4 = Tensor4<float, Exec::memory_space>;
+  for (const Problem &p : standard_problems())
+    for (PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag}) {
+      INFO(p.describe() << (kind == PartitionKind::zigzag ? " zigzag" : " contiguous"));
+      RingOptions opts;
+      opts.partition = kind;
+      opts.members = 4;
+      RingAttention<Exec, float> attn(p.pattern(), opts);
+      const auto B = std::size_t(p.B), N = std::size_t(p.N), D = std::size_t(p.D);
+      T4 q("q", B, N, std::size_t(p.H), D), kv("kv", B, N, std::size_t(p.Hkv), D),
+          o("o", B, N, std::size_t(p.H), D), dq("dq", B, N, std::size_t(p.H), D),
+          dk("dk", B, N, std::size_t(p.Hkv), D), dv("dv", B, N, std::size_t(p.Hkv), D);
+      Tensor3<float, Exec::memory_space> lse("lse", B, std::size_t(p.H), N);
+      const RingStats fwd = attn.forward(q, kv, kv, o, lse);
+      const RingStats bwd = attn.backward(q, kv, kv, o, lse, o, dq, dk, dv);
+      CHECK(bwd.hops_made == fwd.hops_made);
+      CHECK(bwd.hops_skipped == fwd.hops_skipped);
+      std::int64_t f = 0, b = 0;
+      for (int m = 0; m < 4; ++m) {
+        f += fwd.bytes_sent[m];
+        b += bwd.bytes_sent[m];
+      }
+      CHECK(f > 0);
+      CHECK(b == 2 * f); // float32 partials: the K/V rows once more
+    }
+}
