@@ -29,7 +29,7 @@ endif()
 # Both build again, in their own folders under this build tree: the
 # sanitizer build with this configuration's C++ compiler against a Kokkos
 # with bounds checking (built once into ~/.cache/ringattn), the fuzzers with
-# clang++ from Deck.cpp and Npy.cpp.
+# clang++ from the deck sources and Npy.cpp.
 add_test(NAME sanitizers
   COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/test_sanitizers.sh ${CMAKE_CURRENT_BINARY_DIR}/sanitizers)
 set_tests_properties(sanitizers PROPERTIES TIMEOUT 1800 PROCESSORS 2 RUN_SERIAL ON

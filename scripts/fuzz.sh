@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets of fuzz/ and runs each for SECONDS (default
 # 30): fuzz_deck (the input deck parser) and fuzz_npy (the .npy reader).
 # Built with clang++ -fsanitize=fuzzer,address,undefined from the driver's
-# Deck.cpp and Npy.cpp (yaml-cpp is linked, not instrumented). Each target
+# deck sources (Deck*.cpp, SetOverrides.cpp, Sweep.cpp) and Npy.cpp (yaml-cpp
+# is linked, not instrumented). Each target
 # starts from its committed corpus (fuzz/corpus/<target>) and writes what it
 # finds to BUILD_DIR/corpus/<target>; a crash, sanitizer report, leak or an
 # input slower than 10 s fails the run, and the input that did it is left in
@@ -41,7 +42,10 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 status=0
 for target in $targets; do
   case $target in
-  fuzz_deck) sources=("$repo/src/driver/Deck.cpp" "$repo/src/driver/Npy.cpp") libs=(-lyaml-cpp) ;;
+  fuzz_deck)
+    sources=("$repo"/src/driver/Deck*.cpp "$repo/src/driver/SetOverrides.cpp"
+             "$repo/src/driver/Sweep.cpp" "$repo/src/driver/Npy.cpp")
+    libs=(-lyaml-cpp) ;;
   fuzz_npy) sources=("$repo/src/driver/Npy.cpp") libs=() ;;
   *) echo "fuzz.sh: unknown target $target" >&2; exit 1 ;;
   esac

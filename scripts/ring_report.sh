@@ -8,6 +8,12 @@ cd "$(dirname "$0")/.."
 ringattn=${RINGATTN:-build/src/driver/ringattn}
 out=${RINGATTN_REPORT_DIR:-build/ring_report}
 mkdir -p "$out"
+# An Open MPI session folder of this script's own unless the caller (CTest)
+# gave one: concurrent jobs race on a shared one (open-mpi/ompi#8510).
+if [ -z "${OMPI_MCA_orte_tmpdir_base:-}" ]; then
+  OMPI_MCA_orte_tmpdir_base="$(cd "$out" && pwd)/ompi"
+  export OMPI_MCA_orte_tmpdir_base PRTE_MCA_prte_tmpdir_base="$OMPI_MCA_orte_tmpdir_base"
+fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_PROC_BIND=false
 
 echo "## Simulated ring: memory per member at N = 262144 (LongNet deck, H = 4)"

@@ -23,6 +23,11 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-/tmp/ringattn-sanitizers}
+# An Open MPI session folder of this script's own unless the caller (CTest)
+# gave one: concurrent jobs race on a shared one (open-mpi/ompi#8510).
+if [ -z "${OMPI_MCA_orte_tmpdir_base:-}" ]; then
+  export OMPI_MCA_orte_tmpdir_base="$build-ompi" PRTE_MCA_prte_tmpdir_base="$build-ompi"
+fi
 start=$(date +%s)
 log() { echo "[sanitizers $(($(date +%s) - start))s] $*"; }
 

@@ -5,10 +5,13 @@
 #include "RingAttn_TestCase.hpp"
 #include "RingAttn_TestSpaces.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <initializer_list>
 #include <limits>
 #include <random>
+#include <utility>
+#include <vector>
 
 using namespace ringattn;
 using namespace ringattn::test;
@@ -271,4 +274,170 @@ TEMPLATE_LIST_TEST_CASE("work beyond one launch's league is launched in turns",
       INFO("portable " << portable << " max_league_size " << league);
       check_against_reference<TestType, float>(p, options, tol_float);
     }
+}
+
+#ifdef KOKKOS_ENABLE_OPENMP
+TEST_CASE("the portable kernel in its GPU shape (team size and vector length above 1) on OpenMP",
+          "[attention][openmp]") {
+  // What default_tiling gives a GPU (tiles 32 x 32 with 32 vector lanes and
+  // 8 threads per team up to D = 64; 16 x 16 with 16 lanes at D = 128), the
+  // team cut to the host's threads. OpenMP runs the vector lanes one after
+  // another, but the TeamThreadRange splits over several threads, the team
+  // barriers between tiles and the ThreadVectorRange loops and reductions
+  // all execute, as they do on a GPU.
+  using Exec = Kokkos::OpenMP;
+  const int threads = int(Exec().concurrency());
+  if (threads < 2) {
+    WARN("OpenMP has " << threads
+                       << " thread; a team of several threads needs OMP_NUM_THREADS >= 2");
+    return;
+  }
+  std::vector<Problem> problems = standard_problems();
+  std::mt19937_64 rng(8187);
+  for (int trial = 0; trial < 12; ++trial) problems.push_back(random_problem(rng, 200));
+  for (const auto &[tile, lanes] : {std::pair{32, 32}, std::pair{16, 16}}) {
+    Tiling tiling;
+    tiling.portable = true;
+    tiling.q_tile = tile;
+    tiling.k_tile = tile;
+    tiling.vector_length = lanes;
+    tiling.team_size = std::min(256 / lanes < tile ? 256 / lanes : tile, threads);
+    REQUIRE(tiling.team_size > 1);
+    RingOptions options;
+    options.tiling = tiling;
+    for (const Problem &p : problems) {
+      INFO("tiles " << tile << " x " << tile << ", team " << tiling.team_size << " x " << lanes
+                    << " lanes");
+      check_against_reference<Exec, float>(p, options, tol_float);
+      check_against_reference<Exec, double>(p, options, 1e-12);
+      RingOptions ring = options;
+      ring.members = 3;
+      ring.partition = PartitionKind::zigzag;
+      check_against_reference<Exec, float>(p, ring, tol_float);
+    }
+  }
+}
+#endif
+
+namespace {
+/// Runs p (float or double, with `options`) and checks the rule of
+/// docs/reliability.md: rows (t, h) with `poisoned(t, h)` have O and LSE all
+/// NaN; every other row is finite and equals the float64 reference.
+template <class ExecSpace, class Scalar, class Poisoned>
+void check_nonfinite_rule(const Problem &p, const RingOptions &options, double tol,
+                          const Poisoned &poisoned) {
+  INFO(p.describe() << (options.tiling && options.tiling->portable ? " portable" : "")
+                    << " members " << options.members << " scalar " << sizeof(Scalar));
+  const Reference ref =
+      reference_attention(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v);
+  const Output out = run_api<ExecSpace, Scalar>(p, options);
+  int nan_rows = 0, bad = 0;
+  double err = 0;
+  for (int h = 0; h < p.H; ++h)
+    for (std::int64_t t = 0; t < p.N; ++t) {
+      const double l = out.lse[h * p.N + t];
+      const double *o = &out.o[(t * p.H + h) * p.D];
+      if (poisoned(t, h)) {
+        ++nan_rows;
+        bool all_nan = std::isnan(l);
+        for (int d = 0; d < p.D; ++d) all_nan = all_nan && std::isnan(o[d]);
+        if (!all_nan) {
+          ++bad;
+          UNSCOPED_INFO("row t=" << t << " h=" << h << " should be NaN, LSE " << l);
+        }
+      } else {
+        bool finite = std::isfinite(l);
+        for (int d = 0; d < p.D; ++d) finite = finite && std::isfinite(o[d]);
+        if (!finite) {
+          ++bad;
+          UNSCOPED_INFO("row t=" << t << " h=" << h << " should be finite, LSE " << l);
+          continue;
+        }
+        err = std::max(err, std::abs(l - ref.lse[h * p.N + t]));
+        for (int d = 0; d < p.D; ++d)
+          err = std::max(err, std::abs(o[d] - ref.o[(t * p.H + h) * p.D + d]));
+      }
+    }
+  CHECK(nan_rows > 0);
+  CHECK(bad == 0);
+  CHECK(err <= tol);
+}
+
+/// Every kernel path of ExecSpace: the default (the CBLAS fast path for float
+/// on a host space), the portable kernel forced, and a simulated ring of 3
+/// (NaN carried through the merges), in float and double.
+template <class ExecSpace, class Poisoned>
+void check_nonfinite_everywhere(const Problem &p, const Poisoned &poisoned) {
+  Tiling portable = default_tiling<ExecSpace>(p.D);
+  portable.portable = true;
+  portable.q_tile = 8;
+  portable.k_tile = 16;
+  RingOptions fast, forced, ring;
+  forced.tiling = portable;
+  ring.members = 3;
+  ring.partition = PartitionKind::zigzag;
+  for (const RingOptions &o : {fast, forced, ring}) {
+    check_nonfinite_rule<ExecSpace, float>(p, o, tol_float, poisoned);
+    check_nonfinite_rule<ExecSpace, double>(p, o, 1e-12, poisoned);
+  }
+}
+} // namespace
+
+TEMPLATE_LIST_TEST_CASE("a NaN or +inf score makes its row NaN, a -inf score weighs 0",
+                        "[attention][backend][nonfinite]", ExecSpaces) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  // Dense causal, two heads on their own kv heads, and a dilated mixture.
+  for (bool dilated : {false, true}) {
+    Problem p = make_problem(45, 2, 2, 8, true, dilated, Mixing::mixture, {12, 45}, {1, 3}, 11);
+    auto qi = [&](std::int64_t t, int h, int d) { return std::size_t((t * p.H + h) * p.D + d); };
+    auto ki = [&](std::int64_t u, int g, int d) { return std::size_t((u * p.Hkv + g) * p.D + d); };
+    const auto literal = p.literal();
+    auto sees = [&](std::int64_t t, std::int64_t u, int h) {
+      for (std::size_t i = 0; i < literal.w.size(); ++i)
+        if (literal.keeps(t, u, h, int(i))) return true;
+      return false;
+    };
+    SECTION(std::string("NaN in a query row") + (dilated ? ", dilated" : "")) {
+      p.q[qi(20, 1, 3)] = nan; // every score of row (20, 1)
+      check_nonfinite_everywhere<TestType>(
+          p, [&](std::int64_t t, int h) { return t == 20 && h == 1; }); // it sees itself at least
+    }
+    SECTION(std::string("NaN in a key row") + (dilated ? ", dilated" : "")) {
+      p.k[ki(6, 0, 2)] = nan; // rows of head 0 that see key 6
+      check_nonfinite_everywhere<TestType>(
+          p, [&](std::int64_t t, int h) { return h == 0 && sees(t, 6, h); });
+    }
+    SECTION(std::string("+inf scores") + (dilated ? ", dilated" : "")) {
+      for (int d = 0; d < p.D; ++d) p.q[qi(30, 0, d)] = 0;
+      p.q[qi(30, 0, 0)] = inf; // scores +inf or -inf by the sign of k[u, 0, 0]
+      for (std::int64_t u = 0; u < p.N; ++u) p.k[ki(u, 0, 0)] = u % 2 ? 0.5 : -0.5;
+      check_nonfinite_everywhere<TestType>(p, [&](std::int64_t t, int h) {
+        bool plus_inf = false; // row (30, 0) sees an odd key
+        for (std::int64_t u = 1; u < p.N; u += 2) plus_inf = plus_inf || sees(t, u, h);
+        return t == 30 && h == 0 && plus_inf;
+      });
+    }
+    SECTION(std::string("-inf scores weigh 0") + (dilated ? ", dilated" : "")) {
+      // q[., 0, 0] > 0 and k[5, 0, 0] = -inf: key 5 scores -inf for head 0.
+      for (std::int64_t t = 0; t < p.N; ++t)
+        p.q[qi(t, 0, 0)] = 0.25 + 0.5 * std::abs(p.q[qi(t, 0, 0)]);
+      p.k[ki(5, 0, 0)] = -inf;
+      // Nothing is poisoned; rows equal the reference, which gives key 5
+      // weight exp(-inf) = 0. (nan_rows > 0 is not expected here.)
+      const Reference ref =
+          reference_attention(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v);
+      Tiling portable = default_tiling<TestType>(p.D);
+      portable.portable = true;
+      RingOptions fast, forced, ring;
+      forced.tiling = portable;
+      ring.members = 3;
+      for (const RingOptions &o : {fast, forced, ring}) {
+        CHECK(max_abs_error(run_api<TestType, float>(p, o).o, ref.o) <= tol_float);
+        CHECK(max_abs_error(run_api<TestType, float>(p, o).lse, ref.lse) <= tol_float);
+        CHECK(max_abs_error(run_api<TestType, double>(p, o).o, ref.o) <= 1e-12);
+        CHECK(max_abs_error(run_api<TestType, double>(p, o).lse, ref.lse) <= 1e-12);
+      }
+    }
+  }
 }

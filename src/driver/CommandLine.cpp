@@ -33,7 +33,10 @@ options:
                     folder; sweep.KEY=[v1,v2] sets a sweep axis
   --quiet, -q       no progress output (errors still go to stderr)
   --memory SIZE     plan: memory per member, e.g. 16GiB, 512MB, 1e9
-  --kokkos-*        passed to Kokkos (run, plan), e.g. --kokkos-threads=2
+  --kokkos-*        passed to Kokkos (run, plan); the thread count is
+                    --kokkos-num-threads=2 with Kokkos 4.x and later, but
+                    --kokkos-threads=2 with Kokkos 3.x (--version names the
+                    Kokkos of this build; 4.x ignores the 3.x flag, warning)
 
 exit codes: 0 ok, 2 bad input, 3 verification failed, 1 other failure
 )";

@@ -183,6 +183,12 @@ Pattern make_pattern(const RunConfig &cfg);
 /// Mode mpi: ring.size 0 becomes `num_ranks`; any other value must equal it.
 /// Throws DeckError naming ring.size otherwise (also when size > seq_len).
 void resolve_ring_size(RunConfig &cfg, int num_ranks);
+/// What this build of the program can run: mode mpi needs a build with MPI
+/// (RingAttn_ENABLE_MPI=ON). Checks every sweep point; throws DeckError at
+/// ring.mode, saying what to do, rather than let such a deck run as nothing.
+void check_build_supports(const RunConfig &cfg);
+/// Whether any point of the deck (any sweep point) runs in mode mpi.
+bool needs_mpi(const RunConfig &cfg);
 /// Source npy: opens q, k and v and checks their headers (dtype float32 or
 /// float64, C order, the shapes of SPEC 1). Throws DeckError at input.q/k/v.
 void check_input_files(const RunConfig &cfg);

@@ -4,6 +4,7 @@
 // motivated the project beside the model. Runs inside the runtime; only rank
 // 0 of MPI_COMM_WORLD computes and prints. The numbers come from Plan.cpp.
 #include "Commands.hpp"
+#include "DriverComm.hpp"
 #include "Plan.hpp"
 
 #include <RingAttn_Config.hpp>
@@ -389,8 +390,10 @@ int write_plan(const RunConfig &deck, const PlanOptions &opt, std::ostream &out,
 int plan_command(const RunConfig &cfg, const CommandLine &cl) {
   int rank = 0, size = 1;
 #ifdef RINGATTN_ENABLE_MPI
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (mpi_active()) { // a launch; outside one, plan runs without MPI
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+  }
 #endif
   using Exec = Kokkos::DefaultExecutionSpace;
   PlanOptions opt;

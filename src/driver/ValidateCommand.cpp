@@ -9,6 +9,7 @@ namespace ringattn::driver {
 int validate_command(const CommandLine &cl, std::ostream &out, std::ostream &err) {
   try {
     const RunConfig cfg = load_deck(cl.deck, cl.set_overrides);
+    check_build_supports(cfg); // e.g. mode mpi in a build without MPI
     const std::size_t points = sweep_size(cfg);
     if (cfg.sweep.empty())
       check_input_files(cfg);

@@ -1,9 +1,13 @@
 // The `ringattn` program: command line -> deck -> command (SPEC section 4).
 // validate and help run without the runtime; run and plan run inside it
-// (MPI_Init when built with MPI, then Kokkos::initialize).
+// (Kokkos::initialize, preceded by MPI_Init only where MPI is wanted: when an
+// MPI launcher started the process, or for run, when the deck has mode mpi).
+// A simulated deck run outside a launcher never touches MPI, so concurrent
+// runs share no MPI session directory.
 #include "CommandLine.hpp"
 #include "Commands.hpp"
 #include "Deck.hpp"
+#include "DriverComm.hpp"
 
 #include <RingAttn_Config.hpp>
 
@@ -27,7 +31,7 @@ namespace {
 int world_rank() {
 #ifdef RINGATTN_ENABLE_MPI
   int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (mpi_active()) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   return rank;
 #else
   return 0;
@@ -37,22 +41,24 @@ int world_rank() {
 int world_size() {
 #ifdef RINGATTN_ENABLE_MPI
   int size = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (mpi_active()) MPI_Comm_size(MPI_COMM_WORLD, &size);
   return size;
 #else
   return 1;
 #endif
 }
 
-/// Runs fn inside the runtime: MPI_Init (if built with MPI), then
+/// Runs fn inside the runtime: MPI_Init (if use_mpi), then
 /// Kokkos::initialize (which takes its --kokkos-* flags), fn, and finalize in
 /// reverse order. An exception escaping fn is printed and gives exit code 2
 /// (DeckError, UsageError) or 1; with several ranks it aborts the job, since
 /// the other ranks may be waiting in a collective (agree on errors inside fn
 /// to exit cleanly).
-int with_runtime(int &argc, char **&argv, const std::function<int()> &fn) {
+int with_runtime(bool use_mpi, int &argc, char **&argv, const std::function<int()> &fn) {
 #ifdef RINGATTN_ENABLE_MPI
-  MPI_Init(&argc, &argv);
+  if (use_mpi) MPI_Init(&argc, &argv);
+#else
+  (void)use_mpi;
 #endif
   Kokkos::initialize(argc, argv);
   int rc = exit_failure;
@@ -79,13 +85,13 @@ int with_runtime(int &argc, char **&argv, const std::function<int()> &fn) {
     escaped = true;
   }
 #ifdef RINGATTN_ENABLE_MPI
-  if (escaped && world_size() > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+  if (escaped && use_mpi && world_size() > 1) MPI_Abort(MPI_COMM_WORLD, rc);
 #else
   (void)escaped;
 #endif
   Kokkos::finalize();
 #ifdef RINGATTN_ENABLE_MPI
-  MPI_Finalize();
+  if (use_mpi) MPI_Finalize();
 #endif
   return rc;
 }
@@ -97,6 +103,7 @@ int load_deck_everywhere(const CommandLine &cl, RunConfig &cfg) {
   std::string error;
   try {
     cfg = load_deck(cl.deck, cl.set_overrides);
+    check_build_supports(cfg);
   } catch (const DeckError &e) {
     rc = exit_bad_input;
     error = e.what();
@@ -106,10 +113,12 @@ int load_deck_everywhere(const CommandLine &cl, RunConfig &cfg) {
   }
   int reporter = rc != exit_ok ? world_rank() : INT_MAX;
 #ifdef RINGATTN_ENABLE_MPI
-  int local[2] = {rc, -reporter}, agreed[2] = {0, 0};
-  MPI_Allreduce(local, agreed, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  rc = agreed[0];
-  reporter = -agreed[1];
+  if (mpi_active()) {
+    int local[2] = {rc, -reporter}, agreed[2] = {0, 0};
+    MPI_Allreduce(local, agreed, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    rc = agreed[0];
+    reporter = -agreed[1];
+  }
 #endif
   if (rc != exit_ok && reporter == world_rank()) std::cerr << error << "\n";
   return rc;
@@ -140,6 +149,41 @@ int main_entry(int argc, char **argv) {
     break;
   }
   const bool run = cl.command == Command::run;
+#ifndef RINGATTN_ENABLE_MPI
+  // Every process would run the whole deck alone, each writing the same files.
+  if (launcher_world_size() > 1) {
+    std::cerr << "ringattn: error: started by an MPI launcher as " << launcher_world_size()
+              << " processes, but this ringattn was built without MPI (RingAttn_ENABLE_MPI=OFF); "
+                 "run it as one process without mpirun, or rebuild with "
+                 "-DRingAttn_ENABLE_MPI=ON\n";
+    return exit_bad_input;
+  }
+#endif
+  // Under a launcher every rank initializes MPI and the deck is loaded and
+  // agreed on inside the runtime. Outside one, the deck is read first and MPI
+  // is initialized (as a singleton) only for a run that has mode mpi.
+  bool use_mpi = false;
+#ifdef RINGATTN_ENABLE_MPI
+  use_mpi = launched_by_mpi_launcher();
+#endif
+  bool loaded = false;
+  RunConfig cfg;
+  if (!use_mpi) {
+    try {
+      cfg = load_deck(cl.deck, cl.set_overrides);
+      check_build_supports(cfg);
+    } catch (const DeckError &e) {
+      std::cerr << e.what() << "\n";
+      return exit_bad_input;
+    } catch (const std::exception &e) {
+      std::cerr << "ringattn: error: " << e.what() << "\n";
+      return exit_failure;
+    }
+    loaded = true;
+#ifdef RINGATTN_ENABLE_MPI
+    use_mpi = run && needs_mpi(cfg);
+#endif
+  }
   // --quiet also silences Kokkos' start-up advice (it prints to stdout).
   std::vector<char *> args(argv, argv + argc);
   static char disable_warnings[] = "--kokkos-disable-warnings";
@@ -147,9 +191,9 @@ int main_entry(int argc, char **argv) {
   args.push_back(nullptr);
   int runtime_argc = int(args.size()) - 1;
   char **runtime_argv = args.data();
-  return with_runtime(runtime_argc, runtime_argv, [&]() -> int {
-    RunConfig cfg;
-    if (const int rc = load_deck_everywhere(cl, cfg); rc != exit_ok) return rc;
+  return with_runtime(use_mpi, runtime_argc, runtime_argv, [&]() -> int {
+    if (!loaded)
+      if (const int rc = load_deck_everywhere(cl, cfg); rc != exit_ok) return rc;
     return run ? run_command(cfg, cl) : plan_command(cfg, cl);
   });
 }

@@ -93,7 +93,10 @@ run_case() {
   launcher=()
   [ "$np" != "-" ] && launcher=("$mpiexec" -np "$np") # Open MPI: oversubscribe set above
   start=$(date +%s%N)
-  timeout -k 5 "$limit" env "${envs[@]}" "${launcher[@]}" "$ringattn" "${words[@]}" \
+  # Its own Open MPI session folder per row: rows run at once, and Open MPI
+  # 4.x races on a shared one (open-mpi/ompi#8510).
+  timeout -k 5 "$limit" env OMPI_MCA_orte_tmpdir_base="$work/$name.ompi" \
+    PRTE_MCA_prte_tmpdir_base="$work/$name.ompi" "${envs[@]}" "${launcher[@]}" "$ringattn" "${words[@]}" \
     </dev/null >"$work/$name.out" 2>"$work/$name.err"
   rc=$?
   ms=$((($(date +%s%N) - start) / 1000000))

@@ -8,6 +8,11 @@ ringattn=$1 deck=$2
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OMP_PROC_BIND=false
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+# An Open MPI session folder of this script's own unless the caller (CTest)
+# gave one: concurrent jobs race on a shared one (open-mpi/ompi#8510).
+if [ -z "${OMPI_MCA_orte_tmpdir_base:-}" ]; then
+  export OMPI_MCA_orte_tmpdir_base="$out/ompi" PRTE_MCA_prte_tmpdir_base="$out/ompi"
+fi
 status=0
 for fault in load:1 kill:2 throw:1; do
   echo "== RINGATTN_TEST_FAULT=$fault"

@@ -7,6 +7,11 @@ ringattn=$1 compare=$2 golden=$3 np=$4
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OMP_PROC_BIND=false
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+# An Open MPI session folder of this script's own unless the caller (CTest)
+# gave one: concurrent jobs race on a shared one (open-mpi/ompi#8510).
+if [ -z "${OMPI_MCA_orte_tmpdir_base:-}" ]; then
+  export OMPI_MCA_orte_tmpdir_base="$out/ompi" PRTE_MCA_prte_tmpdir_base="$out/ompi"
+fi
 for case in dense_causal dense_gqa_causal dilated_mixture dilated_mixture_causal dilated_head_groups_uneven dilated_w_beyond_n; do
   for partition in contiguous zigzag; do
     echo "== $case np=$np $partition"

@@ -125,7 +125,8 @@ struct BlockAttentionFunctor {
                     j < nk && !(masked && kpos_first + std::int64_t(j) * stride > qpos);
                 const Acc s = keep ? srow[j] : ninf;
                 srow[j] = s;
-                m = s > m ? s : m;
+                const Acc sm = Details::score_for_max(s); // NaN, +inf: +inf
+                m = sm > m ? sm : m;
               },
               Kokkos::Max<Acc>(mx));
           const Acc mold = mrow[i];
@@ -136,7 +137,7 @@ struct BlockAttentionFunctor {
           Kokkos::parallel_reduce(
               Kokkos::ThreadVectorRange(team, KT),
               [&](const int j, Acc &sum) {
-                const Acc p = Details::exp_nonpositive(srow[j] - mnew);
+                const Acc p = Details::score_weight(srow[j], mnew); // NaN, +inf: NaN
                 srow[j] = p;
                 sum += p;
               },
@@ -162,7 +163,7 @@ struct BlockAttentionFunctor {
     // Partial (O, LSE) of this tile, merged into the member's running result.
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nq), [&](const int i) {
       const Acc l = lrow[i];
-      if (!(l > 0)) return; // saw no key in this block
+      if (l == Acc(0)) return; // saw no key in this block (l is NaN after a NaN score)
       const Acc lse_part = mrow[i] + compat::log(l);
       const std::int64_t row = qrow_first + i * stride;
       const MergeWeights<Acc> w = lse_merge<Acc>(Acc(lse(b, h, row)), lse_part);
@@ -234,25 +235,29 @@ void block_attention(
     }
   }
 #endif
-  Functor f;
-  f.q = q;
-  f.kv = kv;
-  f.tasks = tasks;
-  f.items = items;
-  f.o = o;
-  f.lse = lse;
-  f.num_items = num_items;
-  f.head_dim = int(q.extent(3));
-  f.q_tile = tiling.q_tile;
-  f.k_tile = tiling.k_tile;
-  f.scale = scale;
-  f.causal = causal;
-  const std::size_t bytes =
-      Functor::ScratchView::shmem_size(Functor::scratch_elements(f.q_tile, f.k_tile, f.head_dim));
-  f.scratch_level = bytes <= std::size_t(Policy::scratch_size_max(0)) ? 0 : 1;
+  const int head_dim = int(q.extent(3));
+  const std::size_t bytes = Functor::ScratchView::shmem_size(
+      Functor::scratch_elements(tiling.q_tile, tiling.k_tile, head_dim));
+  const int scratch_level = bytes <= std::size_t(Policy::scratch_size_max(0)) ? 0 : 1;
+  // Aggregate initialisation, never default construction then assignment of
+  // the Views: the latter crashes with the mdspan-based View of Kokkos 5.x
+  // under GCC 12 (Kokkos issue #8187).
+  const Functor f{q,
+                  kv,
+                  tasks,
+                  items,
+                  o,
+                  lse,
+                  num_items,
+                  head_dim,
+                  tiling.q_tile,
+                  tiling.k_tile,
+                  scratch_level,
+                  scale,
+                  causal};
   Policy policy(exec, batch * num_items, tiling.team_size, tiling.vector_length);
   Kokkos::parallel_for("ringattn::block_attention",
-                       policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(bytes)), f);
+                       policy.set_scratch_size(scratch_level, Kokkos::PerTeam(bytes)), f);
 }
 
 } // namespace ringattn::Details

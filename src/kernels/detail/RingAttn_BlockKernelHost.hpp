@@ -98,7 +98,10 @@ struct HostBlockAttentionFunctor {
           }
           float mx = ninf;
 #pragma omp simd reduction(max : mx)
-          for (int j = 0; j < keep; ++j) mx = srow[j] > mx ? srow[j] : mx;
+          for (int j = 0; j < keep; ++j) {
+            const float sm = score_for_max(srow[j]); // NaN, +inf: +inf (FastExp.hpp)
+            mx = sm > mx ? sm : mx;
+          }
           const float mold = mrow[i];
           const float mnew = mx > mold ? mx : mold;
           if (mnew == ninf) {
@@ -108,7 +111,7 @@ struct HostBlockAttentionFunctor {
           float sum = 0;
 #pragma omp simd reduction(+ : sum)
           for (int j = 0; j < keep; ++j) {
-            const float p = exp_nonpositive(srow[j] - mnew);
+            const float p = score_weight(srow[j], mnew); // NaN, +inf: NaN
             srow[j] = p;
             sum += p;
           }
@@ -128,7 +131,7 @@ struct HostBlockAttentionFunctor {
 
     for (int i = 0; i < nq; ++i) {
       const float l = lrow[i];
-      if (!(l > 0)) continue;
+      if (l == 0.0f) continue; // saw no key in this block (l is NaN after a NaN score)
       const std::int64_t row = qrow_first + i * stride;
       const MergeWeights<float> w = lse_merge<float>(lse(b, h, row), mrow[i] + compat::log(l));
       const float wb = w.wb / l;

@@ -47,6 +47,27 @@ KOKKOS_INLINE_FUNCTION float exp_nonpositive(float x) {
 
 KOKKOS_INLINE_FUNCTION double exp_nonpositive(double x) { return compat::exp(x); }
 
+// Non-finite scores, the same in float and double and on every kernel path
+// (docs/reliability.md): a kept score that is NaN or +inf makes its row's O
+// and LSE NaN ("NaN in, NaN out"); -inf is a key of weight 0, like a masked
+// one. For the running maximum such a score counts as +inf (every other
+// weight of the row becomes 0, and +inf survives any Max join, where a NaN
+// could be dropped), and its weight is NaN, which the denominator, the
+// output and every later merge carry on. Branch-free, so loops vectorize.
+
+/// The score as the running maximum sees it: NaN and +inf become +inf.
+template <class T>
+KOKKOS_INLINE_FUNCTION T score_for_max(T s) {
+  return s < compat::infinity<T>() ? s : compat::infinity<T>();
+}
+
+/// The weight e^(s - m) of a score s under the running maximum m: NaN for a
+/// NaN or +inf score (exp_nonpositive would map NaN to 0 in float).
+template <class T>
+KOKKOS_INLINE_FUNCTION T score_weight(T s, T m) {
+  return s < compat::infinity<T>() ? exp_nonpositive(s - m) : static_cast<T>(NAN);
+}
+
 } // namespace ringattn::Details
 
 #endif

@@ -6,7 +6,8 @@
 //   O = e^(La - L) Oa + e^(Lb - L) Ob,
 // used across dilation branches and across ring steps. A side with L = -inf
 // saw no key and contributes nothing; two empty sides stay empty (O = 0,
-// L = -inf), so no NaN can appear.
+// L = -inf), so no NaN can appear from finite inputs. A NaN side (a row
+// that saw a NaN or +inf score, docs/reliability.md) stays NaN.
 
 #include <core/detail/RingAttn_KokkosCompat.hpp>
 

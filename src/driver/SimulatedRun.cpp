@@ -1,0 +1,99 @@
+// The simulated ring (ring.mode: simulated): every member in this process,
+// one after another at each step, through a MemberIO that loads members'
+// rows from the input and stores their results.
+#include "InputChecks.hpp"
+#include "RunModes.hpp"
+
+#include "Commands.hpp"
+#include "ProcessMemory.hpp"
+
+#include <Kokkos_Timer.hpp>
+
+#include <string>
+#include <utility>
+
+namespace ringattn::driver {
+
+namespace {
+
+/// The simulated ring's MemberIO: members' rows from the input; results to
+/// the output files and the verification samples (on the final repeat).
+template <class Scalar>
+class DriverMemberIO final : public MemberIO<Scalar, Mem> {
+public:
+  DriverMemberIO(const RunConfig &cfg, const InputData &data, const Partition &part,
+                 OutputFiles &files, const std::vector<SampledRow> &samples, bool check_finite)
+      : cfg_(cfg), data_(data), part_(part), files_(files), samples_(samples),
+        unchecked_(check_finite ? 3 * std::size_t(part.members) : 0, true) {}
+  bool final_repeat = false;
+  std::map<std::size_t, RowValues> got;
+  bool outputs_nonfinite = false;
+
+  void load_q(int p, const Tensor4<Scalar, Mem> &q) override { load(TensorId::q, p, q); }
+  void load_kv(int p, const Tensor4<Scalar, Mem> &k, const Tensor4<Scalar, Mem> &v) override {
+    load(TensorId::k, p, k);
+    load(TensorId::v, p, v);
+  }
+  void store(int p, const Tensor4<Scalar, Mem> &o, const Tensor3<Scalar, Mem> &lse) override {
+    if (!final_repeat) return;
+    auto oh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), o);
+    auto lh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), lse);
+    files_.write_member(part_, p, oh.data(), lh.data());
+    capture_samples(samples_, part_, p, cfg_.problem.heads, cfg_.problem.head_dim, oh.data(),
+                    lh.data(), got);
+    if (!samples_.empty() && driver::outputs_nonfinite(oh.data(), std::int64_t(oh.span()),
+                                                       lh.data(), std::int64_t(lh.span())))
+      outputs_nonfinite = true;
+  }
+
+private:
+  const RunConfig &cfg_;
+  const InputData &data_;
+  const Partition &part_;
+  OutputFiles &files_;
+  const std::vector<SampledRow> &samples_;
+  std::vector<bool> unchecked_; // (tensor, member) not yet scanned for NaN/Inf
+
+  void load(TensorId id, int p, const Tensor4<Scalar, Mem> &view) {
+    // The inputs do not change between repeats: scan each member's rows once.
+    const std::size_t slot = std::size_t(id) * std::size_t(part_.members) + std::size_t(p);
+    const bool check = slot < unchecked_.size() && unchecked_[slot];
+    load_member(data_, id, part_, p, view, check ? &cfg_ : nullptr);
+    if (check) unchecked_[slot] = false;
+  }
+};
+
+} // namespace
+
+template <class Scalar>
+int run_simulated(const PointRun<Scalar> &run, RunReport &report, MemberOutputs &out) {
+  const RunConfig &cfg = run.cfg;
+  DriverMemberIO<Scalar> io(cfg, run.data, run.part, run.files, run.samples, run.check_finite);
+  RingStats stats;
+  for (int rep = 0; rep < run.repeats; ++rep) {
+    run.progress.begin_repeat(rep);
+    io.final_repeat = rep + 1 == run.repeats;
+    Kokkos::Timer timer;
+    try {
+      stats = run.attention.forward(io, cfg.problem.batch, cfg.problem.head_dim);
+    } catch (const NonFiniteInput &e) { // one process: nobody waits on us
+      return run.comm.agree(exit_bad_input, std::string("ringattn: error: ") + e.what());
+    }
+    Exec().fence();
+    if (rep >= cfg.benchmark.warmup) report.repeat_seconds.push_back(timer.seconds());
+  }
+  out.got = std::move(io.got);
+  out.nonfinite = io.outputs_nonfinite;
+  report.bytes_sent_per_member = stats.bytes_sent;
+  report.compute_seconds_per_member = stats.compute_seconds;
+  report.hops_made = stats.hops_made;
+  report.hops_skipped = stats.hops_skipped;
+  report.peak_bytes_per_member.assign(cfg.ring.size, peak_resident_bytes());
+  report.peak_scope = "process";
+  return exit_ok;
+}
+
+template int run_simulated<float>(const PointRun<float> &, RunReport &, MemberOutputs &);
+template int run_simulated<double>(const PointRun<double> &, RunReport &, MemberOutputs &);
+
+} // namespace ringattn::driver
