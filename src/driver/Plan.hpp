@@ -39,11 +39,14 @@ std::int64_t sat_mul(std::int64_t a, std::int64_t b);
 std::int64_t sat_add(std::int64_t a, std::int64_t b);
 
 /// What an exchange (source -> receiver) holds, by counts: the rows of the
-/// block (per batch entry, all kv heads) and, per branch, the block-kernel
-/// tasks and work items (tiles of q_tile queries) the receiver runs on it.
-/// tasks/items are the largest over branches, as largest_exchange() takes.
+/// block the kernels read (per batch entry, all kv heads), the rows of its
+/// wire (each (kv head, row) once: what crosses) and, per branch, the
+/// block-kernel tasks and work items (tiles of q_tile queries) the receiver
+/// runs on it. tasks/items are the largest over branches, as
+/// largest_exchange() takes.
 struct ExchangeCount {
   std::int64_t rows = 0;
+  std::int64_t wire_rows = 0;
   std::int64_t tasks = 0; ///< max over branches of the branch's tasks
   std::int64_t items = 0; ///< max over branches of the branch's work items
   std::int64_t branch_tasks[max_branches] = {};
@@ -59,7 +62,8 @@ class ExchangeCounter {
 public:
   explicit ExchangeCounter(const Pattern &pattern);
   /// Counts of plan_exchange(pattern, partition, receiver, source, true)
-  /// and make_work_items(., q_tile) of each branch, in O(1) in N.
+  /// (block_rows as rows, rows as wire_rows) and make_work_items(., q_tile)
+  /// of each branch, in O(1) in N.
   ExchangeCount count(const Partition &partition, int receiver, int source, int q_tile) const;
   const Pattern &pattern() const { return pattern_; }
 
@@ -78,8 +82,17 @@ private:
   Acc count_segment(const Partition &partition, int receiver, int source, int branch,
                     std::int64_t segment, int q_tile) const;
 
+  /// Kv heads with the same phase lists in every branch have wires of the
+  /// same size: one representative each, with a multiplicity.
+  struct WireClass {
+    int kv_head = 0;
+    std::int64_t multiplicity = 0;
+  };
+
   Pattern pattern_;
   std::vector<std::vector<KvClass>> classes_; // [branch]
+  std::vector<WireClass> wire_classes_;
+  bool reads_rows_once_ = true; ///< every kv head has one (branch, phase): wire == block
 };
 
 /// The problem shape a plan evaluates at any sequence length and ring size:

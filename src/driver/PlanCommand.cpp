@@ -164,9 +164,12 @@ void print_memory_table(std::ostream &out, const MemberMemoryModel &m, const Exc
   add("V", "[B, n, Hkv, D]", m.v);
   add("O", "[B, n, H, D]", m.o);
   add("LSE", "[B, H, n]", m.lse);
+  // mpi: two wires received, one sent, and the block the kernels read where
+  // it is not a wire (the member's own rows, or rows read more than once)
   add("K/V blocks",
-      mpi ? "2 x [2, B, " + R + ", D] received, [2, B, " + std::to_string(e.send_rows) + ", D] sent"
-          : "[2, B, " + R + ", D]",
+      mpi ? "2 x [2, B, " + R + ", D] received, [2, B, " + std::to_string(e.send_rows) +
+                ", D] sent, [2, B, " + std::to_string(e.expand_rows) + ", D] expanded"
+          : "[2, B, " + std::to_string(e.block_rows) + ", D]",
       m.blocks);
   add("tiles",
       std::to_string(pp.threads) + (pp.threads == 1 ? " team x " : " teams x ") +

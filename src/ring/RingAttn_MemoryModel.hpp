@@ -5,8 +5,12 @@
 // buffer, as the simulated and MPI rings of this folder allocate them:
 //   - Q, O [B, n, H, D], K, V [B, n, Hkv, D], LSE [B, H, n] of the member
 //     (the simulated ring sizes them for its largest member);
-//   - K/V blocks [2, B, rows, D]: one in the simulated ring; two receive
-//     buffers and a send buffer in the MPI ring (rows: the largest exchange);
+//   - K/V blocks [2, B, rows, D]: in the simulated ring one block the
+//     kernels read (rows: the largest expanded block, gathered directly); in
+//     the MPI ring two receive wires and a send wire (rows: the largest
+//     wire, unique (kv head, position) rows; the member's own block, which
+//     is its wire, goes in a receive buffer) plus one expanded block (rows:
+//     the largest block that is not its wire; none for dense attention);
 //   - the block kernel's per-team tiles, one team per thread;
 //   - the schedule (tasks and work items) of the largest exchange.
 // A process also holds a constant (Kokkos, MPI, the program) that this model
@@ -25,15 +29,18 @@ struct MemberMemoryModel {
   std::int64_t blocks = 0;
   std::int64_t tiles = 0;
   std::int64_t schedule = 0;
-  std::int64_t block_rows = 0; ///< rows of the largest K/V block
+  std::int64_t block_rows = 0; ///< rows of the largest K/V block the kernels read
 
   std::int64_t total() const { return q + k + v + o + lse + blocks + tiles + schedule; }
 };
 
 /// Rows, tasks and work items of the largest exchange member p receives,
-/// and rows of the largest one it sends.
+/// and rows of the largest one it sends. recv_rows and send_rows count wire
+/// rows (recv_rows includes the member's own block, its own wire);
+/// block_rows the largest block the kernels read; expand_rows the largest
+/// block of a hop that expands its wire.
 struct ExchangeExtent {
-  std::int64_t recv_rows = 0, send_rows = 0, tasks = 0, items = 0;
+  std::int64_t recv_rows = 0, send_rows = 0, block_rows = 0, expand_rows = 0, tasks = 0, items = 0;
 };
 
 inline ExchangeExtent largest_exchange(const Pattern &pattern, const Partition &partition, int p,
@@ -41,7 +48,9 @@ inline ExchangeExtent largest_exchange(const Pattern &pattern, const Partition &
   ExchangeExtent e;
   for (int j = 0; j < partition.members; ++j) {
     const Details::Exchange in = Details::plan_exchange(pattern, partition, p, j, true);
-    e.recv_rows = std::max(e.recv_rows, in.rows);
+    e.recv_rows = std::max(e.recv_rows, in.rows); // the member's own block: wire == block
+    e.block_rows = std::max(e.block_rows, in.block_rows);
+    if (in.expands()) e.expand_rows = std::max(e.expand_rows, in.block_rows);
     for (const auto &branch : in.tasks) {
       e.tasks = std::max(e.tasks, std::int64_t(branch.size()));
       e.items = std::max(e.items, std::int64_t(Details::make_work_items(branch, q_tile).size()));
@@ -70,7 +79,7 @@ inline MemberMemoryModel model_member_memory(const Pattern &pattern, const Parti
     for (int j = 0; j < partition.members; ++j) {
       n = std::max(n, partition.local_size(j));
       const ExchangeExtent ej = largest_exchange(pattern, partition, j, tiling.q_tile);
-      e.recv_rows = std::max(e.recv_rows, ej.recv_rows);
+      e.block_rows = std::max(e.block_rows, ej.block_rows);
       e.tasks = std::max(e.tasks, ej.tasks);
       e.items = std::max(e.items, ej.items);
     }
@@ -80,8 +89,9 @@ inline MemberMemoryModel model_member_memory(const Pattern &pattern, const Parti
   m.k = m.v = batch * n * Hkv * D * scalar_bytes;
   m.lse = batch * H * n * scalar_bytes;
   const std::int64_t block_bytes = 2 * batch * D * scalar_bytes;
-  m.block_rows = e.recv_rows;
-  m.blocks = mpi ? block_bytes * (2 * e.recv_rows + e.send_rows) : block_bytes * e.recv_rows;
+  m.block_rows = e.block_rows;
+  m.blocks = mpi ? block_bytes * (2 * e.recv_rows + e.send_rows + e.expand_rows)
+                 : block_bytes * e.block_rows;
   const std::int64_t acc_bytes = scalar_bytes >= 8 ? 8 : 4;
   m.tiles =
       std::int64_t(threads) *

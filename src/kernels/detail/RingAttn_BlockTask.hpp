@@ -43,6 +43,19 @@ struct PackRun {
   std::int64_t block_row = 0;
 };
 
+/// Receiver side: rows src_row0 + c * src_stride of the wire block (the
+/// unique rows that crossed) copied to rows dst_row0 + c * dst_stride of the
+/// expanded block the kernels read, c < count. elem0 is the number of rows
+/// of the runs before this one (the expand kernel's flat index).
+struct ExpandRun {
+  std::int64_t src_row0 = 0;
+  std::int64_t src_stride = 1;
+  std::int64_t dst_row0 = 0;
+  std::int64_t dst_stride = 1;
+  std::int64_t count = 0;
+  std::int64_t elem0 = 0;
+};
+
 /// One team's share: a tile of the queries of one task.
 struct WorkItem {
   std::int64_t task = 0;

@@ -65,7 +65,7 @@ public:
 
   void pack(const ExecSpace &exec, const ConstTensor4 &k, const ConstTensor4 &v, const Exchange &ex,
             const Tensor4<Scalar, memory_space> &block) const {
-    auto runs = backward_to_device<PackRun, memory_space>(ex.pack, "ringattn::pack_runs");
+    auto runs = backward_to_device<PackRun, memory_space>(ex.gather, "ringattn::gather_runs");
     pack_block<ExecSpace, Scalar>(exec, k, v, runs, block);
   }
 
@@ -97,7 +97,7 @@ public:
   void accumulate(const ExecSpace &exec, const Tensor4<Acc, memory_space> &partial,
                   const Exchange &ex, const Tensor4<Acc, memory_space> &dk,
                   const Tensor4<Acc, memory_space> &dv) const {
-    auto runs = backward_to_device<PackRun, memory_space>(ex.pack, "ringattn::pack_runs");
+    auto runs = backward_to_device<PackRun, memory_space>(ex.gather, "ringattn::gather_runs");
     unpack_add_block<ExecSpace, Acc>(exec, partial, runs, dk, dv);
   }
 
@@ -221,8 +221,8 @@ RingStats run_simulated_backward(
         const auto vl = wrap_view<T4>(v_buf.data(), B, nj, Hkv, D);
         copy_member_rows(exec, partition, source, kl, k, false);
         copy_member_rows(exec, partition, source, vl, v, false);
-        const T4 block = block_buf.view(B, ex.rows, D);
-        const A4 partial = partial_buf.view(B, ex.rows, D);
+        const T4 block = block_buf.view(B, ex.block_rows, D);
+        const A4 partial = partial_buf.view(B, ex.block_rows, D);
         member.pack(exec, kl, vl, ex, block);
         if (step > 0) {
           ++stats.hops_made;
@@ -350,17 +350,17 @@ RingStats run_mpi_backward(
     st.out = member.plan_send(dst);
     st.buffer = &recv[s % 2];
     if (!st.out.empty() && !options.skip_messages) {
-      send.shape(batch, st.out.rows, dim);
+      send.shape(batch, st.out.block_rows, dim);
       member.pack(exec, k, v, st.out, send.block);
       exec.fence();
       send.to_host();
-      start(true, send.mpi_data(), count_of(st.out.rows), type, dst, s, &st.req[1]);
-      stats.bytes_sent[p] += count_of(st.out.rows) * std::int64_t(sizeof(Scalar));
+      start(true, send.mpi_data(), count_of(st.out.block_rows), type, dst, s, &st.req[1]);
+      stats.bytes_sent[p] += count_of(st.out.block_rows) * std::int64_t(sizeof(Scalar));
     }
     if (!st.ex.empty()) {
-      st.buffer->shape(batch, st.ex.rows, dim);
+      st.buffer->shape(batch, st.ex.block_rows, dim);
       if (!options.skip_messages)
-        start(false, st.buffer->mpi_data(), count_of(st.ex.rows), type, src, s, &st.req[0]);
+        start(false, st.buffer->mpi_data(), count_of(st.ex.block_rows), type, src, s, &st.req[0]);
       else
         Kokkos::deep_copy(exec, st.buffer->block, Scalar(0));
     }
@@ -388,7 +388,7 @@ RingStats run_mpi_backward(
   Step current;
   current.ex = member.plan_receive(p);
   current.buffer = &recv[0];
-  current.buffer->shape(batch, current.ex.rows, dim);
+  current.buffer->shape(batch, current.ex.block_rows, dim);
   if (!current.ex.empty()) member.pack(exec, k, v, current.ex, current.buffer->block);
   Step pending;
   for (int s = 0; s < P; ++s) {
@@ -405,7 +405,7 @@ RingStats run_mpi_backward(
     if (options.overlap && s + 1 < P) pending = post(s + 1);
     PartialBuffer &mine = part_send[s % 2];
     if (!current.ex.empty()) {
-      mine.shape(batch, current.ex.rows, dim);
+      mine.shape(batch, current.ex.block_rows, dim);
       exec.fence();
       Kokkos::Timer timer;
       BackwardViews<ExecSpace, Scalar> in{q, dout, lse, delta, current.buffer->block};
@@ -424,12 +424,12 @@ RingStats run_mpi_backward(
       if (!options.skip_messages) {
         if (!current.ex.empty()) {
           mine.to_host();
-          start(true, mine.mpi_data(), count_of(current.ex.rows), acc_type, src, P + s, &ps.req[1]);
-          stats.bytes_sent[p] += count_of(current.ex.rows) * std::int64_t(sizeof(Acc));
+          start(true, mine.mpi_data(), count_of(current.ex.block_rows), acc_type, src, P + s, &ps.req[1]);
+          stats.bytes_sent[p] += count_of(current.ex.block_rows) * std::int64_t(sizeof(Acc));
         }
         if (!ps.out.empty()) {
-          ps.buffer->shape(batch, ps.out.rows, dim);
-          start(false, ps.buffer->mpi_data(), count_of(ps.out.rows), acc_type, dst, P + s,
+          ps.buffer->shape(batch, ps.out.block_rows, dim);
+          start(false, ps.buffer->mpi_data(), count_of(ps.out.block_rows), acc_type, dst, P + s,
                 &ps.req[0]);
         }
       }

@@ -7,11 +7,18 @@
 // Member p needs from member j, per branch i and kv head g, the rows u owned
 // by j for which some local query t of p, of a head h reading g, has
 // seg_i(t) == seg_i(u) and phase_i(t) == phase_i(u) == offset(h, i), and
-// u <= t when causal (docs/SPEC.md section 2). Within one segment and phase these rows are an
-// arithmetic progression (step r_i) in each of j's ranges, so the block is a
-// list of such runs, each packed contiguously. The row count is the analytic
-// minimum: nothing a receiver does not read is sent, and a hop whose block
-// would be empty is skipped.
+// u <= t when causal (SPEC 2). Within one segment and phase these rows are an
+// arithmetic progression (step r_i) in each of j's ranges.
+//
+// Two layouts of the same rows (SPEC 3, traffic):
+//  - the block the kernels read: one run per (branch, kv head, phase,
+//    segment, range), so a row that several branches or phases read appears
+//    once per reader (`block_rows`, the `gather` list);
+//  - the wire: per kv head, the union of those progressions, each
+//    (kv head, row) once (`rows`, the `pack` list). The receiver expands the
+//    wire into the block (the `expand` list); where no row is read twice
+//    (dense attention, for one) the wire is the block and nothing expands.
+//    Only the wire crosses; a hop whose block would be empty is skipped.
 
 #include <kernels/detail/RingAttn_BlockTask.hpp>
 #include <pattern/RingAttn_Partition.hpp>
@@ -19,17 +26,23 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <numeric>
 #include <vector>
 
 namespace ringattn::Details {
 
 /// The block member `source` sends member `receiver`, and (receiver side)
-/// the block-kernel tasks that consume it, one list per branch.
+/// the block-kernel tasks that consume it, one list per branch. Row counts
+/// are per batch entry.
 struct Exchange {
-  std::int64_t rows = 0; ///< rows of the block, per batch entry
-  std::vector<PackRun> pack;
+  std::int64_t rows = 0;         ///< wire rows: unique (kv head, position) rows that cross
+  std::vector<PackRun> pack;     ///< sender: its local K/V rows -> wire rows
+  std::int64_t block_rows = 0;   ///< rows of the (expanded) block the kernels read
+  std::vector<PackRun> gather;   ///< the source's local K/V rows -> block rows directly
+  std::vector<ExpandRun> expand; ///< receiver: wire rows -> block rows; empty: wire == block
   std::vector<std::vector<BlockTask>> tasks;
-  bool empty() const { return rows == 0; }
+  bool empty() const { return block_rows == 0; }
+  bool expands() const { return !expand.empty(); }
 };
 
 /// Positions in [lo, hi) congruent to base modulo r, as (first, count).
@@ -45,11 +58,118 @@ inline void progression(std::int64_t lo, std::int64_t hi, std::int64_t base, std
   count = last - start + 1;
 }
 
-/// Plans the exchange from `source` to `receiver`. Tasks are built only when
-/// `with_tasks` (the receiver); the sender needs the pack list alone.
-inline Exchange plan_exchange(const Pattern &pattern, const Partition &partition, int receiver,
-                              int source, bool with_tasks) {
-  Exchange ex;
+/// The wire of an exchange whose `gather` list is planned: per kv head in
+/// [g_begin, g_end), the union of its progressions, and (with_expand) the map
+/// back to block rows. Where no row is read twice the wire is the block.
+///
+/// Per kv head, the first and one-past-last rows of the progressions cut the
+/// source's rows into regions where the same progressions are active. In a
+/// region of length L the union is periodic with M = lcm of their steps
+/// (M = L when that is larger): one period is enumerated (O(M), at most the
+/// region's rows) and each of its residues becomes one run of step M, or the
+/// whole region one run of step d when the residues are evenly spaced by d.
+/// Cost and memory are O(runs), independent of the row counts.
+inline void plan_wire(Exchange &ex, int g_begin, int g_end, bool with_expand) {
+  std::vector<const PackRun *> progs, active;
+  std::vector<std::int64_t> cuts, residues;
+  struct WireRun {
+    std::int64_t first, stride, count, wire0;
+  };
+  std::vector<WireRun> region_runs;
+  auto last_of = [](const PackRun &a) { return a.src_row0 + (a.count - 1) * a.stride; };
+  // first element of a at or after x (a is active at x: a.src_row0 <= x <= last)
+  auto first_at = [](const PackRun &a, std::int64_t x) {
+    return a.src_row0 + (x - a.src_row0 + a.stride - 1) / a.stride * a.stride;
+  };
+  for (int g = g_begin; g < g_end; ++g) {
+    progs.clear();
+    cuts.clear();
+    for (const PackRun &run : ex.gather)
+      if (run.kv_head == g && run.count > 0) {
+        progs.push_back(&run);
+        cuts.push_back(run.src_row0);
+        cuts.push_back(last_of(run) + 1);
+      }
+    std::sort(cuts.begin(), cuts.end());
+    cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+    for (std::size_t c = 0; c + 1 < cuts.size(); ++c) {
+      const std::int64_t x0 = cuts[c], x1 = cuts[c + 1], L = x1 - x0;
+      active.clear();
+      std::int64_t M = 1;
+      for (const PackRun *a : progs)
+        // active: spans the region and has a row in it (a step can pass over it)
+        if (a->src_row0 <= x0 && x0 <= last_of(*a) && first_at(*a, x0) < x1) {
+          active.push_back(a);
+          const std::int64_t step = M / std::gcd(M, a->stride);
+          M = step > L / a->stride ? L : step * a->stride; // lcm, capped at L
+        }
+      if (active.empty()) continue;
+      residues.clear();
+      for (const PackRun *a : active)
+        for (std::int64_t x = first_at(*a, x0); x < x0 + M; x += a->stride)
+          residues.push_back(x - x0);
+      std::sort(residues.begin(), residues.end());
+      residues.erase(std::unique(residues.begin(), residues.end()), residues.end());
+
+      region_runs.clear();
+      const std::int64_t m = std::int64_t(residues.size());
+      std::int64_t d = m > 1 ? residues[1] - residues[0] : M;
+      bool even = m * d == M;
+      for (std::int64_t k = 1; k < m && even; ++k) even = residues[k] - residues[k - 1] == d;
+      if (even) { // one run of step d over the region
+        const std::int64_t first = x0 + residues[0];
+        region_runs.push_back(WireRun{first, d, (x1 - 1 - first) / d + 1, ex.rows});
+      } else { // one run of step M per residue
+        std::int64_t wire = ex.rows;
+        for (const std::int64_t r : residues) {
+          region_runs.push_back(WireRun{x0 + r, M, (L - 1 - r) / M + 1, wire});
+          wire += region_runs.back().count;
+        }
+      }
+      for (const WireRun &w : region_runs) {
+        ex.pack.push_back(PackRun{g, w.first, w.count, w.stride, ex.rows});
+        ex.rows += w.count;
+      }
+      if (!with_expand) continue;
+      for (const PackRun *a : active) {
+        const std::int64_t e = first_at(*a, x0);
+        const std::int64_t c0 = (e - a->src_row0) / a->stride;
+        const std::int64_t n = (std::min(last_of(*a), x1 - 1) - e) / a->stride + 1;
+        if (even) { // a's rows lie on the one run (its step is a multiple of d)
+          const WireRun &w = region_runs[0];
+          ex.expand.push_back(
+              ExpandRun{w.wire0 + (e - w.first) / d, a->stride / d, a->block_row + c0, 1, n, 0});
+        } else { // the residues a hits; each of their rows is one of a's
+          for (const WireRun &w : region_runs) {
+            if ((w.first - e) % a->stride != 0) continue;
+            const std::int64_t dst_stride = M % a->stride == 0 ? M / a->stride : 1;
+            ex.expand.push_back(ExpandRun{w.wire0, 1,
+                                          a->block_row + (w.first - a->src_row0) / a->stride,
+                                          dst_stride, w.count, 0});
+          }
+        }
+      }
+    }
+  }
+  if (ex.rows == ex.block_rows) {
+    // No row is read twice: the block itself holds each row once, so it is
+    // the wire (nothing to expand; dense attention always takes this path).
+    ex.pack = ex.gather;
+    ex.expand.clear();
+    return;
+  }
+  std::int64_t elem = 0;
+  for (ExpandRun &e : ex.expand) {
+    e.elem0 = elem;
+    elem += e.count;
+  }
+}
+
+/// The block layout (gather list, block_rows) of the exchange from `source`
+/// to `receiver` for kv heads [g_begin, g_end), and its tasks when
+/// `with_tasks`; the wire is left to plan_wire.
+inline void plan_gather(const Pattern &pattern, const Partition &partition, int receiver,
+                        int source, bool with_tasks, int g_begin, int g_end, Exchange &ex) {
   if (with_tasks) ex.tasks.resize(pattern.num_branches);
   const int hpk = pattern.heads_per_kv_head();
   const int nr = partition.num_ranges();
@@ -71,7 +191,7 @@ inline Exchange plan_exchange(const Pattern &pattern, const Partition &partition
     std::sort(segments.begin(), segments.end());
     segments.erase(std::unique(segments.begin(), segments.end()), segments.end());
 
-    for (int g = 0; g < pattern.kv_heads; ++g) {
+    for (int g = g_begin; g < g_end; ++g) {
       std::vector<std::int64_t> phases;
       for (int h = g * hpk; h < (g + 1) * hpk; ++h)
         if (pattern.offset(h, i) >= 0) phases.push_back(pattern.offset(h, i));
@@ -113,11 +233,11 @@ inline Exchange plan_exchange(const Pattern &pattern, const Partition &partition
             std::int64_t first, count;
             progression(std::max(b.begin, seg_begin), hi, base, r, first, count);
             if (count == 0) continue;
-            keys[num_keys++] = KeyRun{first, count, ex.rows};
+            keys[num_keys++] = KeyRun{first, count, ex.block_rows};
             const std::int64_t src_row0 =
                 partition.range_local_begin(source, kj) + (first - b.begin);
-            ex.pack.push_back(PackRun{g, src_row0, count, r, ex.rows});
-            ex.rows += count;
+            ex.gather.push_back(PackRun{g, src_row0, count, r, ex.block_rows});
+            ex.block_rows += count;
           }
           if (num_keys == 0 || !with_tasks) continue;
 
@@ -137,7 +257,35 @@ inline Exchange plan_exchange(const Pattern &pattern, const Partition &partition
         }
     }
   }
+}
+
+/// Plans the exchange from `source` to `receiver`. Tasks and the expand list
+/// are built only when `with_tasks` (the receiver); the sender needs the pack
+/// list alone. A member's exchange with itself never crosses: its wire is its
+/// block.
+inline Exchange plan_exchange(const Pattern &pattern, const Partition &partition, int receiver,
+                              int source, bool with_tasks) {
+  Exchange ex;
+  plan_gather(pattern, partition, receiver, source, with_tasks, 0, pattern.kv_heads, ex);
+  if (receiver == source) {
+    ex.rows = ex.block_rows;
+    ex.pack = ex.gather;
+  } else {
+    plan_wire(ex, 0, pattern.kv_heads, with_tasks);
+  }
   return ex;
+}
+
+/// Wire rows of kv head g alone in the exchange from `source` to `receiver`
+/// (plan_exchange's rows are their sum over g): lets a counter that groups
+/// alike kv heads count the wire without planning every head.
+inline std::int64_t wire_rows_of_kv_head(const Pattern &pattern, const Partition &partition,
+                                         int receiver, int source, int g) {
+  Exchange ex;
+  plan_gather(pattern, partition, receiver, source, false, g, g + 1, ex);
+  if (receiver == source) return ex.block_rows;
+  plan_wire(ex, g, g + 1, false);
+  return ex.rows;
 }
 
 /// Tiles of q_tile queries of every task: the block kernel's work items.

@@ -4,8 +4,12 @@
 // The MPI ring (docs/SPEC.md section 3, mode mpi): one member per rank of the caller's
 // communicator. At step s member p receives from p - s what it needs and sends
 // p + s what that member needs (RingAttn_Exchange.hpp); empty hops are not
-// made. Non-blocking and double-buffered: the messages of step s + 1 are in
-// flight while step s is computed. Device buffers are staged through the host
+// made. Only unique (kv head, position) rows cross (the wire of the
+// exchange); the receiver expands them into the block its kernels read.
+// Non-blocking and double-buffered: the messages of step s + 1 are in
+// flight while step s is computed, and MPI_Testall between chunks of the
+// block kernel moves them (Open MPI's TCP transport, for one, progresses a
+// large message only inside MPI calls). Device buffers are staged through the host
 // (the MPI need not be CUDA-aware), unless RingAttn was configured with
 // RingAttn_ENABLE_CUDA_AWARE_MPI, which hands MPI the device buffers.
 
@@ -18,6 +22,7 @@
 #include <mpi.h>
 
 #include <climits>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -121,7 +126,9 @@ RingStats run_mpi_ring(
   RingMember<ExecSpace, Scalar> member(pattern, partition, p, scale, tiling);
   RingMember<ExecSpace, Scalar>::reset(exec, o, lse);
 
-  Buffer recv[2], send;
+  Buffer recv[2], send; // wires: rows that cross, each (kv head, position) once
+  // The block the kernels read, for a hop whose wire holds rows read twice.
+  BlockBuffer<Scalar, Mem> expanded("ringattn::expanded");
   const MPI_Datatype type = mpi_type<Scalar>();
   auto count_of = [&](std::int64_t rows) { return 2 * batch * rows * dim; };
   // Non-blocking send or receive of `count` values: past MPI's int count,
@@ -158,6 +165,7 @@ RingStats run_mpi_ring(
       exec.fence();
       send.to_host();
       start(isend, send.mpi_data(), count_of(out.rows), dst, s, &st.req[1]);
+      // bytes of the wire: unique rows, not the expanded block
       stats.bytes_sent[p] += count_of(out.rows) * std::int64_t(sizeof(Scalar));
     }
     if (!st.ex.empty()) {
@@ -170,28 +178,44 @@ RingStats run_mpi_ring(
     return st;
   };
 
+  // Step 0, the member's own rows: gathered into a receive buffer (its own
+  // block is its wire: nothing crosses, nothing expands).
   Step current;
   current.ex = member.plan_receive(p);
   current.buffer = &recv[0];
-  current.buffer->shape(batch, current.ex.rows, dim);
-  if (!current.ex.empty()) member.pack(exec, k, v, current.ex, current.buffer->block);
+  current.buffer->shape(batch, current.ex.block_rows, dim);
+  Tensor4<Scalar, Mem> block = current.buffer->block;
+  if (!current.ex.empty()) member.gather(exec, k, v, current.ex, block);
   Step pending;
+  // Between chunks of the block kernel: let MPI move the pending messages.
+  const std::function<void()> progress_messages = [&] {
+    int done = 0;
+    MPI_Testall(2, pending.req, &done, MPI_STATUSES_IGNORE);
+  };
   for (int s = 0; s < P; ++s) {
     if (s > 0) {
       if (!options.overlap) pending = post(s);
       MPI_Waitall(2, pending.req, MPI_STATUSES_IGNORE);
       current = pending;
+      pending = Step{};
       current.buffer->from_host();
       if (current.ex.empty())
         ++stats.hops_skipped;
       else
         ++stats.hops_made;
+      block = current.buffer->block;
     }
     if (options.overlap && s + 1 < P) pending = post(s + 1);
+    const bool in_flight = pending.req[0] != MPI_REQUEST_NULL || pending.req[1] != MPI_REQUEST_NULL;
     if (!current.ex.empty()) {
       exec.fence();
       Kokkos::Timer timer;
-      member.consume(exec, q, current.buffer->block, current.ex, o, lse);
+      if (s > 0 && current.ex.expands()) {
+        block = expanded.view(batch, current.ex.block_rows, dim);
+        member.expand(exec, current.buffer->block, current.ex, block);
+      }
+      member.consume(exec, q, block, current.ex, o, lse,
+                     in_flight ? progress_messages : std::function<void()>{});
       exec.fence();
       stats.compute_seconds[p] += timer.seconds();
     }

@@ -11,7 +11,9 @@
 #include <kernels/detail/RingAttn_Pack.hpp>
 #include <ring/detail/RingAttn_Exchange.hpp>
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -68,27 +70,69 @@ public:
     return plan_exchange(pattern_, partition_, rank_, source, true);
   }
 
-  /// Packs the rows `ex` names from local K/V [B, n, Hkv, D] into `block`.
+  /// Packs the wire rows of `ex` (each needed (kv head, row) once) from local
+  /// K/V [B, n, Hkv, D] into `wire` [2, B, ex.rows, D].
   void pack(const ExecSpace &exec, const ConstTensor4 &k, const ConstTensor4 &v, const Exchange &ex,
-            const Tensor4<Scalar, memory_space> &block) const {
+            const Tensor4<Scalar, memory_space> &wire) const {
     auto runs = to_device<PackRun>(ex.pack, "ringattn::pack_runs");
+    pack_block<ExecSpace, Scalar>(exec, k, v, runs, wire);
+  }
+
+  /// Gathers the block the kernels read [2, B, ex.block_rows, D] straight
+  /// from the source's K/V (no wire: the member's own rows, or the simulated
+  /// ring, which holds the source's rows).
+  void gather(const ExecSpace &exec, const ConstTensor4 &k, const ConstTensor4 &v,
+              const Exchange &ex, const Tensor4<Scalar, memory_space> &block) const {
+    auto runs = to_device<PackRun>(ex.gather, "ringattn::gather_runs");
     pack_block<ExecSpace, Scalar>(exec, k, v, runs, block);
+  }
+
+  /// Expands a received wire [2, B, ex.rows, D] into the block the kernels
+  /// read [2, B, ex.block_rows, D] (only where ex.expands()).
+  void expand(const ExecSpace &exec, const ConstTensor4 &wire, const Exchange &ex,
+              const Tensor4<Scalar, memory_space> &block) const {
+    auto runs = to_device<ExpandRun>(ex.expand, "ringattn::expand_runs");
+    expand_block<ExecSpace, Scalar>(exec, wire, runs, ex.block_rows, block);
   }
 
   /// Attends the local queries to `block` under the tasks of `ex`, merging
   /// into (o, lse); one launch per branch, whose tasks touch disjoint rows.
+  /// With `between` (the MPI ring's message progress), each branch's work
+  /// items are launched in chunks and `between` runs after each chunk, so
+  /// pending messages move while the block is computed (an MPI progresses
+  /// large messages only inside MPI calls).
   void consume(const ExecSpace &exec, const ConstTensor4 &q, const ConstTensor4 &block,
                const Exchange &ex, const Tensor4<Scalar, memory_space> &o,
-               const Tensor3<Scalar, memory_space> &lse) const {
+               const Tensor3<Scalar, memory_space> &lse,
+               const std::function<void()> &between = {}) const {
     for (const auto &branch_tasks : ex.tasks) {
       if (branch_tasks.empty()) continue;
       const std::vector<WorkItem> items = make_work_items(branch_tasks, tiling_.q_tile);
       auto tasks_d = to_device<BlockTask>(branch_tasks, "ringattn::tasks");
       auto items_d = to_device<WorkItem>(items, "ringattn::items");
-      block_attention<ExecSpace, Scalar>(exec, q, block, tasks_d, items_d, o, lse, scale_,
-                                         pattern_.causal, tiling_);
+      const std::int64_t num_items = std::int64_t(items.size());
+      // Chunks of at least 4 items per thread (the tail of a chunk idles
+      // threads), at most max_progress_chunks per branch.
+      const std::int64_t chunk =
+          between
+              ? std::max<std::int64_t>(4 * std::int64_t(exec.concurrency()),
+                                       (num_items + max_progress_chunks - 1) / max_progress_chunks)
+              : num_items;
+      for (std::int64_t i0 = 0; i0 < num_items; i0 += chunk) {
+        const Kokkos::View<const WorkItem *, memory_space> part =
+            Kokkos::subview(items_d, Kokkos::make_pair(i0, std::min(num_items, i0 + chunk)));
+        block_attention<ExecSpace, Scalar>(exec, q, block, tasks_d, part, o, lse, scale_,
+                                           pattern_.causal, tiling_);
+        if (between) {
+          exec.fence();
+          between();
+        }
+      }
     }
   }
+
+  /// At most this many launches per branch and hop when progressing messages.
+  static constexpr std::int64_t max_progress_chunks = 64;
 
 private:
   template <class T>

@@ -59,11 +59,13 @@ RingStats run_simulated_ring(const ExecSpace &exec, const Pattern &pattern,
         const auto k = wrap_view<T4>(k_buf.data(), batch, nj, Hkv, head_dim);
         const auto v = wrap_view<T4>(v_buf.data(), batch, nj, Hkv, head_dim);
         io.load_kv(source, k, v);
-        const T4 block = block_buf.view(batch, ex.rows, head_dim);
-        member.pack(exec, k, v, ex, block);
+        // The source's rows are at hand: gather the block the kernels read
+        // directly; the wire (ex.rows unique rows) is what would have crossed.
+        const T4 block = block_buf.view(batch, ex.block_rows, head_dim);
+        member.gather(exec, k, v, ex, block);
         if (step > 0) {
           ++stats.hops_made;
-          stats.bytes_sent[source] += std::int64_t(block.span() * sizeof(Scalar));
+          stats.bytes_sent[source] += 2 * batch * ex.rows * head_dim * std::int64_t(sizeof(Scalar));
         }
         exec.fence();
         Kokkos::Timer timer;
