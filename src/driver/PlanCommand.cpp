@@ -316,11 +316,17 @@ void print_backward(std::ostream &out, const RunConfig &cfg, const PlanProblem &
   int worst_member = 0;
   for (std::size_t k = 0; k < ra.evaluated.size(); ++k) {
     const int p = ra.evaluated[k];
-    std::int64_t rows = 0;
+    // The backward moves K/V in the kernels' per-branch block layout (not
+    // yet the forward's deduplicated wire), and the partials come back in it.
+    std::int64_t rows = 0, sent_rows = 0;
     for (int j = 0; j < ra.members; ++j)
-      if (j != p) rows += ringattn::Details::plan_exchange(pat, part, p, j, false).rows;
-    const std::int64_t bytes = ra.sent_bytes[k] + rows * 2 * B * D * acc;
-    kv += ra.sent_bytes[k];
+      if (j != p) {
+        rows += ringattn::Details::plan_exchange(pat, part, p, j, false).block_rows;
+        sent_rows += ringattn::Details::plan_exchange(pat, part, j, p, false).block_rows;
+      }
+    const std::int64_t kv_bytes = sent_rows * 2 * B * D * s;
+    const std::int64_t bytes = kv_bytes + rows * 2 * B * D * acc;
+    kv += kv_bytes;
     back += (long double)rows * 2 * B * D * acc;
     if (bytes > worst) {
       worst = bytes;
@@ -332,7 +338,7 @@ void print_backward(std::ostream &out, const RunConfig &cfg, const PlanProblem &
   t.row({"communication",
          "max " + bytes_text(worst) + " per member (member " + std::to_string(worst_member) +
              "), " + approx + human_bytes((kv + back) * scale) + " in all: K/V blocks " + approx +
-             human_bytes(kv * scale) + " as the forward, dK/dV partials " + approx +
+             human_bytes(kv * scale) + " in the per-branch block layout, dK/dV partials " + approx +
              human_bytes(back * scale) + " (rows of " + std::to_string(acc) + "-byte values)"});
   const long double pairs = pairs_in_range(pat, 0, ra.seq_len) * B;
   t.row({"FLOPs", human_count(10 * D * pairs, "FLOP") + " (10 * D per kept pair; " +
