@@ -21,7 +21,7 @@
 #include <kernels/detail/RingAttn_BlockTask.hpp>
 #include <kernels/detail/RingAttn_FastExp.hpp>
 
-#include <cblas.h>
+#include <kernels/detail/RingAttn_Cblas.hpp>
 
 #include <cstdint>
 

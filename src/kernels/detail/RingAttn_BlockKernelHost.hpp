@@ -19,11 +19,7 @@
 #include <kernels/detail/RingAttn_FastExp.hpp>
 #include <kernels/detail/RingAttn_Merge.hpp>
 
-#ifdef RINGATTN_HAVE_MKL
-#include <mkl_cblas.h>
-#else
-#include <cblas.h>
-#endif
+#include <kernels/detail/RingAttn_Cblas.hpp>
 
 #include <cstdint>
 #include <cstring>
