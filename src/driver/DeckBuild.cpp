@@ -419,9 +419,10 @@ RunConfig build(const std::shared_ptr<const DeckSource> &srcp, const SweepPoint 
       b.path("output.results", (src.dir / "results.yaml").lexically_normal().string(), false);
   out.o = b.path("output.o", "", true);
   out.lse = b.path("output.lse", "", true);
-  for (const auto &[name, field] : {std::pair<const char *, std::string *>{"output.dq", &out.dq},
-                                    {"output.dk", &out.dk},
-                                    {"output.dv", &out.dv}}) {
+  // A named array: nvcc 11.8 cannot deduce a braced list of pairs in a range-for.
+  const std::pair<const char *, std::string *> gradient_outputs[] = {
+      {"output.dq", &out.dq}, {"output.dk", &out.dk}, {"output.dv", &out.dv}};
+  for (const auto &[name, field] : gradient_outputs) {
     *field = b.path(name, "", true);
     if (!field->empty() && !a.backward)
       if (auto v = b.get(name)) b.fail(*v, name, "only used with attention.backward: true");
