@@ -1,20 +1,19 @@
 // Backward-pass benchmark (docs/SPEC.md section 7): one member over the whole sequence,
 // float32. For each case, in the same run: the forward's time, the
-// backward's time, and OpenBLAS sgemm of the QK^T shape (N x N x D, capped
-// at 4096) at the same thread count. Backward GFLOP/s count 10 D flops per
+// backward's time, and sgemm of the QK^T shape (N x N x D, capped
+// at 4096; the kernel's CBLAS) at the same thread count. Backward GFLOP/s count 10 D flops per
 // kept (query, key) pair (recompute QK^T, dP = dO V^T, dV, dQ, dK); the
 // forward's count 4 D (docs/SPEC.md section 6). Prints a table, asserts nothing.
 //
 //   OMP_NUM_THREADS=1 build/perf_tests/ringattn_backward_benchmark
 //   OMP_NUM_THREADS=2 OMP_PROC_BIND=false build/perf_tests/ringattn_backward_benchmark
+#include "RingAttn_PerfCommon.hpp"
+
 #include <RingAttn.hpp>
 
 #include <Kokkos_Core.hpp>
 #include <Kokkos_Random.hpp>
 #include <Kokkos_Timer.hpp>
-#ifdef RINGATTN_BENCH_SGEMM
-#include <cblas.h>
-#endif
 
 #include <algorithm>
 #include <cstdio>
@@ -24,46 +23,7 @@
 
 namespace {
 
-using Exec = Kokkos::DefaultExecutionSpace;
-using Mem = Exec::memory_space;
-using T4 = ringattn::Tensor4<float, Mem>;
-
-struct Case {
-  std::string name;
-  ringattn::Pattern pattern;
-  int D;
-};
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-double key_pairs(const ringattn::Pattern &p) {
-  double n = 0;
-  for (int h = 0; h < p.heads; ++h)
-    for (std::int64_t t = 0; t < p.seq_len; ++t) n += double(p.pairs_for_query(t, h));
-  return n;
-}
-
-double sgemm_gflops(std::int64_t N, int D, int repeats) {
-#ifdef RINGATTN_BENCH_SGEMM
-  openblas_set_num_threads(Exec().concurrency());
-  const std::int64_t M = std::min<std::int64_t>(N, 4096);
-  std::vector<float> a(M * D, 0.5f), b(M * D, 0.25f), c(M * M);
-  std::vector<double> times;
-  for (int r = 0; r < repeats + 1; ++r) {
-    Kokkos::Timer timer;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(M), int(M), D, 1.0f, a.data(), D,
-                b.data(), D, 0.0f, c.data(), int(M));
-    if (r > 0) times.push_back(timer.seconds());
-  }
-  return 2.0 * double(M) * M * D / median(times) * 1e-9;
-#else
-  (void)N, (void)D, (void)repeats;
-  return 0;
-#endif
-}
+using namespace ringattn::perf;
 
 struct Times {
   double forward = 0;

@@ -5,19 +5,13 @@
 //
 //   OMP_NUM_THREADS=1 build/perf_tests/ringattn_kernel_benchmark
 //   OMP_NUM_THREADS=2 build/perf_tests/ringattn_kernel_benchmark
+#include "RingAttn_PerfCommon.hpp"
+
 #include <RingAttn.hpp>
 
 #include <Kokkos_Core.hpp>
 #include <Kokkos_Random.hpp>
 #include <Kokkos_Timer.hpp>
-#ifdef RINGATTN_BENCH_SGEMM
-#ifdef RINGATTN_HAVE_MKL
-#include <mkl_cblas.h>
-#else
-#include <cblas.h>
-#endif
-#include <omp.h>
-#endif
 
 #include <algorithm>
 #include <cstdio>
@@ -28,55 +22,7 @@
 
 namespace {
 
-using Exec = Kokkos::DefaultExecutionSpace;
-using Mem = Exec::memory_space;
-using T4 = ringattn::Tensor4<float, Mem>;
-
-struct Case {
-  std::string name;
-  ringattn::Pattern pattern;
-  int D;
-};
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-double key_pairs(const ringattn::Pattern &p) {
-  double n = 0;
-  for (int h = 0; h < p.heads; ++h)
-    for (std::int64_t t = 0; t < p.seq_len; ++t) n += double(p.pairs_for_query(t, h));
-  return n;
-}
-
-double sgemm_gflops(std::int64_t N, int D, int repeats) {
-#ifdef RINGATTN_BENCH_SGEMM
-  // The same CBLAS as the kernel's tiles, one GEMM thread per thread: the
-  // rows of the QK^T product are split over the OpenMP threads.
-#ifdef RINGATTN_HAVE_OPENBLAS_THREADS
-  openblas_set_num_threads(1);
-#endif
-  const std::int64_t M = std::min<std::int64_t>(N, 4096); // QK^T shape, capped in memory
-  std::vector<float> a(M * D, 0.5f), b(M * D, 0.25f), c(M * M);
-  std::vector<double> times;
-  const int threads = Exec().concurrency();
-  for (int r = 0; r < repeats + 1; ++r) {
-    Kokkos::Timer timer;
-#pragma omp parallel for num_threads(threads)
-    for (int t = 0; t < threads; ++t) {
-      const std::int64_t r0 = M * t / threads, r1 = M * (t + 1) / threads;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(r1 - r0), int(M), D, 1.0f,
-                  a.data() + r0 * D, D, b.data(), D, 0.0f, c.data() + r0 * M, int(M));
-    }
-    if (r > 0) times.push_back(timer.seconds());
-  }
-  return 2.0 * double(M) * M * D / median(times) * 1e-9;
-#else
-  (void)N, (void)D, (void)repeats;
-  return 0;
-#endif
-}
+using namespace ringattn::perf;
 
 struct Measurement {
   double seconds = 0;
