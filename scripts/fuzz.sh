@@ -32,9 +32,15 @@ command -v "$cxx" >/dev/null || { echo "fuzz.sh: $cxx not found (clang++ with li
 # (CTest passes it), else the project's bootstrap prefix.
 kokkos_include=${RINGATTN_FUZZ_KOKKOS_INCLUDE:-}
 [ -n "$kokkos_include" ] || kokkos_include="$(bash "$repo/scripts/bootstrap_kokkos.sh" | tail -n 1)/include"
-mkdir -p "$build/artifacts"
+mkdir -p "$build/artifacts" "$build/config"
+# The configured RingAttn_Config.hpp, as a build without MPI and BLAS would
+# have it (the deck code reads RINGATTN_ENABLE_MPI; nothing here links MPI).
+sed -e 's/@PROJECT_VERSION_MAJOR@/0/; s/@PROJECT_VERSION_MINOR@/0/; s/@PROJECT_VERSION_PATCH@/0/' \
+    -e 's/@PROJECT_VERSION@/fuzz/' -e 's|^#cmakedefine \(.*\)$|/* #undef \1 */|' \
+    "$repo/src/RingAttn_Config.hpp.in" >"$build/config/RingAttn_Config.hpp"
 flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -fopenmp -I"$repo/src/driver" -I"$repo/src"
+       -I"$build/config"
        -isystem "$kokkos_include" -Wall -Wextra)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
