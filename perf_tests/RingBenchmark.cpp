@@ -7,8 +7,8 @@
 //
 // --ring-only times the MPI ring cases alone (no single-process baselines).
 // Where messages cost something: Open MPI's TCP transport on loopback,
-//   OMPI_MCA_btl_tcp_if_include=lo OMP_NUM_THREADS=1 mpirun -np 2 --mca btl tcp,self \
-//       build/perf_tests/ringattn_ring_benchmark 65536 64 --ring-only
+//   OMPI_MCA_btl_tcp_if_include=lo OMP_NUM_THREADS=1 mpirun -np 2 --mca btl tcp,self
+//       build/perf_tests/ringattn_ring_benchmark 65536 64 --ring-only   (one command line)
 #include <RingAttn.hpp>
 
 #include <Kokkos_Core.hpp>
