@@ -34,7 +34,7 @@ endif()
 # clang++ from the deck and .npy sources.
 add_test(NAME sanitizers
   COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/test_sanitizers.sh ${CMAKE_CURRENT_BINARY_DIR}/sanitizers)
-set_tests_properties(sanitizers PROPERTIES TIMEOUT 1800 PROCESSORS 2 RUN_SERIAL ON
+set_tests_properties(sanitizers PROPERTIES TIMEOUT 2700 PROCESSORS 2 RUN_SERIAL ON
   ENVIRONMENT "RINGATTN_SANITIZER_CXX=${CMAKE_CXX_COMPILER}" LABELS full)
 
 add_test(NAME fuzz_smoke
