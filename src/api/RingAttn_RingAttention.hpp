@@ -10,7 +10,8 @@
 //       ringattn::Pattern::dense(N, H, Hkv, /*causal=*/true));
 //   attn.forward(q, k, v, o, lse);            // whole sequence, this process
 //   attn.forward(comm, q_loc, k_loc, v_loc, o_loc, lse_loc);   // MPI ring
-//   attn.backward(q, k, v, o, lse, dout, dq, dk, dv);          // gradients (docs/SPEC.md section 7)
+//   attn.backward(q, k, v, o, lse, dout, dq, dk, dv);          // gradients (docs/SPEC.md section
+//   7)
 
 #include <RingAttn_Config.hpp>
 #include <api/RingAttn_Options.hpp>

@@ -116,10 +116,10 @@ std::int64_t backward_model_bytes(const Pattern &pattern, const Partition &part,
   std::int64_t bytes = 0;
   for (int j = 0; j < part.members; ++j) {
     if (j == p) continue;
-    bytes += ringattn::Details::plan_exchange(pattern, part, j, p, false).block_rows * 2 * batch * dim *
-             scalar_bytes;
-    bytes += ringattn::Details::plan_exchange(pattern, part, p, j, false).block_rows * 2 * batch * dim *
-             acc_bytes;
+    bytes += ringattn::Details::plan_exchange(pattern, part, j, p, false).block_rows * 2 * batch *
+             dim * scalar_bytes;
+    bytes += ringattn::Details::plan_exchange(pattern, part, p, j, false).block_rows * 2 * batch *
+             dim * acc_bytes;
   }
   return bytes;
 }

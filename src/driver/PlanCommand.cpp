@@ -284,7 +284,8 @@ void print_backward(std::ostream &out, const RunConfig &cfg, const PlanProblem &
   const bool mpi = cfg.ring.mode == RingMode::mpi;
   const Pattern pat = pp.pattern_at(ra.seq_len);
   const std::int64_t B = pp.batch, D = pp.head_dim, s = pp.scalar_bytes;
-  const std::int64_t acc = s >= 8 ? 8 : 4; // accumulate type (docs/SPEC.md section 1: float32 at least)
+  const std::int64_t acc =
+      s >= 8 ? 8 : 4; // accumulate type (docs/SPEC.md section 1: float32 at least)
   const std::int64_t H = pat.heads, Hkv = pat.kv_heads;
   const Partition part(pp.partition, ra.seq_len, ra.members);
   out << "\nbackward (attention.backward: dQ, dK, dV from dO, docs/SPEC.md section 7)\n";

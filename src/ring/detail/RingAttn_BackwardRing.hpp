@@ -424,7 +424,8 @@ RingStats run_mpi_backward(
       if (!options.skip_messages) {
         if (!current.ex.empty()) {
           mine.to_host();
-          start(true, mine.mpi_data(), count_of(current.ex.block_rows), acc_type, src, P + s, &ps.req[1]);
+          start(true, mine.mpi_data(), count_of(current.ex.block_rows), acc_type, src, P + s,
+                &ps.req[1]);
           stats.bytes_sent[p] += count_of(current.ex.block_rows) * std::int64_t(sizeof(Acc));
         }
         if (!ps.out.empty()) {
