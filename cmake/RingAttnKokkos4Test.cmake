@@ -1,8 +1,8 @@
 # The Kokkos 4.x tier, registered when RingAttn_ENABLE_KOKKOS4_TEST is ON:
 #   kokkos4   scripts/test_kokkos4.sh: Kokkos 4.6.01 from ../shared/deps, built
 #             once per machine into ~/.cache/ringattn/kokkos-4.6.01; RingAttn
-#             built against it in C++17 (fast tests run) and C++20 (unit
-#             tests run), in folders under this build tree. Reported as
+#             built against it in C++20 (unit, MPI np 2 and program tests
+#             run), in a folder under this build tree. Reported as
 #             skipped when ../shared/deps is absent (a plain clone).
 # Label full: a slow tier, left out by `ctest -LE full`.
 add_test(NAME kokkos4

@@ -6,11 +6,12 @@
 #      scripts/bootstrap_kokkos.sh does); Kokkos Kernels 4.6.02 on top (ETI
 #      for float and double only, BLAS TPL off, tests off) only while the
 #      project's CMakeLists still asks for KokkosKernels;
-#   2. configures and builds RingAttn against it in C++17 (tests, program,
-#      benchmarks) and runs its fast tests: unit tests, MPI tests at 1 and 2
-#      ranks, the program's golden cases under mpirun, the CLI checks;
-#   3. configures RingAttn in C++20 against the same prefix (Kokkos 5 needs
-#      C++20), builds the unit tests and the program and runs the unit tests.
+#   2. configures RingAttn against it in C++20 (the strictest standard it
+#      supports, and the one Kokkos 5 needs), builds the unit tests, the MPI
+#      tests and the program, and runs the unit tests, the MPI tests at 2
+#      ranks (results and collective errors), the program's golden cases
+#      under mpirun and the CLI checks. (C++17 against Kokkos 3.4.1 is the
+#      main build; one build here keeps the CI tier inside its time.)
 # Skipped (exit 0, saying so) when the deps folder is absent: a clone does not
 # have it.
 #
@@ -100,7 +101,7 @@ else
 fi
 [ "$bootstrap_only" = 1 ] && { echo "$prefix"; exit 0; }
 
-# --- 2. RingAttn in C++17 against Kokkos 4.6.01 ------------------------------
+# --- 2. RingAttn in C++20 against Kokkos 4.6.01 ------------------------------
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mkdir -p "$build"
 configure() { # folder, C++ standard
@@ -114,19 +115,12 @@ configure() { # folder, C++ standard
   grep -q -- "-std=c++$2\b" "$1/unit_tests/CMakeFiles/ringattn_unit_tests.dir/flags.make" ||
     { echo "[kokkos4] CMAKE_CXX_STANDARD=$2 was not honoured (no -std=c++$2)" >&2; exit 1; }
 }
-log "configuring RingAttn (C++17) in $build/cxx17"
-configure "$build/cxx17" 17
-cmake --build "$build/cxx17" -j "$jobs" >"$build/cxx17.build.log" 2>&1 ||
-  { tail -n 60 "$build/cxx17.build.log" >&2; echo "[kokkos4] build (C++17) failed" >&2; exit 1; }
-log "built (C++17); running the fast tests"
-(cd "$build/cxx17" && ctest --output-on-failure --timeout 900 \
-  -R '^(unit_tests|mpi_tests_np[12]|driver_mpi_golden_np[12]|cli_.*|perf_.*smoke.*|driver_concurrent_runs)$')
-
-# --- 3. RingAttn in C++20 against the same prefix ----------------------------
 log "configuring RingAttn (C++20) in $build/cxx20"
 configure "$build/cxx20" 20
-cmake --build "$build/cxx20" -j "$jobs" --target ringattn_unit_tests ringattn_exe >"$build/cxx20.build.log" 2>&1 ||
+cmake --build "$build/cxx20" -j "$jobs" --target ringattn_unit_tests ringattn_mpi_tests ringattn_exe \
+  >"$build/cxx20.build.log" 2>&1 ||
   { tail -n 60 "$build/cxx20.build.log" >&2; echo "[kokkos4] build (C++20) failed" >&2; exit 1; }
-log "built (C++20); running the unit tests"
-(cd "$build/cxx20" && ctest --output-on-failure --timeout 900 -R '^(unit_tests|cli_validate_quickstart)$')
-log "passed: Kokkos 4.6.01, C++17 (build + fast tests) and C++20 (build + unit tests)"
+log "built (C++20); running the unit, MPI (np 2) and program tests"
+(cd "$build/cxx20" && ctest --output-on-failure --timeout 900 \
+  -R '^(unit_tests|mpi_tests_np2|mpi_errors_np2|driver_mpi_golden_np2|cli_.*)$')
+log "passed: Kokkos 4.6.01, C++20 (build + unit, MPI and program tests)"

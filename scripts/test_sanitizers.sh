@@ -88,6 +88,7 @@ step unit_tests "$build/unit_tests/ringattn_unit_tests" "$tags" "~[traffic]" \
   "~backward: long sequences*" "~backward: random shapes*" "~backward: the portable kernel*"
 if [ -x "$build/unit_tests/ringattn_mpi_tests" ]; then
   step mpi_tests_np2 env OMP_NUM_THREADS=1 mpirun -np 2 "$build/unit_tests/ringattn_mpi_tests"
+  step mpi_errors_np2 env OMP_NUM_THREADS=1 mpirun -np 2 "$build/unit_tests/ringattn_mpi_tests" "[errors]"
 fi
 step hostile_inputs bash "$repo/unit_tests/tools/run_hostile.sh" "$build/src/driver/ringattn" \
   "$build/ringattn_make_npy" "$repo/unit_tests/hostile/cases.tsv" serial

@@ -5,7 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "RingAttn_BackwardReference.hpp"
-#include "RingAttn_TestCase.hpp"
+#include "RingAttn_MpiTestCase.hpp"
 
 #include <mpi.h>
 
@@ -18,23 +18,6 @@ namespace {
 
 using Exec = Kokkos::DefaultExecutionSpace;
 using Mem = Exec::memory_space;
-
-Tensor4<float, Mem> rows_of(const std::vector<double> &x, const Problem &p, int heads,
-                            const Partition &part, int rank) {
-  const std::int64_t n = part.local_size(rank);
-  Tensor4<float, Mem> view("local", std::size_t(p.B), std::size_t(n), std::size_t(heads),
-                           std::size_t(p.D));
-  auto host = Kokkos::create_mirror_view(view);
-  for (int b = 0; b < p.B; ++b)
-    for (std::int64_t row = 0; row < n; ++row) {
-      const std::int64_t t = part.global_position(rank, row);
-      for (int h = 0; h < heads; ++h)
-        for (int d = 0; d < p.D; ++d)
-          host(b, row, h, d) = float(x[((b * p.N + t) * heads + h) * p.D + d]);
-    }
-  Kokkos::deep_copy(view, host);
-  return view;
-}
 
 /// The local view's values and the matching entries of a global reference.
 void collect(const Tensor4<float, Mem> &local, const std::vector<double> &global, const Problem &p,
@@ -67,10 +50,10 @@ void check_rank_gradients(MPI_Comm comm, const Problem &p, PartitionKind kind, b
 
   const Partition part(kind, p.N, size);
   const std::int64_t n = part.local_size(rank);
-  auto q = rows_of(p.q, p, p.H, part, rank);
-  auto k = rows_of(p.k, p, p.Hkv, part, rank);
-  auto v = rows_of(p.v, p, p.Hkv, part, rank);
-  auto d_o = rows_of(dout, p, p.H, part, rank);
+  auto q = local_rows(p.q, p, p.H, part, rank);
+  auto k = local_rows(p.k, p, p.Hkv, part, rank);
+  auto v = local_rows(p.v, p, p.Hkv, part, rank);
+  auto d_o = local_rows(dout, p, p.H, part, rank);
   auto make = [&](int heads) {
     return Tensor4<float, Mem>("t", std::size_t(p.B), std::size_t(n), std::size_t(heads),
                                std::size_t(p.D));

@@ -4,7 +4,7 @@
 // partitions, overlap on and off, and on a sub-communicator.
 #include <catch2/catch.hpp>
 
-#include "RingAttn_TestCase.hpp"
+#include "RingAttn_MpiTestCase.hpp"
 #include <ring/detail/RingAttn_Exchange.hpp>
 
 #include <mpi.h>
@@ -18,25 +18,6 @@ namespace {
 
 using Exec = Kokkos::DefaultExecutionSpace;
 using Mem = Exec::memory_space;
-
-/// This rank's rows of a [B, N, heads, D] tensor (flat, global order) as a
-/// local view in the partition's row order.
-Tensor4<float, Mem> local_rows(const std::vector<double> &x, const Problem &p, int heads,
-                               const Partition &part, int rank) {
-  const std::int64_t n = part.local_size(rank);
-  Tensor4<float, Mem> view("local", std::size_t(p.B), std::size_t(n), std::size_t(heads),
-                           std::size_t(p.D));
-  auto host = Kokkos::create_mirror_view(view);
-  for (int b = 0; b < p.B; ++b)
-    for (std::int64_t row = 0; row < n; ++row) {
-      const std::int64_t t = part.global_position(rank, row);
-      for (int h = 0; h < heads; ++h)
-        for (int d = 0; d < p.D; ++d)
-          host(b, row, h, d) = float(x[((b * p.N + t) * heads + h) * p.D + d]);
-    }
-  Kokkos::deep_copy(view, host);
-  return view;
-}
 
 void check_rank_rows(MPI_Comm comm, const Problem &p, PartitionKind kind, bool overlap) {
   int rank = 0, size = 1;

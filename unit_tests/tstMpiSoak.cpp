@@ -5,7 +5,7 @@
 // the index of a fresh MPI_Comm_dup grows only when communicators leak).
 #include <catch2/catch.hpp>
 
-#include "RingAttn_TestCase.hpp"
+#include "RingAttn_MpiTestCase.hpp"
 
 #include <mpi.h>
 
@@ -40,23 +40,6 @@ int next_comm_handle(MPI_Comm comm) {
   const int handle = int(MPI_Comm_c2f(probe));
   MPI_Comm_free(&probe);
   return handle;
-}
-
-Tensor4<float, Mem> local_rows(const std::vector<double> &x, const Problem &p, int heads,
-                               const Partition &part, int rank) {
-  const std::int64_t n = part.local_size(rank);
-  Tensor4<float, Mem> view("local", std::size_t(p.B), std::size_t(n), std::size_t(heads),
-                           std::size_t(p.D));
-  auto host = Kokkos::create_mirror_view(view);
-  for (int b = 0; b < p.B; ++b)
-    for (std::int64_t row = 0; row < n; ++row) {
-      const std::int64_t t = part.global_position(rank, row);
-      for (int h = 0; h < heads; ++h)
-        for (int d = 0; d < p.D; ++d)
-          host(b, row, h, d) = float(x[((b * p.N + t) * heads + h) * p.D + d]);
-    }
-  Kokkos::deep_copy(view, host);
-  return view;
 }
 
 } // namespace

@@ -24,6 +24,7 @@
 #include <ring/detail/RingAttn_BackwardRing.hpp>
 #include <ring/detail/RingAttn_SimulatedRing.hpp>
 #ifdef RINGATTN_ENABLE_MPI
+#include <ring/detail/RingAttn_MpiAgreement.hpp>
 #include <ring/detail/RingAttn_MpiRing.hpp>
 #endif
 
@@ -118,6 +119,7 @@ public:
   RingStats forward(const ExecSpace &exec, const ConstTensor4 &q, const ConstTensor4 &k,
                     const ConstTensor4 &v, const OutTensor4 &o, const OutTensor3 &lse) const {
     check_shapes(q, k, v, o, lse, pattern_.seq_len);
+    check_tiling(tiling(q.extent(3)));
     const Partition partition(options_.partition, pattern_.seq_len, options_.members);
     ViewIO io(partition, q, k, v, o, lse);
     return Details::run_simulated_ring<ExecSpace, Scalar>(
@@ -142,16 +144,19 @@ public:
                     const ConstTensor4 &v, const OutTensor4 &o, const OutTensor3 &lse,
                     const MpiRingOptions &mpi_options = {},
                     const ExecSpace &exec = ExecSpace()) const {
-    int P = 1, p = 0;
-    MPI_Comm_size(comm, &P);
-    MPI_Comm_rank(comm, &p);
-    const Partition partition(options_.partition, pattern_.seq_len, P);
-    check_shapes(q, k, v, o, lse, partition.local_size(p));
+    // Collective: every rank checks its arguments, and all go on or all
+    // throw the same exception (docs/reliability.md).
+    agree_on_mpi_arguments(comm, "ringattn::RingAttention::forward", q.extent(0), q.extent(3),
+                           mpi_options,
+                           [&](std::int64_t rows) { check_shapes(q, k, v, o, lse, rows); });
     MpiRingOptions opts = mpi_options;
     opts.overlap = opts.overlap && options_.overlap;
-    return Details::run_mpi_ring<ExecSpace, Scalar>(exec, comm, pattern_, options_.partition,
-                                                    scale(q.extent(3)), tiling(q.extent(3)), opts,
-                                                    q, k, v, o, lse, options_.progress);
+    // Past here messages move: an exception ends the job (docs/reliability.md).
+    return Details::abort_on_exception(comm, "ringattn::RingAttention::forward", [&] {
+      return Details::run_mpi_ring<ExecSpace, Scalar>(exec, comm, pattern_, options_.partition,
+                                                      scale(q.extent(3)), tiling(q.extent(3)), opts,
+                                                      q, k, v, o, lse, options_.progress);
+    });
   }
 #endif
 
@@ -169,6 +174,7 @@ public:
                      const ConstTensor4 &dout, const OutTensor4 &dq, const OutTensor4 &dk,
                      const OutTensor4 &dv) const {
     check_backward_shapes(q, k, v, o, lse, dout, dq, dk, dv, pattern_.seq_len);
+    check_tiling(tiling(q.extent(3)));
     const Partition partition(options_.partition, pattern_.seq_len, options_.members);
     return Details::run_simulated_backward<ExecSpace, Scalar>(
         exec, pattern_, partition, scale(q.extent(3)), tiling(q.extent(3)), q, k, v, o, lse, dout,
@@ -183,20 +189,58 @@ public:
                      const ConstTensor4 &dout, const OutTensor4 &dq, const OutTensor4 &dk,
                      const OutTensor4 &dv, const MpiRingOptions &mpi_options = {},
                      const ExecSpace &exec = ExecSpace()) const {
-    int P = 1, p = 0;
-    MPI_Comm_size(comm, &P);
-    MPI_Comm_rank(comm, &p);
-    const Partition partition(options_.partition, pattern_.seq_len, P);
-    check_backward_shapes(q, k, v, o, lse, dout, dq, dk, dv, partition.local_size(p));
+    agree_on_mpi_arguments(
+        comm, "ringattn::RingAttention::backward", q.extent(0), q.extent(3), mpi_options,
+        [&](std::int64_t rows) { check_backward_shapes(q, k, v, o, lse, dout, dq, dk, dv, rows); });
     MpiRingOptions opts = mpi_options;
     opts.overlap = opts.overlap && options_.overlap;
-    return Details::run_mpi_backward<ExecSpace, Scalar>(
-        exec, comm, pattern_, options_.partition, scale(q.extent(3)), tiling(q.extent(3)), opts, q,
-        k, v, o, lse, dout, dq, dk, dv, options_.progress);
+    return Details::abort_on_exception(comm, "ringattn::RingAttention::backward", [&] {
+      return Details::run_mpi_backward<ExecSpace, Scalar>(
+          exec, comm, pattern_, options_.partition, scale(q.extent(3)), tiling(q.extent(3)), opts,
+          q, k, v, o, lse, dout, dq, dk, dv, options_.progress);
+    });
   }
 #endif
 
 private:
+#ifdef RINGATTN_ENABLE_MPI
+  /// The local checks of one rank (`check(rows)` with the partition's rows
+  /// of this rank, then the tiling), agreed on by all ranks of `comm` with a
+  /// fingerprint of what they must share (RingAttn_MpiAgreement.hpp).
+  template <class Check>
+  void agree_on_mpi_arguments(MPI_Comm comm, const std::string &where, std::size_t batch,
+                              std::size_t head_dim, const MpiRingOptions &mpi_options,
+                              const Check &check) const {
+    int P = 1, p = 0;
+    MPI_Comm_size(comm, &P);
+    MPI_Comm_rank(comm, &p);
+    std::string error;
+    try {
+      const Partition partition(options_.partition, pattern_.seq_len, P);
+      check(partition.local_size(p));
+      check_tiling(tiling(std::int64_t(head_dim)));
+    } catch (const std::exception &e) {
+      error = e.what();
+    }
+    Details::Fingerprint fp;
+    fp.add(pattern_.seq_len).add(pattern_.heads).add(pattern_.kv_heads).add(pattern_.causal);
+    fp.add(pattern_.mixing).add(pattern_.num_branches);
+    for (int i = 0; i < pattern_.num_branches; ++i)
+      fp.add(pattern_.segment_length[i]).add(pattern_.dilation_rate[i]);
+    fp.add(options_.partition).add(double(scale(std::int64_t(head_dim) > 0 ? head_dim : 1)));
+    fp.add(std::uint64_t(batch)).add(std::uint64_t(head_dim)).add(sizeof(Scalar));
+    fp.add(mpi_options.skip_messages);
+    Details::agree_on_arguments(comm, error, fp.value(), where);
+  }
+#endif
+
+  static void check_tiling(const Tiling &t) {
+    if (t.q_tile < 1 || t.k_tile < 1 || t.team_size < 1 || t.vector_length < 1 ||
+        t.max_league_size < 1)
+      throw std::invalid_argument("ringattn: the tiling needs q_tile, k_tile, team_size, "
+                                  "vector_length and max_league_size >= 1");
+  }
+
   void check_backward_shapes(const ConstTensor4 &q, const ConstTensor4 &k, const ConstTensor4 &v,
                              const ConstTensor4 &o, const ConstTensor3 &lse,
                              const ConstTensor4 &dout, const OutTensor4 &dq, const OutTensor4 &dk,
