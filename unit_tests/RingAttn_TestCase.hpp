@@ -102,22 +102,36 @@ inline Problem random_problem(std::mt19937_64 &rng, std::int64_t max_n) {
   return p;
 }
 
+/// A problem's shape; problem(rng) fills q, k, v from rng.
+struct ProblemShape {
+  std::int64_t N;
+  bool dilated, causal;
+  Mixing mixing;
+  std::vector<std::int64_t> w, r;
+  int H, Hkv, D;
+
+  Problem problem(std::mt19937_64 &rng) const {
+    Problem p;
+    p.N = N;
+    p.dilated = dilated;
+    p.causal = causal;
+    p.mixing = mixing;
+    p.w = w;
+    p.r = r;
+    p.H = H;
+    p.Hkv = Hkv;
+    p.D = D;
+    p.fill(rng);
+    return p;
+  }
+};
+
 inline Problem make_problem(std::int64_t N, int H, int Hkv, int D, bool causal, bool dilated,
                             Mixing mixing, std::vector<std::int64_t> w, std::vector<std::int64_t> r,
                             unsigned seed) {
-  Problem p;
-  p.N = N;
-  p.H = H;
-  p.Hkv = Hkv;
-  p.D = D;
-  p.causal = causal;
-  p.dilated = dilated;
-  p.mixing = mixing;
-  p.w = std::move(w);
-  p.r = std::move(r);
   std::mt19937_64 rng(seed);
-  p.fill(rng);
-  return p;
+  return ProblemShape{N, dilated, causal, mixing, std::move(w), std::move(r), H, Hkv, D}.problem(
+      rng);
 }
 
 /// Dense, dense causal GQA, dilated mixture, dilated causal head_groups with
@@ -130,6 +144,17 @@ inline std::vector<Problem> standard_problems() {
       make_problem(121, 5, 1, 8, true, true, Mixing::head_groups, {10, 33, 121}, {1, 3, 11}, 4),
       make_problem(64, 3, 3, 4, true, true, Mixing::mixture, {5, 100}, {5, 3}, 5), // r = w, w > N
   };
+}
+
+/// The portable kernel forced (where a host fast path would take the
+/// launch), with small tiles so that tile edges are crossed often.
+template <class ExecSpace = Kokkos::DefaultHostExecutionSpace>
+Tiling small_portable_tiles() {
+  Tiling t = default_tiling<ExecSpace>(64);
+  t.portable = true;
+  t.q_tile = 16;
+  t.k_tile = 32;
+  return t;
 }
 
 /// O and LSE as float64 vectors, from any backend.

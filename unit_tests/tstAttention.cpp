@@ -63,11 +63,7 @@ TEMPLATE_LIST_TEST_CASE("the portable kernel matches the reference where a fast 
   // kernel, with small tiles so that tile edges are crossed often.
   std::mt19937_64 rng(31337);
   RingOptions options;
-  Tiling tiling = default_tiling<TestType>(64);
-  tiling.portable = true;
-  tiling.q_tile = 16;
-  tiling.k_tile = 32;
-  options.tiling = tiling;
+  options.tiling = small_portable_tiles<TestType>();
   for (int trial = 0; trial < 40; ++trial) {
     const Problem p = random_problem(rng, trial < 30 ? 60 : 400);
     check_against_reference<TestType, float>(p, options, tol_float);
@@ -100,32 +96,15 @@ TEMPLATE_LIST_TEST_CASE("the host fast path at tiles that do not divide N or eac
 TEMPLATE_LIST_TEST_CASE("long sequences, ragged segments, tile boundaries", "[attention][backend]",
                         ExecSpaces) {
   std::mt19937_64 rng(7);
-  struct Shape {
-    std::int64_t N;
-    bool dilated, causal;
-    Mixing mixing;
-    std::vector<std::int64_t> w, r;
-    int H, Hkv, D;
-  };
-  const Shape shapes[] = {
+  const ProblemShape shapes[] = {
       {2000, false, true, Mixing::mixture, {}, {}, 2, 1, 64},
       {1500, false, false, Mixing::mixture, {}, {}, 1, 1, 128},
       {3001, true, false, Mixing::mixture, {100, 300, 1000}, {1, 3, 10}, 4, 2, 16},
       {2500, true, true, Mixing::head_groups, {129, 511, 2048}, {1, 7, 2048}, 5, 5, 32},
       {1025, true, true, Mixing::mixture, {1025}, {1}, 2, 2, 64},
   };
-  for (const Shape &s : shapes) {
-    Problem p;
-    p.N = s.N;
-    p.dilated = s.dilated;
-    p.causal = s.causal;
-    p.mixing = s.mixing;
-    p.w = s.w;
-    p.r = s.r;
-    p.H = s.H;
-    p.Hkv = s.Hkv;
-    p.D = s.D;
-    p.fill(rng);
+  for (const ProblemShape &s : shapes) {
+    const Problem p = s.problem(rng);
     check_against_reference<TestType, float>(p, {}, tol_float);
   }
 }

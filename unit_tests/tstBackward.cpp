@@ -27,14 +27,6 @@ void check_gradients(const Problem &p, const RingOptions &options, double tol, u
   CHECK(max_abs_error(got.dk, ref.dk) <= tol);
   CHECK(max_abs_error(got.dv, ref.dv) <= tol);
 }
-
-Tiling small_portable_tiles() {
-  Tiling t = default_tiling<Kokkos::DefaultHostExecutionSpace>(64);
-  t.portable = true;
-  t.q_tile = 16;
-  t.k_tile = 32;
-  return t;
-}
 } // namespace
 
 TEST_CASE("backward reference: finite differences of sum(O * dO)", "[backward][reference]") {
@@ -84,11 +76,7 @@ TEMPLATE_LIST_TEST_CASE("backward: the portable kernel matches the reference",
                         "[backward][backend]", ExecSpaces) {
   std::mt19937_64 rng(4242);
   RingOptions options;
-  Tiling tiling = default_tiling<TestType>(64);
-  tiling.portable = true;
-  tiling.q_tile = 16;
-  tiling.k_tile = 32;
-  options.tiling = tiling;
+  options.tiling = small_portable_tiles<TestType>();
   for (int trial = 0; trial < 30; ++trial) {
     const Problem p = random_problem(rng, trial < 20 ? 60 : 300);
     check_gradients<TestType, float>(p, options, tol_grad, unsigned(100 + trial));
@@ -98,32 +86,15 @@ TEMPLATE_LIST_TEST_CASE("backward: the portable kernel matches the reference",
 TEMPLATE_LIST_TEST_CASE("backward: long sequences, ragged segments, GQA, tile edges",
                         "[backward][backend]", ExecSpaces) {
   std::mt19937_64 rng(8);
-  struct Shape {
-    std::int64_t N;
-    bool dilated, causal;
-    Mixing mixing;
-    std::vector<std::int64_t> w, r;
-    int H, Hkv, D;
-  };
-  const Shape shapes[] = {
+  const ProblemShape shapes[] = {
       {1200, false, true, Mixing::mixture, {}, {}, 4, 2, 64},
       {700, false, false, Mixing::mixture, {}, {}, 1, 1, 128},
       {1501, true, false, Mixing::mixture, {100, 300, 1000}, {1, 3, 10}, 4, 2, 16},
       {1300, true, true, Mixing::head_groups, {129, 511, 1300}, {1, 7, 1300}, 5, 5, 32},
       {1025, true, true, Mixing::mixture, {1025, 256}, {1, 2}, 2, 1, 64},
   };
-  for (const Shape &s : shapes) {
-    Problem p;
-    p.N = s.N;
-    p.dilated = s.dilated;
-    p.causal = s.causal;
-    p.mixing = s.mixing;
-    p.w = s.w;
-    p.r = s.r;
-    p.H = s.H;
-    p.Hkv = s.Hkv;
-    p.D = s.D;
-    p.fill(rng);
+  for (const ProblemShape &s : shapes) {
+    const Problem p = s.problem(rng);
     check_gradients<TestType, float>(p, {}, tol_grad, 77);
     RingOptions portable;
     portable.tiling = small_portable_tiles();

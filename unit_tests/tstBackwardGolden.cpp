@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "RingAttn_BackwardCase.hpp"
+#include "RingAttn_GoldenCase.hpp"
 
 #include <CommandLine.hpp>
 #include <Commands.hpp>
@@ -22,47 +23,17 @@ using namespace ringattn;
 using namespace ringattn::driver;
 namespace fs = std::filesystem;
 
-namespace {
-
-std::vector<double> read_npy(const std::string &path) {
-  NpyReader reader(path);
-  std::vector<double> x(std::size_t(reader.header().num_elements()));
-  reader.read(0, std::int64_t(x.size()), x.data());
-  return x;
-}
-
-const char *backward_golden_cases[] = {
-    "dense_causal",       "dense_gqa_causal",       "dense_mqa",
-    "dense_small",        "dilated_head_groups",    "dilated_head_groups_uneven",
-    "dilated_mixture",    "dilated_mixture_causal", "dilated_mixture_ragged",
-    "dilated_one_branch", "dilated_r_equals_w",     "dilated_w_beyond_n"};
-
-} // namespace
-
 TEST_CASE("backward: golden gradients through the API", "[backward][golden]") {
   const fs::path golden = fs::path(RINGATTN_TEST_DATA_DIR) / "golden";
-  for (const char *name : backward_golden_cases) {
+  for (const char *name : test::golden_cases) {
     const fs::path dir = golden / name;
     const RunConfig cfg = load_deck((dir / "deck.yaml").string());
-    test::Problem p;
-    p.B = int(cfg.problem.batch);
-    p.N = cfg.problem.seq_len;
-    p.H = cfg.problem.heads;
-    p.Hkv = cfg.problem.kv_heads;
-    p.D = int(cfg.problem.head_dim);
-    p.causal = cfg.attention.causal;
-    p.dilated = cfg.attention.kind == AttentionKind::dilated;
-    p.mixing = cfg.attention.mixing;
-    p.w = cfg.attention.segment_lengths;
-    p.r = cfg.attention.dilation_rates;
-    p.scale = cfg.effective_scale();
-    p.q = read_npy((dir / "q.npy").string());
-    p.k = read_npy((dir / "k.npy").string());
-    p.v = read_npy((dir / "v.npy").string());
-    const auto dout = read_npy((dir / "do.npy").string());
-    const auto dq_ref = read_npy((dir / "dq_ref.npy").string());
-    const auto dk_ref = read_npy((dir / "dk_ref.npy").string());
-    const auto dv_ref = read_npy((dir / "dv_ref.npy").string());
+    const test::Problem p = test::deck_problem(cfg, (dir / "q.npy").string(),
+                                               (dir / "k.npy").string(), (dir / "v.npy").string());
+    const auto dout = test::read_npy((dir / "do.npy").string());
+    const auto dq_ref = test::read_npy((dir / "dq_ref.npy").string());
+    const auto dk_ref = test::read_npy((dir / "dk_ref.npy").string());
+    const auto dv_ref = test::read_npy((dir / "dv_ref.npy").string());
     // The tests' own reference agrees with the golden answers.
     const test::Gradients mine =
         test::reference_gradients(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v, dout);
@@ -88,11 +59,7 @@ TEST_CASE("backward: golden gradients through the API", "[backward][golden]") {
 }
 
 namespace {
-fs::path backward_scratch(const std::string &name) {
-  const fs::path dir = fs::temp_directory_path() / ("ringattn_test_backward_" + name);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path backward_scratch(const std::string &name) { return test::scratch_dir("backward_" + name); }
 std::string read_text(const fs::path &path) {
   std::ifstream in(path);
   return std::string(std::istreambuf_iterator<char>(in), {});
@@ -102,7 +69,7 @@ std::string read_text(const fs::path &path) {
 TEST_CASE("run: golden gradients through the program (deck_backward.yaml)",
           "[backward][golden][run]") {
   const fs::path golden = fs::path(RINGATTN_TEST_DATA_DIR) / "golden";
-  for (const char *name : backward_golden_cases)
+  for (const char *name : test::golden_cases)
     for (const char *ring : {"ring.size=1", "ring.size=3", "ring.size=4"})
       for (const char *partition : {"ring.partition=contiguous", "ring.partition=zigzag"}) {
         INFO(name << " " << ring << " " << partition);
@@ -124,12 +91,12 @@ TEST_CASE("run: golden gradients through the program (deck_backward.yaml)",
         cl.command = Command::run;
         cl.quiet = true;
         REQUIRE(run_command(cfg, cl) == exit_ok);
-        CHECK(test::max_abs_error(read_npy((out / "dq.npy").string()),
-                                  read_npy((golden / name / "dq_ref.npy").string())) <= 1e-4);
-        CHECK(test::max_abs_error(read_npy((out / "dk.npy").string()),
-                                  read_npy((golden / name / "dk_ref.npy").string())) <= 1e-4);
-        CHECK(test::max_abs_error(read_npy((out / "dv.npy").string()),
-                                  read_npy((golden / name / "dv_ref.npy").string())) <= 1e-4);
+        CHECK(test::max_abs_error(test::read_npy((out / "dq.npy").string()),
+                                  test::read_npy((golden / name / "dq_ref.npy").string())) <= 1e-4);
+        CHECK(test::max_abs_error(test::read_npy((out / "dk.npy").string()),
+                                  test::read_npy((golden / name / "dk_ref.npy").string())) <= 1e-4);
+        CHECK(test::max_abs_error(test::read_npy((out / "dv.npy").string()),
+                                  test::read_npy((golden / name / "dv_ref.npy").string())) <= 1e-4);
         const std::string text = read_text(out / "results.yaml");
         CHECK(text.find("backward:") != std::string::npos);
         CHECK(text.find("dkv_rows_checked: 8") != std::string::npos);

@@ -24,11 +24,11 @@
 #include <core/detail/RingAttn_KokkosCompat.hpp>
 #include <kernels/detail/RingAttn_BackwardKernelHost.hpp>
 #include <kernels/detail/RingAttn_BackwardTask.hpp>
+#include <kernels/detail/RingAttn_BlockLaunch.hpp>
 #include <kernels/detail/RingAttn_BlockTask.hpp>
 #include <kernels/detail/RingAttn_FastExp.hpp>
+#include <kernels/detail/RingAttn_KernelArgs.hpp>
 
-#include <algorithm>
-#include <climits>
 #include <cstdint>
 #include <map>
 #include <vector>
@@ -64,17 +64,6 @@ inline KeyWork make_key_work(const std::vector<BlockTask> &tasks, int k_tile) {
   }
   return work;
 }
-
-template <class ExecSpace, class Scalar>
-struct BackwardViews {
-  using Mem = typename ExecSpace::memory_space;
-  using Acc = accumulate_t<Scalar>;
-  Kokkos::View<const Scalar ****, Kokkos::LayoutRight, Mem> q;    // [B, n, H, D]
-  Kokkos::View<const Scalar ****, Kokkos::LayoutRight, Mem> dout; // [B, n, H, D]
-  Kokkos::View<const Scalar ***, Kokkos::LayoutRight, Mem> lse;   // [B, H, n]
-  Kokkos::View<const Acc ***, Kokkos::LayoutRight, Mem> delta;    // [B, H, n]
-  Kokkos::View<const Scalar ****, Kokkos::LayoutRight, Mem> kv;   // [2, B, rows, D]
-};
 
 /// Delta = rowsum(dO * O) per (batch, head, row), in the accumulate type.
 template <class ExecSpace, class Scalar>
@@ -161,16 +150,9 @@ struct BackwardDqFunctor {
   KOKKOS_FUNCTION void operator()(const member_type &team) const {
     const Acc ninf = -compat::infinity<Acc>();
     const int D = head_dim, QT = q_tile, KT = k_tile;
-    const std::int64_t b = team.league_rank() / num_items;
-    const WorkItem item = items(team.league_rank() % num_items);
-    const BlockTask task = tasks(item.task);
-    const int h = task.head;
-    const std::int64_t stride = task.stride;
-    const std::int64_t rem = task.q_count - item.q_begin;
-    const int nq = rem < QT ? int(rem) : QT;
-    const std::int64_t qpos_first = task.q_pos0 + item.q_begin * stride;
-    const std::int64_t qpos_last = qpos_first + (nq - 1) * stride;
-    const std::int64_t qrow_first = task.q_row0 + item.q_begin * stride;
+    const QueryTile query = QueryTile::of_team(team.league_rank(), num_items, items, tasks, QT);
+    const std::int64_t b = query.b, stride = query.stride;
+    const int h = query.h, nq = query.nq;
 
     ScratchView scratch(team.team_scratch(scratch_level), scratch_elements(QT, KT, D));
     Acc *const qs = scratch.data();             // [QT][D], pre-scaled
@@ -184,7 +166,7 @@ struct BackwardDqFunctor {
 
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, QT), [&](const int i) {
       const bool valid = i < nq;
-      const std::int64_t row = qrow_first + i * stride;
+      const std::int64_t row = query.qrow(i);
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](const int d) {
         qs[i * D + d] = valid ? scale * Acc(in.q(b, row, h, d)) : Acc(0);
         dos[i * D + d] = valid ? Acc(in.dout(b, row, h, d)) : Acc(0);
@@ -196,19 +178,18 @@ struct BackwardDqFunctor {
       });
     });
 
-    for (int r = 0; r < task.num_key_runs; ++r) {
-      const KeyRun run = task.key_runs[r];
+    for (int r = 0; r < query.task.num_key_runs; ++r) {
+      const KeyRun run = query.task.key_runs[r];
       for (std::int64_t k0 = 0; k0 < run.count; k0 += KT) {
-        const std::int64_t krem = run.count - k0;
-        const int nk = krem < KT ? int(krem) : KT;
-        const std::int64_t kpos_first = run.pos0 + k0 * stride;
-        if (causal && kpos_first > qpos_last) break; // keys only grow from here
-        const bool masked = causal && kpos_first + (nk - 1) * stride > qpos_first;
+        const KeyTile key = KeyTile::of_run(run, k0, stride, KT);
+        const CausalBounds bounds = CausalBounds::of(causal, query, key);
+        if (bounds.skip) break; // keys only grow from here
+        const int nk = key.nk;
 
         team.team_barrier(); // previous tile fully consumed
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, KT), [&](const int j) {
           const bool valid = j < nk;
-          const std::int64_t row = run.block_row + k0 + j;
+          const std::int64_t row = key.krow_first + j;
           Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](const int d) {
             kt[d * KT + j] = valid ? Acc(in.kv(0, b, row, d)) : Acc(0);
             vt[d * KT + j] = valid ? Acc(in.kv(1, b, row, d)) : Acc(0);
@@ -218,11 +199,9 @@ struct BackwardDqFunctor {
 
         // dS of the tile
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nq), [&](const int i) {
-          const std::int64_t qpos = qpos_first + i * stride;
           const Acc l = lrow[i], dl = drow[i];
           Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, KT), [&](const int j) {
-            const bool keep =
-                l != ninf && j < nk && !(masked && kpos_first + std::int64_t(j) * stride > qpos);
+            const bool keep = l != ninf && j < nk && bounds.keep(query, key, i, j);
             Acc s = 0, dp = 0;
             for (int d = 0; d < D; ++d) {
               s += qs[i * D + d] * kt[d * KT + j];
@@ -245,7 +224,7 @@ struct BackwardDqFunctor {
     }
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nq), [&](const int i) {
-      const std::int64_t row = qrow_first + i * stride;
+      const std::int64_t row = query.qrow(i);
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D),
                            [&](const int d) { dq(b, row, h, d) += scale * dqa[i * D + d]; });
     });
@@ -283,11 +262,9 @@ struct BackwardDkvFunctor {
     const std::int64_t b = team.league_rank() / num_items;
     const KeyWorkItem item = items(team.league_rank() % num_items);
     const std::int64_t stride = item.stride;
-    const std::int64_t krem = item.run.count - item.k_begin;
-    const int nk = krem < KT ? int(krem) : KT;
-    const std::int64_t kpos_first = item.run.pos0 + item.k_begin * stride;
-    const std::int64_t kpos_last = kpos_first + (nk - 1) * stride;
-    const std::int64_t krow_first = item.run.block_row + item.k_begin;
+    const KeyTile key = KeyTile::of_run(item.run, item.k_begin, stride, KT);
+    const int nk = key.nk;
+    const std::int64_t krow_first = key.krow_first;
 
     ScratchView scratch(team.team_scratch(scratch_level), scratch_elements(QT, KT, D));
     Acc *const ks = scratch.data();             // [KT][D]
@@ -313,20 +290,16 @@ struct BackwardDkvFunctor {
 
     for (std::int64_t ti = item.task_begin; ti < item.task_end; ++ti) {
       const BlockTask task = tasks(task_index(ti));
-      const int h = task.head;
       for (std::int64_t q0 = 0; q0 < task.q_count; q0 += QT) {
-        const std::int64_t rem = task.q_count - q0;
-        const int nq = rem < QT ? int(rem) : QT;
-        const std::int64_t qpos_first = task.q_pos0 + q0 * stride;
-        const std::int64_t qpos_last = qpos_first + (nq - 1) * stride;
-        if (causal && kpos_first > qpos_last) continue; // every pair masked
-        const bool masked = causal && kpos_last > qpos_first;
-        const std::int64_t qrow_first = task.q_row0 + q0 * stride;
+        const QueryTile query = QueryTile::of_task(b, task, q0, stride, QT);
+        const CausalBounds bounds = CausalBounds::of(causal, query, key);
+        if (bounds.skip) continue; // every pair masked
+        const int h = query.h, nq = query.nq;
 
         team.team_barrier(); // previous query tile fully consumed
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, QT), [&](const int i) {
           const bool valid = i < nq;
-          const std::int64_t row = qrow_first + i * stride;
+          const std::int64_t row = query.qrow(i);
           Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](const int d) {
             qs[i * D + d] = valid ? Acc(in.q(b, row, h, d)) : Acc(0);
             dos[i * D + d] = valid ? Acc(in.dout(b, row, h, d)) : Acc(0);
@@ -340,11 +313,9 @@ struct BackwardDkvFunctor {
 
         // P and dS of the tile, transposed (key rows)
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nk), [&](const int j) {
-          const std::int64_t kpos = kpos_first + j * stride;
           Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, QT), [&](const int i) {
             const Acc l = lrow[i];
-            const bool keep =
-                l != ninf && !(masked && kpos > qpos_first + std::int64_t(i) * stride);
+            const bool keep = l != ninf && bounds.keep(query, key, i, j);
             Acc s = 0, dp = 0;
             for (int d = 0; d < D; ++d) {
               s += ks[j * D + d] * qs[i * D + d];
@@ -380,30 +351,6 @@ struct BackwardDkvFunctor {
   }
 };
 
-/// Whether the CBLAS host path takes this launch (float on a host space,
-/// strided query rows addressable by CBLAS's int leading dimension).
-template <class ExecSpace, class Scalar>
-bool backward_uses_blas(
-    [[maybe_unused]] const Kokkos::View<const BlockTask *, typename ExecSpace::memory_space> &tasks,
-    [[maybe_unused]] std::int64_t heads, [[maybe_unused]] std::int64_t dim,
-    [[maybe_unused]] const Tiling &tiling) {
-#ifdef RINGATTN_ENABLE_BLAS
-  if constexpr (std::is_same_v<Scalar, float> && compat::is_host_execution_v<ExecSpace>) {
-    if (tiling.portable) return false;
-    std::int64_t max_stride = 1;
-    for (std::size_t t = 0; t < tasks.extent(0); ++t)
-      max_stride = std::max(max_stride, tasks(t).stride);
-    return max_stride <= std::int64_t(INT_MAX) / (heads * dim);
-  }
-#endif
-  return false;
-}
-
-/// Teams per launch: batch x items, in turns of at most max_league_size.
-inline std::int64_t items_per_launch(const Tiling &tiling, std::int64_t batch) {
-  return std::max<std::int64_t>(1, std::min<std::int64_t>(tiling.max_league_size, INT_MAX) / batch);
-}
-
 /// dQ pass of one branch: dq += contributions of the block's keys.
 template <class ExecSpace, class Scalar>
 void backward_dq(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &in,
@@ -411,56 +358,21 @@ void backward_dq(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &
                  const Kokkos::View<const WorkItem *, typename ExecSpace::memory_space> &items,
                  const Tensor4<accumulate_t<Scalar>, typename ExecSpace::memory_space> &dq,
                  accumulate_t<Scalar> scale, bool causal, const Tiling &tiling) {
-  const std::int64_t num_items = std::int64_t(items.extent(0));
-  const std::int64_t batch = std::int64_t(in.q.extent(0));
-  if (num_items == 0 || batch == 0) return;
-  const std::int64_t per_launch = items_per_launch(tiling, batch);
-  if (num_items > per_launch) {
-    for (std::int64_t i0 = 0; i0 < num_items; i0 += per_launch) {
-      const Kokkos::View<const WorkItem *, typename ExecSpace::memory_space> part =
-          Kokkos::subview(items, Kokkos::make_pair(i0, std::min(num_items, i0 + per_launch)));
-      backward_dq<ExecSpace, Scalar>(exec, in, tasks, part, dq, scale, causal, tiling);
-    }
-    return;
-  }
   const int D = int(in.q.extent(3));
+  launch_block_kernel<ExecSpace, Scalar>(
+      exec, "ringattn::backward_dq", items, tasks, std::int64_t(in.q.extent(0)),
+      std::int64_t(in.q.extent(2)), D, tiling,
+      [&]([[maybe_unused]] const auto &part, [[maybe_unused]] std::int64_t num_items) {
 #ifdef RINGATTN_ENABLE_BLAS
-  if constexpr (std::is_same_v<Scalar, float> && compat::is_host_execution_v<ExecSpace>) {
-    if (backward_uses_blas<ExecSpace, Scalar>(tasks, std::int64_t(in.q.extent(2)), D, tiling)) {
-      using F = HostBackwardDqFunctor<ExecSpace>;
-      F f{in.q, in.dout,   in.lse,        in.delta,      in.kv, tasks, items,
-          dq,   num_items, tiling.q_tile, tiling.k_tile, scale, causal};
-      const std::size_t bytes =
-          F::ScratchView::shmem_size(F::scratch_elements(tiling.q_tile, tiling.k_tile, D));
-      SingleThreadedBlas one_blas_thread;
-      using HostPolicy = Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>>;
-      Kokkos::parallel_for(
-          "ringattn::backward_dq_host",
-          HostPolicy(exec, batch * num_items, 1).set_scratch_size(1, Kokkos::PerTeam(bytes)), f);
-      exec.fence();
-      return;
-    }
-  }
+        return HostBackwardDqFunctor<ExecSpace>{
+            in, tasks, part, dq, num_items, tiling.q_tile, tiling.k_tile, scale, causal};
 #endif
-  using Functor = BackwardDqFunctor<ExecSpace, Scalar>;
-  using Policy = Kokkos::TeamPolicy<ExecSpace>;
-  Functor f;
-  f.in = in;
-  f.tasks = tasks;
-  f.items = items;
-  f.dq = dq;
-  f.num_items = num_items;
-  f.head_dim = D;
-  f.q_tile = tiling.q_tile;
-  f.k_tile = tiling.k_tile;
-  f.scale = scale;
-  f.causal = causal;
-  const std::size_t bytes =
-      Functor::ScratchView::shmem_size(Functor::scratch_elements(f.q_tile, f.k_tile, D));
-  f.scratch_level = bytes <= std::size_t(Policy::scratch_size_max(0)) ? 0 : 1;
-  Policy policy(exec, batch * num_items, tiling.team_size, tiling.vector_length);
-  Kokkos::parallel_for("ringattn::backward_dq",
-                       policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(bytes)), f);
+      },
+      [&](const auto &part, std::int64_t num_items, int scratch_level) {
+        return BackwardDqFunctor<ExecSpace, Scalar>{
+            in,    tasks, part, dq, num_items, D, tiling.q_tile, tiling.k_tile, scratch_level,
+            scale, causal};
+      });
 }
 
 /// dK/dV pass of one branch: writes the partial dK/dV of every block row
@@ -473,58 +385,22 @@ void backward_dkv(
     const Kokkos::View<const std::int64_t *, typename ExecSpace::memory_space> &task_index,
     const Tensor4<accumulate_t<Scalar>, typename ExecSpace::memory_space> &partial,
     accumulate_t<Scalar> scale, bool causal, const Tiling &tiling) {
-  const std::int64_t num_items = std::int64_t(items.extent(0));
-  const std::int64_t batch = std::int64_t(in.q.extent(0));
-  if (num_items == 0 || batch == 0) return;
-  const std::int64_t per_launch = items_per_launch(tiling, batch);
-  if (num_items > per_launch) {
-    for (std::int64_t i0 = 0; i0 < num_items; i0 += per_launch) {
-      const Kokkos::View<const KeyWorkItem *, typename ExecSpace::memory_space> part =
-          Kokkos::subview(items, Kokkos::make_pair(i0, std::min(num_items, i0 + per_launch)));
-      backward_dkv<ExecSpace, Scalar>(exec, in, tasks, part, task_index, partial, scale, causal,
-                                      tiling);
-    }
-    return;
-  }
   const int D = int(in.q.extent(3));
+  launch_block_kernel<ExecSpace, Scalar>(
+      exec, "ringattn::backward_dkv", items, tasks, std::int64_t(in.q.extent(0)),
+      std::int64_t(in.q.extent(2)), D, tiling,
+      [&]([[maybe_unused]] const auto &part, [[maybe_unused]] std::int64_t num_items) {
 #ifdef RINGATTN_ENABLE_BLAS
-  if constexpr (std::is_same_v<Scalar, float> && compat::is_host_execution_v<ExecSpace>) {
-    if (backward_uses_blas<ExecSpace, Scalar>(tasks, std::int64_t(in.q.extent(2)), D, tiling)) {
-      using F = HostBackwardDkvFunctor<ExecSpace>;
-      F f{in.q,       in.dout, in.lse,    in.delta,      in.kv,         tasks, items,
-          task_index, partial, num_items, tiling.q_tile, tiling.k_tile, scale, causal};
-      const std::size_t bytes =
-          F::ScratchView::shmem_size(F::scratch_elements(tiling.q_tile, tiling.k_tile, D));
-      SingleThreadedBlas one_blas_thread;
-      using HostPolicy = Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>>;
-      Kokkos::parallel_for(
-          "ringattn::backward_dkv_host",
-          HostPolicy(exec, batch * num_items, 1).set_scratch_size(1, Kokkos::PerTeam(bytes)), f);
-      exec.fence();
-      return;
-    }
-  }
+        return HostBackwardDkvFunctor<ExecSpace>{in,      tasks,     part,          task_index,
+                                                 partial, num_items, tiling.q_tile, tiling.k_tile,
+                                                 scale,   causal};
 #endif
-  using Functor = BackwardDkvFunctor<ExecSpace, Scalar>;
-  using Policy = Kokkos::TeamPolicy<ExecSpace>;
-  Functor f;
-  f.in = in;
-  f.tasks = tasks;
-  f.items = items;
-  f.task_index = task_index;
-  f.partial = partial;
-  f.num_items = num_items;
-  f.head_dim = D;
-  f.q_tile = tiling.q_tile;
-  f.k_tile = tiling.k_tile;
-  f.scale = scale;
-  f.causal = causal;
-  const std::size_t bytes =
-      Functor::ScratchView::shmem_size(Functor::scratch_elements(f.q_tile, f.k_tile, D));
-  f.scratch_level = bytes <= std::size_t(Policy::scratch_size_max(0)) ? 0 : 1;
-  Policy policy(exec, batch * num_items, tiling.team_size, tiling.vector_length);
-  Kokkos::parallel_for("ringattn::backward_dkv",
-                       policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(bytes)), f);
+      },
+      [&](const auto &part, std::int64_t num_items, int scratch_level) {
+        return BackwardDkvFunctor<ExecSpace, Scalar>{
+            in, tasks,         part,          task_index,    partial, num_items,
+            D,  tiling.q_tile, tiling.k_tile, scratch_level, scale,   causal};
+      });
 }
 
 } // namespace ringattn::Details

@@ -20,6 +20,7 @@
 #include <kernels/detail/RingAttn_BlockKernelHost.hpp>
 #include <kernels/detail/RingAttn_BlockTask.hpp>
 #include <kernels/detail/RingAttn_FastExp.hpp>
+#include <kernels/detail/RingAttn_KernelArgs.hpp>
 
 #include <kernels/detail/RingAttn_Cblas.hpp>
 
@@ -30,19 +31,15 @@ namespace ringattn::Details {
 /// Turns a tile's scores S (in s) and dP (in dp), [nq][ld] each, into P (in
 /// s) and dS = P (dP - Delta) (in dp). Keys kept: j < nk, and (causal tiles)
 /// kpos <= qpos; rows with LSE = -inf see no key.
-inline void host_probabilities(float *s, float *dp, int ld, int nq, int nk, const float *lse_rows,
-                               const float *delta_rows, bool masked, std::int64_t qpos_first,
-                               std::int64_t kpos_first, std::int64_t stride) {
+inline void host_probabilities(float *s, float *dp, int ld, const QueryTile &query,
+                               const KeyTile &key, const CausalBounds &bounds,
+                               const float *lse_rows, const float *delta_rows) {
   constexpr float ninf = -compat::infinity<float>();
+  const int nq = query.nq, nk = key.nk;
   for (int i = 0; i < nq; ++i) {
     float *const srow = s + std::size_t(i) * ld;
     float *const drow = dp + std::size_t(i) * ld;
-    int keep = nk;
-    if (masked) {
-      // positions share the stride, so this is exact
-      const std::int64_t lim = (qpos_first - kpos_first) / stride + i + 1;
-      keep = lim < 0 ? 0 : (lim < nk ? int(lim) : nk);
-    }
+    int keep = bounds.kept(query, key, i);
     const float l = lse_rows[i];
     if (l == ninf) keep = 0;
     const float delta = delta_rows[i];
@@ -66,11 +63,7 @@ struct HostBackwardDqFunctor {
   using ScratchView = Kokkos::View<float *, typename ExecSpace::scratch_memory_space,
                                    Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
 
-  Kokkos::View<const float ****, Kokkos::LayoutRight, memory_space> q;    // [B, n, H, D]
-  Kokkos::View<const float ****, Kokkos::LayoutRight, memory_space> dout; // [B, n, H, D]
-  Kokkos::View<const float ***, Kokkos::LayoutRight, memory_space> lse;   // [B, H, n]
-  Kokkos::View<const float ***, Kokkos::LayoutRight, memory_space> delta; // [B, H, n]
-  Kokkos::View<const float ****, Kokkos::LayoutRight, memory_space> kv;   // [2, B, rows, D]
+  BackwardViews<ExecSpace, float> in;
   Kokkos::View<const BlockTask *, memory_space> tasks;
   Kokkos::View<const WorkItem *, memory_space> items;
   Kokkos::View<float ****, Kokkos::LayoutRight, memory_space> dq; // [B, n, H, D]
@@ -85,20 +78,13 @@ struct HostBackwardDqFunctor {
   }
 
   void operator()(const member_type &team) const {
-    const int H = int(q.extent(2)), D = int(q.extent(3)), QT = q_tile, KT = k_tile;
-    const std::int64_t b = team.league_rank() / num_items;
-    const WorkItem item = items(team.league_rank() % num_items);
-    const BlockTask task = tasks(item.task);
-    const int h = task.head;
-    const std::int64_t stride = task.stride;
-    const std::int64_t rem = task.q_count - item.q_begin;
-    const int nq = rem < QT ? int(rem) : QT;
-    const std::int64_t qpos_first = task.q_pos0 + item.q_begin * stride;
-    const std::int64_t qpos_last = qpos_first + (nq - 1) * stride;
-    const std::int64_t qrow_first = task.q_row0 + item.q_begin * stride;
+    const int H = int(in.q.extent(2)), D = int(in.q.extent(3)), QT = q_tile, KT = k_tile;
+    const QueryTile query = QueryTile::of_team(team.league_rank(), num_items, items, tasks, QT);
+    const std::int64_t b = query.b, stride = query.stride;
+    const int h = query.h, nq = query.nq;
     const int ldq = int(stride * H * D);
-    const float *const qbase = &q(b, qrow_first, h, 0);
-    const float *const dobase = &dout(b, qrow_first, h, 0);
+    const float *const qbase = &in.q(b, query.qrow_first, h, 0);
+    const float *const dobase = &in.dout(b, query.qrow_first, h, 0);
 
     ScratchView scratch(team.team_scratch(1), scratch_elements(QT, KT, D));
     float *const s = scratch.data();              // [QT][KT] scores, then P
@@ -107,32 +93,31 @@ struct HostBackwardDqFunctor {
     float *const lrow = acc + std::size_t(QT) * D;
     float *const drow = lrow + QT;
     for (int i = 0; i < nq; ++i) {
-      lrow[i] = lse(b, h, qrow_first + i * stride);
-      drow[i] = delta(b, h, qrow_first + i * stride);
+      lrow[i] = in.lse(b, h, query.qrow(i));
+      drow[i] = in.delta(b, h, query.qrow(i));
     }
     for (std::size_t e = 0; e < std::size_t(nq) * D; ++e) acc[e] = 0;
 
-    for (int r = 0; r < task.num_key_runs; ++r) {
-      const KeyRun run = task.key_runs[r];
+    for (int r = 0; r < query.task.num_key_runs; ++r) {
+      const KeyRun run = query.task.key_runs[r];
       for (std::int64_t k0 = 0; k0 < run.count; k0 += KT) {
-        const std::int64_t krem = run.count - k0;
-        const int nk = krem < KT ? int(krem) : KT;
-        const std::int64_t kpos_first = run.pos0 + k0 * stride;
-        if (causal && kpos_first > qpos_last) break;
-        const bool masked = causal && kpos_first + (nk - 1) * stride > qpos_first;
-        const float *const kbase = &kv(0, b, run.block_row + k0, 0);
-        const float *const vbase = &kv(1, b, run.block_row + k0, 0);
+        const KeyTile key = KeyTile::of_run(run, k0, stride, KT);
+        const CausalBounds bounds = CausalBounds::of(causal, query, key);
+        if (bounds.skip) break;
+        const int nk = key.nk;
+        const float *const kbase = &in.kv(0, b, key.krow_first, 0);
+        const float *const vbase = &in.kv(1, b, key.krow_first, 0);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, scale, qbase, ldq, kbase, D,
                     0.0f, s, KT);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, 1.0f, dobase, ldq, vbase, D,
                     0.0f, dp, KT);
-        host_probabilities(s, dp, KT, nq, nk, lrow, drow, masked, qpos_first, kpos_first, stride);
+        host_probabilities(s, dp, KT, query, key, bounds, lrow, drow);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, dp, KT, kbase, D,
                     1.0f, acc, D);
       }
     }
     for (int i = 0; i < nq; ++i) {
-      float *const out = &dq(b, qrow_first + i * stride, h, 0);
+      float *const out = &dq(b, query.qrow(i), h, 0);
       const float *const arow = acc + std::size_t(i) * D;
       for (int d = 0; d < D; ++d) out[d] += scale * arow[d];
     }
@@ -146,11 +131,7 @@ struct HostBackwardDkvFunctor {
   using ScratchView = Kokkos::View<float *, typename ExecSpace::scratch_memory_space,
                                    Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
 
-  Kokkos::View<const float ****, Kokkos::LayoutRight, memory_space> q;
-  Kokkos::View<const float ****, Kokkos::LayoutRight, memory_space> dout;
-  Kokkos::View<const float ***, Kokkos::LayoutRight, memory_space> lse;
-  Kokkos::View<const float ***, Kokkos::LayoutRight, memory_space> delta;
-  Kokkos::View<const float ****, Kokkos::LayoutRight, memory_space> kv;
+  BackwardViews<ExecSpace, float> in;
   Kokkos::View<const BlockTask *, memory_space> tasks;
   Kokkos::View<const KeyWorkItem *, memory_space> items;
   Kokkos::View<const std::int64_t *, memory_space> task_index;
@@ -166,17 +147,14 @@ struct HostBackwardDkvFunctor {
   }
 
   void operator()(const member_type &team) const {
-    const int H = int(q.extent(2)), D = int(q.extent(3)), QT = q_tile, KT = k_tile;
+    const int H = int(in.q.extent(2)), D = int(in.q.extent(3)), QT = q_tile, KT = k_tile;
     const std::int64_t b = team.league_rank() / num_items;
     const KeyWorkItem item = items(team.league_rank() % num_items);
     const std::int64_t stride = item.stride;
-    const std::int64_t krem = item.run.count - item.k_begin;
-    const int nk = krem < KT ? int(krem) : KT;
-    const std::int64_t kpos_first = item.run.pos0 + item.k_begin * stride;
-    const std::int64_t kpos_last = kpos_first + (nk - 1) * stride;
-    const std::int64_t krow_first = item.run.block_row + item.k_begin;
-    const float *const kbase = &kv(0, b, krow_first, 0);
-    const float *const vbase = &kv(1, b, krow_first, 0);
+    const KeyTile key = KeyTile::of_run(item.run, item.k_begin, stride, KT);
+    const int nk = key.nk;
+    const float *const kbase = &in.kv(0, b, key.krow_first, 0);
+    const float *const vbase = &in.kv(1, b, key.krow_first, 0);
     const int ldq = int(stride * H * D);
 
     ScratchView scratch(team.team_scratch(1), scratch_elements(QT, KT, D));
@@ -190,26 +168,22 @@ struct HostBackwardDkvFunctor {
 
     for (std::int64_t ti = item.task_begin; ti < item.task_end; ++ti) {
       const BlockTask task = tasks(task_index(ti));
-      const int h = task.head;
       for (std::int64_t q0 = 0; q0 < task.q_count; q0 += QT) {
-        const std::int64_t rem = task.q_count - q0;
-        const int nq = rem < QT ? int(rem) : QT;
-        const std::int64_t qpos_first = task.q_pos0 + q0 * stride;
-        const std::int64_t qpos_last = qpos_first + (nq - 1) * stride;
-        if (causal && kpos_first > qpos_last) continue; // every pair masked
-        const bool masked = causal && kpos_last > qpos_first;
-        const std::int64_t qrow_first = task.q_row0 + q0 * stride;
-        const float *const qbase = &q(b, qrow_first, h, 0);
-        const float *const dobase = &dout(b, qrow_first, h, 0);
+        const QueryTile query = QueryTile::of_task(b, task, q0, stride, QT);
+        const CausalBounds bounds = CausalBounds::of(causal, query, key);
+        if (bounds.skip) continue; // every pair masked
+        const int h = query.h, nq = query.nq;
+        const float *const qbase = &in.q(b, query.qrow_first, h, 0);
+        const float *const dobase = &in.dout(b, query.qrow_first, h, 0);
         for (int i = 0; i < nq; ++i) {
-          lrow[i] = lse(b, h, qrow_first + i * stride);
-          drow[i] = delta(b, h, qrow_first + i * stride);
+          lrow[i] = in.lse(b, h, query.qrow(i));
+          drow[i] = in.delta(b, h, query.qrow(i));
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, scale, qbase, ldq, kbase, D,
                     0.0f, s, KT);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, 1.0f, dobase, ldq, vbase, D,
                     0.0f, dp, KT);
-        host_probabilities(s, dp, KT, nq, nk, lrow, drow, masked, qpos_first, kpos_first, stride);
+        host_probabilities(s, dp, KT, query, key, bounds, lrow, drow);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, 1.0f, s, KT, dobase, ldq,
                     1.0f, dva, D);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, scale, dp, KT, qbase, ldq,
@@ -218,8 +192,8 @@ struct HostBackwardDkvFunctor {
     }
     for (int j = 0; j < nk; ++j)
       for (int d = 0; d < D; ++d) {
-        partial(0, b, krow_first + j, d) = dka[std::size_t(j) * D + d];
-        partial(1, b, krow_first + j, d) = dva[std::size_t(j) * D + d];
+        partial(0, b, key.krow_first + j, d) = dka[std::size_t(j) * D + d];
+        partial(1, b, key.krow_first + j, d) = dva[std::size_t(j) * D + d];
       }
   }
 };

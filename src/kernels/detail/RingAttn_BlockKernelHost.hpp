@@ -17,6 +17,7 @@
 #include <core/detail/RingAttn_KokkosCompat.hpp>
 #include <kernels/detail/RingAttn_BlockTask.hpp>
 #include <kernels/detail/RingAttn_FastExp.hpp>
+#include <kernels/detail/RingAttn_KernelArgs.hpp>
 #include <kernels/detail/RingAttn_Merge.hpp>
 
 #include <kernels/detail/RingAttn_Cblas.hpp>
@@ -82,17 +83,7 @@ struct HostBlockAttentionFunctor {
   using ScratchView = Kokkos::View<float *, typename ExecSpace::scratch_memory_space,
                                    Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
 
-  Kokkos::View<const float ****, Kokkos::LayoutRight, memory_space> q;  // [B, n, H, D]
-  Kokkos::View<const float ****, Kokkos::LayoutRight, memory_space> kv; // [2, B, rows, D]
-  Kokkos::View<const BlockTask *, memory_space> tasks;
-  Kokkos::View<const WorkItem *, memory_space> items;
-  Kokkos::View<float ****, Kokkos::LayoutRight, memory_space> o;  // [B, n, H, D]
-  Kokkos::View<float ***, Kokkos::LayoutRight, memory_space> lse; // [B, H, n]
-  std::int64_t num_items = 0;
-  int q_tile = 0;
-  int k_tile = 0;
-  float scale = 1;
-  bool causal = false;
+  BlockKernelArgs<memory_space, float> args;
 
   static std::size_t scratch_elements(int QT, int KT, int D) {
     return std::size_t(QT) * KT + std::size_t(QT) * D + 2 * std::size_t(QT);
@@ -100,18 +91,13 @@ struct HostBlockAttentionFunctor {
 
   void operator()(const member_type &team) const {
     constexpr float ninf = -compat::infinity<float>();
-    const int H = int(q.extent(2)), D = int(q.extent(3)), QT = q_tile, KT = k_tile;
-    const std::int64_t b = team.league_rank() / num_items;
-    const WorkItem item = items(team.league_rank() % num_items);
-    const BlockTask task = tasks(item.task);
-    const int h = task.head;
-    const std::int64_t stride = task.stride;
-    const std::int64_t rem = task.q_count - item.q_begin;
-    const int nq = rem < QT ? int(rem) : QT;
-    const std::int64_t qpos_first = task.q_pos0 + item.q_begin * stride;
-    const std::int64_t qpos_last = qpos_first + (nq - 1) * stride;
-    const std::int64_t qrow_first = task.q_row0 + item.q_begin * stride;
-    const float *const qbase = &q(b, qrow_first, h, 0);
+    const int H = int(args.q.extent(2)), D = int(args.q.extent(3));
+    const int QT = args.q_tile, KT = args.k_tile;
+    const QueryTile query =
+        QueryTile::of_team(team.league_rank(), args.num_items, args.items, args.tasks, QT);
+    const std::int64_t b = query.b, stride = query.stride;
+    const int h = query.h, nq = query.nq;
+    const float *const qbase = &args.q(b, query.qrow_first, h, 0);
     const int ldq = int(stride * H * D);
 
     ScratchView scratch(team.team_scratch(1), scratch_elements(QT, KT, D));
@@ -125,33 +111,28 @@ struct HostBlockAttentionFunctor {
     }
     for (std::size_t e = 0; e < std::size_t(nq) * D; ++e) acc[e] = 0;
 
-    for (int r = 0; r < task.num_key_runs; ++r) {
-      const KeyRun run = task.key_runs[r];
+    for (int r = 0; r < query.task.num_key_runs; ++r) {
+      const KeyRun run = query.task.key_runs[r];
       for (std::int64_t k0 = 0; k0 < run.count; k0 += KT) {
-        const std::int64_t krem = run.count - k0;
-        int nk = krem < KT ? int(krem) : KT;
-        const std::int64_t kpos_first = run.pos0 + k0 * stride;
-        if (causal) {
-          if (kpos_first > qpos_last) break;
+        KeyTile key = KeyTile::of_run(run, k0, stride, KT);
+        if (args.causal) {
+          if (key.kpos_first > query.qpos_last) break;
           // keys past the tile's last query are masked for every row: leave
           // them out of both GEMMs (a diagonal tile is then at most QT wide)
-          const std::int64_t seen = (qpos_last - kpos_first) / stride + 1;
-          if (seen < nk) nk = int(seen);
+          const std::int64_t seen = (query.qpos_last - key.kpos_first) / stride + 1;
+          if (seen < key.nk) key.nk = int(seen);
         }
-        const bool masked = causal && kpos_first + (nk - 1) * stride > qpos_first;
-        const float *const kbase = &kv(0, b, run.block_row + k0, 0);
-        const float *const vbase = &kv(1, b, run.block_row + k0, 0);
+        const CausalBounds bounds = CausalBounds::of(args.causal, query, key);
+        const int nk = key.nk;
+        const float *const kbase = &args.kv(0, b, key.krow_first, 0);
+        const float *const vbase = &args.kv(1, b, key.krow_first, 0);
 
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, scale, qbase, ldq, kbase, D,
-                    0.0f, s, KT);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, args.scale, qbase, ldq,
+                    kbase, D, 0.0f, s, KT);
         for (int i = 0; i < nq; ++i) {
           float *const srow = s + std::size_t(i) * KT;
           // keys kept: j < nk, and kpos <= qpos when masked (positions share the stride)
-          int keep = nk;
-          if (masked) {
-            const std::int64_t lim = (qpos_first - kpos_first) / stride + i + 1;
-            keep = lim < 0 ? 0 : (lim < nk ? int(lim) : nk);
-          }
+          const int keep = bounds.kept(query, key, i);
           float mx = ninf;
 #pragma omp simd reduction(max : mx)
           for (int j = 0; j < keep; ++j) {
@@ -192,13 +173,13 @@ struct HostBlockAttentionFunctor {
     for (int i = 0; i < nq; ++i) {
       const float l = lrow[i];
       if (l == 0.0f) continue; // saw no key in this block (l is NaN after a NaN score)
-      const std::int64_t row = qrow_first + i * stride;
-      const MergeWeights<float> w = lse_merge<float>(lse(b, h, row), mrow[i] + compat::log(l));
+      const std::int64_t row = query.qrow(i);
+      const MergeWeights<float> w = lse_merge<float>(args.lse(b, h, row), mrow[i] + compat::log(l));
       const float wb = w.wb / l;
-      float *const orow = &o(b, row, h, 0);
+      float *const orow = &args.o(b, row, h, 0);
       const float *const arow = acc + std::size_t(i) * D;
       for (int d = 0; d < D; ++d) orow[d] = w.wa * orow[d] + wb * arow[d];
-      lse(b, h, row) = w.lse;
+      args.lse(b, h, row) = w.lse;
     }
   }
 };

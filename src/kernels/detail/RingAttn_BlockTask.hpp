@@ -7,6 +7,8 @@
 // task is "these strided queries against these strided keys", the keys
 // packed contiguously in a K/V block.
 
+#include <Kokkos_Macros.hpp>
+
 #include <cstdint>
 
 namespace ringattn::Details {
@@ -60,6 +62,96 @@ struct ExpandRun {
 struct WorkItem {
   std::int64_t task = 0;
   std::int64_t q_begin = 0;
+};
+
+/// Queries [q_begin, q_begin + nq) of one task for batch entry b, nq at most
+/// the query tile: positions qpos(i), local rows qrow(i), i < nq.
+struct QueryTile {
+  std::int64_t b = 0;
+  BlockTask task;
+  int h = 0;
+  std::int64_t stride = 1;
+  int nq = 0;
+  std::int64_t qpos_first = 0;
+  std::int64_t qpos_last = 0;
+  std::int64_t qrow_first = 0;
+
+  KOKKOS_INLINE_FUNCTION std::int64_t qpos(int i) const { return qpos_first + i * stride; }
+  KOKKOS_INLINE_FUNCTION std::int64_t qrow(int i) const { return qrow_first + i * stride; }
+
+  /// The tile from query q_begin of `task`, positions stepping `stride` (the
+  /// task's; the dK/dV pass passes its key run's, which is the same).
+  KOKKOS_INLINE_FUNCTION static QueryTile of_task(std::int64_t b, const BlockTask &task,
+                                                  std::int64_t q_begin, std::int64_t stride,
+                                                  int q_tile) {
+    const std::int64_t rem = task.q_count - q_begin;
+    const int nq = rem < q_tile ? int(rem) : q_tile;
+    const std::int64_t qpos_first = task.q_pos0 + q_begin * stride;
+    return QueryTile{b,
+                     task,
+                     task.head,
+                     stride,
+                     nq,
+                     qpos_first,
+                     qpos_first + (nq - 1) * stride,
+                     task.q_row0 + q_begin * stride};
+  }
+
+  /// The tile of the team `league_rank` of a launch of one team per (batch
+  /// entry, work item): the forward and the backward's dQ pass.
+  template <class ItemView, class TaskView>
+  KOKKOS_INLINE_FUNCTION static QueryTile of_team(std::int64_t league_rank, std::int64_t num_items,
+                                                  const ItemView &items, const TaskView &tasks,
+                                                  int q_tile) {
+    const WorkItem item = items(league_rank % num_items);
+    const BlockTask task = tasks(item.task);
+    return of_task(league_rank / num_items, task, item.q_begin, task.stride, q_tile);
+  }
+};
+
+/// Keys [k_begin, k_begin + nk) of a key run, nk at most the key tile:
+/// positions kpos(j), block rows krow_first + j, j < nk.
+struct KeyTile {
+  int nk = 0;
+  std::int64_t stride = 1;
+  std::int64_t kpos_first = 0;
+  std::int64_t krow_first = 0;
+
+  KOKKOS_INLINE_FUNCTION std::int64_t kpos(int j) const { return kpos_first + j * stride; }
+  KOKKOS_INLINE_FUNCTION std::int64_t kpos_last() const { return kpos_first + (nk - 1) * stride; }
+
+  KOKKOS_INLINE_FUNCTION static KeyTile of_run(const KeyRun &run, std::int64_t k_begin,
+                                               std::int64_t stride, int k_tile) {
+    const std::int64_t krem = run.count - k_begin;
+    return KeyTile{krem < k_tile ? int(krem) : k_tile, stride, run.pos0 + k_begin * stride,
+                   run.block_row + k_begin};
+  }
+};
+
+/// Causal masking of a query tile against a key tile: the pair (i, j) is
+/// kept when kpos(j) <= qpos(i). Queries and keys of a task share the
+/// stride, so position differences divide exactly.
+struct CausalBounds {
+  bool skip = false;   // every pair masked (keys only grow past this tile)
+  bool masked = false; // some pair masked: test each one
+
+  KOKKOS_INLINE_FUNCTION static CausalBounds of(bool causal, const QueryTile &q, const KeyTile &k) {
+    return CausalBounds{causal && k.kpos_first > q.qpos_last,
+                        causal && k.kpos_last() > q.qpos_first};
+  }
+
+  /// Whether key j of the tile is kept for query i.
+  KOKKOS_INLINE_FUNCTION bool keep(const QueryTile &q, const KeyTile &k, int i, int j) const {
+    return !(masked && k.kpos_first + std::int64_t(j) * k.stride > q.qpos(i));
+  }
+
+  /// How many keys of the tile query i keeps: they are its first ones.
+  KOKKOS_INLINE_FUNCTION int kept(const QueryTile &q, const KeyTile &k, int i) const {
+    if (!masked) return k.nk;
+    // positions share the stride, so this is exact
+    const std::int64_t lim = (q.qpos_first - k.kpos_first) / k.stride + i + 1;
+    return lim < 0 ? 0 : (lim < k.nk ? int(lim) : k.nk);
+  }
 };
 
 } // namespace ringattn::Details
