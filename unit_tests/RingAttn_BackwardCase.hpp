@@ -33,7 +33,8 @@ Gradients run_api_backward(const Problem &p, const std::vector<double> &dout,
   auto v = upload(p.v, p.Hkv, "v");
   auto d_o = upload(dout, p.H, "do");
   auto o = make4(p.H, "o");
-  Tensor3<Scalar, Mem> lse("lse", std::size_t(p.B), std::size_t(p.H), std::size_t(p.N));
+  Tensor3<accumulate_t<Scalar>, Mem> lse("lse", std::size_t(p.B), std::size_t(p.H),
+                                         std::size_t(p.N));
   auto dq = make4(p.H, "dq");
   auto dk = make4(p.Hkv, "dk");
   auto dv = make4(p.Hkv, "dv");
@@ -43,7 +44,9 @@ Gradients run_api_backward(const Problem &p, const std::vector<double> &dout,
   attention.backward(q, k, v, o, lse, d_o, dq, dk, dv);
   auto back = [](const Tensor4<Scalar, Mem> &x) {
     auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), x);
-    return std::vector<double>(h.data(), h.data() + h.size());
+    std::vector<double> out(h.size());
+    for (std::size_t i = 0; i < h.size(); ++i) out[i] = double(h.data()[i]);
+    return out;
   };
   return Gradients{back(dq), back(dk), back(dv)};
 }

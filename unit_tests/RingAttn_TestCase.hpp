@@ -178,16 +178,26 @@ Output run_api(const Problem &p, RingOptions options = {}) {
   auto v = upload(p.v, p.Hkv, "v");
   Tensor4<Scalar, Mem> o("o", std::size_t(p.B), std::size_t(p.N), std::size_t(p.H),
                          std::size_t(p.D));
-  Tensor3<Scalar, Mem> lse("lse", std::size_t(p.B), std::size_t(p.H), std::size_t(p.N));
+  Tensor3<accumulate_t<Scalar>, Mem> lse("lse", std::size_t(p.B), std::size_t(p.H),
+                                         std::size_t(p.N));
   if (p.scale > 0) options.scale = p.scale;
   RingAttention<ExecSpace, Scalar> attention(p.pattern(), options);
   attention.forward(q, k, v, o, lse);
   auto oh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), o);
   auto lh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), lse);
   Output out;
-  out.o.assign(oh.data(), oh.data() + oh.size());
-  out.lse.assign(lh.data(), lh.data() + lh.size());
+  for (std::size_t i = 0; i < oh.size(); ++i) out.o.push_back(double(oh.data()[i]));
+  for (std::size_t i = 0; i < lh.size(); ++i) out.lse.push_back(double(lh.data()[i]));
   return out;
+}
+
+/// The problem with its inputs rounded to the storage type (the float64
+/// reference of docs/SPEC.md section 1 is computed from the rounded inputs).
+template <class Scalar>
+Problem rounded_to(Problem p) {
+  for (auto *x : {&p.q, &p.k, &p.v})
+    for (double &e : *x) e = double(float(Scalar(e)));
+  return p;
 }
 
 /// Max |a - b|, with -inf == -inf counted as equal and NaN or a lone -inf

@@ -88,8 +88,11 @@ public:
   using value_type = Scalar;
   using ConstTensor4 = Kokkos::View<const Scalar ****, Kokkos::LayoutRight, memory_space>;
   using OutTensor4 = Tensor4<Scalar, memory_space>;
-  using OutTensor3 = Tensor3<Scalar, memory_space>;
-  using ConstTensor3 = Kokkos::View<const Scalar ***, Kokkos::LayoutRight, memory_space>;
+  /// LSE is in the accumulate type: float for float, bfloat16 and float16
+  /// storage, double for double (docs/SPEC.md section 1).
+  using lse_type = accumulate_t<Scalar>;
+  using OutTensor3 = Tensor3<lse_type, memory_space>;
+  using ConstTensor3 = Kokkos::View<const lse_type ***, Kokkos::LayoutRight, memory_space>;
 
   explicit RingAttention(const Pattern &pattern, const RingOptions &options = {})
       : pattern_(pattern), options_(options) {

@@ -10,6 +10,7 @@ namespace ringattn {
 
 /// Where the simulated ring gets a member's rows and puts its result. Views
 /// are [B, n_p, H or Hkv, D] and [B, H, n_p] in the member's local row order.
+/// LSE is in the accumulate type (float for 16-bit storage, docs/SPEC.md section 1).
 template <class Scalar, class MemorySpace>
 class MemberIO {
 public:
@@ -18,7 +19,7 @@ public:
   virtual void load_kv(int member, const Tensor4<Scalar, MemorySpace> &k,
                        const Tensor4<Scalar, MemorySpace> &v) = 0;
   virtual void store(int member, const Tensor4<Scalar, MemorySpace> &o,
-                     const Tensor3<Scalar, MemorySpace> &lse) = 0;
+                     const Tensor3<accumulate_t<Scalar>, MemorySpace> &lse) = 0;
 };
 
 } // namespace ringattn

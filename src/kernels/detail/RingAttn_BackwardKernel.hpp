@@ -364,8 +364,9 @@ void backward_dq(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &
       std::int64_t(in.q.extent(2)), D, tiling,
       [&]([[maybe_unused]] const auto &part, [[maybe_unused]] std::int64_t num_items) {
 #ifdef RINGATTN_ENABLE_BLAS
-        return HostBackwardDqFunctor<ExecSpace>{
-            in, tasks, part, dq, num_items, tiling.q_tile, tiling.k_tile, scale, causal};
+        if constexpr (std::is_same_v<Scalar, float>) // the host path is float-only here
+          return HostBackwardDqFunctor<ExecSpace>{
+              in, tasks, part, dq, num_items, tiling.q_tile, tiling.k_tile, scale, causal};
 #endif
       },
       [&](const auto &part, std::int64_t num_items, int scratch_level) {
@@ -391,9 +392,10 @@ void backward_dkv(
       std::int64_t(in.q.extent(2)), D, tiling,
       [&]([[maybe_unused]] const auto &part, [[maybe_unused]] std::int64_t num_items) {
 #ifdef RINGATTN_ENABLE_BLAS
-        return HostBackwardDkvFunctor<ExecSpace>{in,      tasks,     part,          task_index,
-                                                 partial, num_items, tiling.q_tile, tiling.k_tile,
-                                                 scale,   causal};
+        if constexpr (std::is_same_v<Scalar, float>)
+          return HostBackwardDkvFunctor<ExecSpace>{in,      tasks,     part,          task_index,
+                                                   partial, num_items, tiling.q_tile, tiling.k_tile,
+                                                   scale,   causal};
 #endif
       },
       [&](const auto &part, std::int64_t num_items, int scratch_level) {

@@ -148,13 +148,13 @@ struct BlockAttentionFunctor {
       if (l == Acc(0)) return; // saw no key in this block (l is NaN after a NaN score)
       const Acc lse_part = mrow[i] + compat::log(l);
       const std::int64_t row = query.qrow(i);
-      const MergeWeights<Acc> w = lse_merge<Acc>(Acc(args.lse(b, h, row)), lse_part);
+      const MergeWeights<Acc> w = lse_merge<Acc>(args.lse(b, h, row), lse_part);
       const Acc wb = w.wb / l;
       const Acc *const arow = acc + std::size_t(i) * D;
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](const int d) {
-        args.o(b, row, h, d) = Scalar(w.wa * Acc(args.o(b, row, h, d)) + wb * arow[d]);
+        args.o(b, row, h, d) = w.wa * args.o(b, row, h, d) + wb * arow[d];
       });
-      Kokkos::single(Kokkos::PerThread(team), [&]() { args.lse(b, h, row) = Scalar(w.lse); });
+      Kokkos::single(Kokkos::PerThread(team), [&]() { args.lse(b, h, row) = w.lse; });
     });
   }
 };
@@ -170,9 +170,9 @@ void block_attention(
         &kv,
     const Kokkos::View<const BlockTask *, typename ExecSpace::memory_space> &tasks,
     const Kokkos::View<const WorkItem *, typename ExecSpace::memory_space> &items,
-    const Tensor4<Scalar, typename ExecSpace::memory_space> &o,
-    const Tensor3<Scalar, typename ExecSpace::memory_space> &lse, accumulate_t<Scalar> scale,
-    bool causal, const Tiling &tiling) {
+    const Tensor4<accumulate_t<Scalar>, typename ExecSpace::memory_space> &o,
+    const Tensor3<accumulate_t<Scalar>, typename ExecSpace::memory_space> &lse,
+    accumulate_t<Scalar> scale, bool causal, const Tiling &tiling) {
   const int head_dim = int(q.extent(3));
   // One team per (batch entry, item); a league is at most max_league_size
   // teams, so more items are launched in turns (items touch disjoint rows).
@@ -185,7 +185,8 @@ void block_attention(
       std::int64_t(q.extent(2)), head_dim, tiling,
       [&]([[maybe_unused]] const auto &part, [[maybe_unused]] std::int64_t num_items) {
 #ifdef RINGATTN_ENABLE_BLAS
-        return HostBlockAttentionFunctor<ExecSpace>{args(part, num_items)};
+        if constexpr (host_tile_type_v<Scalar>)
+          return HostBlockAttentionFunctor<ExecSpace, Scalar>{args(part, num_items)};
 #endif
       },
       [&](const auto &part, std::int64_t num_items, int scratch_level) {

@@ -10,6 +10,17 @@
 // everything else takes the portable kernel, which is tested beside it.
 
 #include <RingAttn_Config.hpp>
+#include <core/RingAttn_Half.hpp>
+
+#include <type_traits>
+
+namespace ringattn::Details {
+/// Storage types the host fast path takes: float, and the 16-bit types,
+/// whose tiles it widens to float in scratch before the GEMMs.
+template <class Scalar>
+inline constexpr bool host_tile_type_v =
+    std::is_same_v<Scalar, float> || is_16bit_storage_v<Scalar>;
+} // namespace ringattn::Details
 
 #ifdef RINGATTN_ENABLE_BLAS
 
@@ -76,35 +87,55 @@ inline float exp_nonpositive_host(float x) {
   return p * host_bit_cast<float>((n + 127) << 23);
 }
 
-template <class ExecSpace>
+template <class ExecSpace, class Scalar = float>
 struct HostBlockAttentionFunctor {
   using memory_space = typename ExecSpace::memory_space;
   using member_type = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
   using ScratchView = Kokkos::View<float *, typename ExecSpace::scratch_memory_space,
                                    Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  static_assert(host_tile_type_v<Scalar>, "the host path takes float and 16-bit storage");
+  /// 16-bit storage: the Q tile and each K/V tile widened to float in scratch.
+  static constexpr bool widen = !std::is_same_v<Scalar, float>;
 
-  BlockKernelArgs<memory_space, float> args;
+  BlockKernelArgs<memory_space, Scalar> args;
 
   static std::size_t scratch_elements(int QT, int KT, int D) {
-    return std::size_t(QT) * KT + std::size_t(QT) * D + 2 * std::size_t(QT);
+    const std::size_t widened = widen ? std::size_t(QT) * D + 2 * std::size_t(KT) * D : 0;
+    return std::size_t(QT) * KT + std::size_t(QT) * D + 2 * std::size_t(QT) + widened;
   }
 
   void operator()(const member_type &team) const {
     constexpr float ninf = -compat::infinity<float>();
-    const int H = int(args.q.extent(2)), D = int(args.q.extent(3));
+    [[maybe_unused]] const int H = int(args.q.extent(2));
+    const int D = int(args.q.extent(3));
     const int QT = args.q_tile, KT = args.k_tile;
     const QueryTile query =
         QueryTile::of_team(team.league_rank(), args.num_items, args.items, args.tasks, QT);
     const std::int64_t b = query.b, stride = query.stride;
     const int h = query.h, nq = query.nq;
-    const float *const qbase = &args.q(b, query.qrow_first, h, 0);
-    const int ldq = int(stride * H * D);
 
     ScratchView scratch(team.team_scratch(1), scratch_elements(QT, KT, D));
     float *const s = scratch.data();               // [QT][KT] scores, then probabilities
     float *const acc = s + std::size_t(QT) * KT;   // [QT][D] unnormalized output
     float *const mrow = acc + std::size_t(QT) * D; // running max
     float *const lrow = mrow + QT;                 // running denominator
+    float *const qwide = lrow + QT;                // 16-bit: [QT][D], [KT][D], [KT][D]
+    float *const kwide = qwide + std::size_t(QT) * D;
+    float *const vwide = kwide + std::size_t(KT) * D;
+
+    const float *qbase;
+    int ldq;
+    if constexpr (widen) {
+      for (int i = 0; i < nq; ++i) {
+        const Scalar *const qrow = &args.q(b, query.qrow(i), h, 0);
+        for (int d = 0; d < D; ++d) qwide[std::size_t(i) * D + d] = float(qrow[d]);
+      }
+      qbase = qwide;
+      ldq = D;
+    } else {
+      qbase = &args.q(b, query.qrow_first, h, 0);
+      ldq = int(stride * H * D);
+    }
     for (int i = 0; i < nq; ++i) {
       mrow[i] = ninf;
       lrow[i] = 0;
@@ -124,8 +155,20 @@ struct HostBlockAttentionFunctor {
         }
         const CausalBounds bounds = CausalBounds::of(args.causal, query, key);
         const int nk = key.nk;
-        const float *const kbase = &args.kv(0, b, key.krow_first, 0);
-        const float *const vbase = &args.kv(1, b, key.krow_first, 0);
+        const float *kbase, *vbase;
+        if constexpr (widen) {
+          const Scalar *const ksrc = &args.kv(0, b, key.krow_first, 0);
+          const Scalar *const vsrc = &args.kv(1, b, key.krow_first, 0);
+          for (std::size_t e = 0; e < std::size_t(nk) * D; ++e) {
+            kwide[e] = float(ksrc[e]);
+            vwide[e] = float(vsrc[e]);
+          }
+          kbase = kwide;
+          vbase = vwide;
+        } else {
+          kbase = &args.kv(0, b, key.krow_first, 0);
+          vbase = &args.kv(1, b, key.krow_first, 0);
+        }
 
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, args.scale, qbase, ldq,
                     kbase, D, 0.0f, s, KT);

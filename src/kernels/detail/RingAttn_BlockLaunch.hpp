@@ -54,7 +54,7 @@ bool host_blas_takes(
     [[maybe_unused]] std::int64_t heads, [[maybe_unused]] std::int64_t dim,
     [[maybe_unused]] const Tiling &tiling) {
 #ifdef RINGATTN_ENABLE_BLAS
-  if constexpr (std::is_same_v<Scalar, float> && compat::is_host_execution_v<ExecSpace>) {
+  if constexpr (host_tile_type_v<Scalar> && compat::is_host_execution_v<ExecSpace>) {
     if (tiling.portable) return false;
     std::int64_t max_stride = 1;
     for (std::size_t t = 0; t < tasks.extent(0); ++t)
@@ -100,8 +100,9 @@ void launch_host_teams(const ExecSpace &exec, const std::string &label, std::int
 
 /// Runs a block kernel: one team per (batch entry, item of `items`), in
 /// turns (for_each_launch). Where host_blas_takes the launch, the functor
-/// make_host(part, num_items) on host_teams, labelled label + "_host" (with
-/// BLAS only: make_host may be empty without); else the portable functor
+/// make_host(part, num_items) on host_teams, labelled label + "_host"
+/// (make_host returns nothing where there is no host functor: without BLAS,
+/// or for a storage type the host functor does not take); else the portable functor
 /// make_portable(part, num_items, scratch_level), labelled `label`.
 template <class ExecSpace, class Scalar, class Item, class MakeHost, class MakePortable>
 void launch_block_kernel(
@@ -113,7 +114,8 @@ void launch_block_kernel(
   for_each_launch(items, batch, tiling, [&](const auto &part) {
     const std::int64_t num_items = std::int64_t(part.extent(0));
 #ifdef RINGATTN_ENABLE_BLAS
-    if constexpr (std::is_same_v<Scalar, float> && compat::is_host_execution_v<ExecSpace>) {
+    using HostFunctor = decltype(make_host(part, num_items));
+    if constexpr (!std::is_void_v<HostFunctor> && compat::is_host_execution_v<ExecSpace>) {
       if (host_blas_takes<ExecSpace, Scalar>(tasks, heads, D, tiling)) {
         launch_host_teams(exec, label + "_host", batch * num_items, D, tiling,
                           make_host(part, num_items));

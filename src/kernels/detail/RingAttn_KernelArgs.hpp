@@ -21,8 +21,9 @@ struct BlockKernelArgs {
   Kokkos::View<const Scalar ****, Kokkos::LayoutRight, MemorySpace> kv; // [2, B, rows, Dkv]
   Kokkos::View<const BlockTask *, MemorySpace> tasks;
   Kokkos::View<const WorkItem *, MemorySpace> items;
-  Kokkos::View<Scalar ****, Kokkos::LayoutRight, MemorySpace> o;  // [B, n, H, D]
-  Kokkos::View<Scalar ***, Kokkos::LayoutRight, MemorySpace> lse; // [B, H, n]
+  // The running result, in the accumulate type (float for 16-bit storage)
+  Kokkos::View<accumulate_t<Scalar> ****, Kokkos::LayoutRight, MemorySpace> o;  // [B, n, H, D]
+  Kokkos::View<accumulate_t<Scalar> ***, Kokkos::LayoutRight, MemorySpace> lse; // [B, H, n]
   std::int64_t num_items = 0;
   int q_tile = 0;
   int k_tile = 0;
@@ -37,7 +38,7 @@ struct BackwardViews {
   using Acc = accumulate_t<Scalar>;
   Kokkos::View<const Scalar ****, Kokkos::LayoutRight, Mem> q;    // [B, n, H, D]
   Kokkos::View<const Scalar ****, Kokkos::LayoutRight, Mem> dout; // [B, n, H, D]
-  Kokkos::View<const Scalar ***, Kokkos::LayoutRight, Mem> lse;   // [B, H, n]
+  Kokkos::View<const Acc ***, Kokkos::LayoutRight, Mem> lse;      // [B, H, n]
   Kokkos::View<const Acc ***, Kokkos::LayoutRight, Mem> delta;    // [B, H, n]
   Kokkos::View<const Scalar ****, Kokkos::LayoutRight, Mem> kv;   // [2, B, rows, D]
 };

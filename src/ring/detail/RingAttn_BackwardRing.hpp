@@ -157,8 +157,8 @@ RingStats run_simulated_backward(
     const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &k,
     const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &v,
     const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &o,
-    const Kokkos::View<const Scalar ***, Kokkos::LayoutRight, typename ExecSpace::memory_space>
-        &lse,
+    const Kokkos::View<const accumulate_t<Scalar> ***, Kokkos::LayoutRight,
+                       typename ExecSpace::memory_space> &lse,
     const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space>
         &dout,
     const Tensor4<Scalar, typename ExecSpace::memory_space> &dq,
@@ -186,7 +186,7 @@ RingStats run_simulated_backward(
   Kokkos::View<Scalar *, Mem> q_buf("ringattn::q", B * n_max * H * D);
   Kokkos::View<Scalar *, Mem> o_buf("ringattn::o", B * n_max * H * D);
   Kokkos::View<Scalar *, Mem> do_buf("ringattn::do", B * n_max * H * D);
-  Kokkos::View<Scalar *, Mem> lse_buf("ringattn::lse", B * H * n_max);
+  Kokkos::View<Acc *, Mem> lse_buf("ringattn::lse", B * H * n_max);
   Kokkos::View<Acc *, Mem> delta_buf("ringattn::delta", B * H * n_max);
   Kokkos::View<Acc *, Mem> dq_buf("ringattn::dq_acc", B * n_max * H * D);
   Kokkos::View<Scalar *, Mem> k_buf("ringattn::k", B * n_max * Hkv * D);
@@ -199,7 +199,7 @@ RingStats run_simulated_backward(
     const auto ql = wrap_view<T4>(q_buf.data(), B, n, H, D);
     const auto ol = wrap_view<T4>(o_buf.data(), B, n, H, D);
     const auto dol = wrap_view<T4>(do_buf.data(), B, n, H, D);
-    const auto lsel = wrap_view<Tensor3<Scalar, Mem>>(lse_buf.data(), B, H, n);
+    const auto lsel = wrap_view<Tensor3<Acc, Mem>>(lse_buf.data(), B, H, n);
     const auto delta = wrap_view<Tensor3<Acc, Mem>>(delta_buf.data(), B, H, n);
     const auto dql = wrap_view<A4>(dq_buf.data(), B, n, H, D);
     copy_member_rows(exec, partition, p, ql, q, false);
@@ -265,8 +265,8 @@ RingStats run_mpi_backward(
     const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &k,
     const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &v,
     const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &o,
-    const Kokkos::View<const Scalar ***, Kokkos::LayoutRight, typename ExecSpace::memory_space>
-        &lse,
+    const Kokkos::View<const accumulate_t<Scalar> ***, Kokkos::LayoutRight,
+                       typename ExecSpace::memory_space> &lse,
     const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space>
         &dout,
     const Tensor4<Scalar, typename ExecSpace::memory_space> &dq,

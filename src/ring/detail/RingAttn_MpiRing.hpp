@@ -29,10 +29,13 @@
 
 namespace ringattn::Details {
 
+/// The MPI datatype of a storage type; 16-bit values cross as their bits.
 template <class Scalar>
 MPI_Datatype mpi_type() {
   if constexpr (std::is_same_v<Scalar, double>)
     return MPI_DOUBLE;
+  else if constexpr (is_16bit_storage_v<Scalar>)
+    return MPI_UINT16_T;
   else
     return MPI_FLOAT;
 }
@@ -102,10 +105,11 @@ RingStats run_mpi_ring(
     const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &k,
     const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &v,
     const Tensor4<Scalar, typename ExecSpace::memory_space> &o,
-    const Tensor3<Scalar, typename ExecSpace::memory_space> &lse,
+    const Tensor3<accumulate_t<Scalar>, typename ExecSpace::memory_space> &lse,
     const ProgressCallback &progress = {}) {
   using Mem = typename ExecSpace::memory_space;
   using Buffer = MessageBuffer<Scalar, Mem>;
+  using Acc = accumulate_t<Scalar>;
   int P = 1, p = 0;
   MPI_Comm_size(comm, &P);
   MPI_Comm_rank(comm, &p);
@@ -124,7 +128,17 @@ RingStats run_mpi_ring(
   RingStats stats;
   stats.resize(P);
   RingMember<ExecSpace, Scalar> member(pattern, partition, p, scale, tiling);
-  RingMember<ExecSpace, Scalar>::reset(exec, o, lse);
+  // The running O: the caller's o, or for 16-bit storage a float copy
+  // rounded into it at the end.
+  const Tensor4<Acc, Mem> o_run = [&] {
+    if constexpr (std::is_same_v<Acc, Scalar>)
+      return o;
+    else
+      return Tensor4<Acc, Mem>(
+          Kokkos::view_alloc("ringattn::o_running", Kokkos::WithoutInitializing), o.extent(0),
+          o.extent(1), o.extent(2), o.extent(3));
+  }();
+  RingMember<ExecSpace, Scalar>::reset(exec, o_run, lse);
 
   Buffer recv[2], send; // wires: rows that cross, each (kv head, position) once
   // The block the kernels read, for a hop whose wire holds rows read twice.
@@ -214,12 +228,16 @@ RingStats run_mpi_ring(
         block = expanded.view(batch, current.ex.block_rows, dim);
         member.expand(exec, current.buffer->block, current.ex, block);
       }
-      member.consume(exec, q, block, current.ex, o, lse,
+      member.consume(exec, q, block, current.ex, o_run, lse,
                      in_flight ? progress_messages : std::function<void()>{});
       exec.fence();
       stats.compute_seconds[p] += timer.seconds();
     }
     if (progress) progress(RingProgress{p, P, s + 1, P});
+  }
+  if constexpr (!std::is_same_v<Acc, Scalar>) {
+    RingMember<ExecSpace, Scalar>::to_storage(exec, o_run, o);
+    exec.fence();
   }
   MPI_Comm_free(&ring);
   return stats;

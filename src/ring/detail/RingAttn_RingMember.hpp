@@ -55,10 +55,24 @@ public:
   int rank() const { return rank_; }
 
   /// O = 0 and LSE = -inf: the state of a row that has seen no key yet.
-  static void reset(const ExecSpace &exec, const Tensor4<Scalar, memory_space> &o,
-                    const Tensor3<Scalar, memory_space> &lse) {
-    Kokkos::deep_copy(exec, o, Scalar(0));
-    Kokkos::deep_copy(exec, lse, Scalar(-compat::infinity<Acc>()));
+  /// The running (O, LSE) is in the accumulate type (float for 16-bit
+  /// storage); to_storage rounds O to the storage type at the end.
+  static void reset(const ExecSpace &exec, const Tensor4<Acc, memory_space> &o,
+                    const Tensor3<Acc, memory_space> &lse) {
+    Kokkos::deep_copy(exec, o, Acc(0));
+    Kokkos::deep_copy(exec, lse, -compat::infinity<Acc>());
+  }
+
+  /// out = O rounded to the storage type (16-bit storage only).
+  static void to_storage(const ExecSpace &exec, const Tensor4<Acc, memory_space> &o,
+                         const Tensor4<Scalar, memory_space> &out) {
+    const std::int64_t size = std::int64_t(o.span());
+    const Acc *const src = o.data();
+    Scalar *const dst = out.data();
+    Kokkos::parallel_for(
+        "ringattn::o_to_storage",
+        Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(exec, 0, size),
+        KOKKOS_LAMBDA(const std::int64_t i) { dst[i] = Scalar(src[i]); });
   }
 
   /// What this member sends to `receiver` (sender side: no tasks).
@@ -102,8 +116,8 @@ public:
   /// pending messages move while the block is computed (an MPI progresses
   /// large messages only inside MPI calls).
   void consume(const ExecSpace &exec, const ConstTensor4 &q, const ConstTensor4 &block,
-               const Exchange &ex, const Tensor4<Scalar, memory_space> &o,
-               const Tensor3<Scalar, memory_space> &lse,
+               const Exchange &ex, const Tensor4<Acc, memory_space> &o,
+               const Tensor3<Acc, memory_space> &lse,
                const std::function<void()> &between = {}) const {
     for (const auto &branch_tasks : ex.tasks) {
       if (branch_tasks.empty()) continue;

@@ -14,6 +14,7 @@
 #include <Kokkos_Timer.hpp>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace ringattn::Details {
 
@@ -25,6 +26,9 @@ RingStats run_simulated_ring(const ExecSpace &exec, const Pattern &pattern,
                              const ProgressCallback &progress = {}) {
   using Mem = typename ExecSpace::memory_space;
   using T4 = Tensor4<Scalar, Mem>;
+  using Acc = accumulate_t<Scalar>;
+  using A4 = Tensor4<Acc, Mem>;
+  constexpr bool widened_o = !std::is_same_v<Acc, Scalar>; // 16-bit storage
   const int R = partition.members;
   const int H = pattern.heads, Hkv = pattern.kv_heads;
   RingStats stats;
@@ -34,8 +38,11 @@ RingStats run_simulated_ring(const ExecSpace &exec, const Pattern &pattern,
   for (int p = 0; p < R; ++p) n_max = std::max(n_max, partition.local_size(p));
   // One member's state at a time; buffers sized for the largest member.
   Kokkos::View<Scalar *, Mem> q_buf("ringattn::q", batch * n_max * H * head_dim);
-  Kokkos::View<Scalar *, Mem> o_buf("ringattn::o", batch * n_max * H * head_dim);
-  Kokkos::View<Scalar *, Mem> lse_buf("ringattn::lse", batch * H * n_max);
+  Kokkos::View<Acc *, Mem> o_buf("ringattn::o", batch * n_max * H * head_dim);
+  Kokkos::View<Acc *, Mem> lse_buf("ringattn::lse", batch * H * n_max);
+  // 16-bit storage: O rounded to the storage type for the MemberIO
+  Kokkos::View<Scalar *, Mem> o_store_buf("ringattn::o_storage",
+                                          widened_o ? batch * n_max * H * head_dim : 0);
   Kokkos::View<Scalar *, Mem> k_buf("ringattn::k", batch * n_max * Hkv * head_dim);
   Kokkos::View<Scalar *, Mem> v_buf("ringattn::v", batch * n_max * Hkv * head_dim);
   BlockBuffer<Scalar, Mem> block_buf("ringattn::block");
@@ -43,8 +50,8 @@ RingStats run_simulated_ring(const ExecSpace &exec, const Pattern &pattern,
   for (int p = 0; p < R; ++p) {
     const std::int64_t n = partition.local_size(p);
     const auto q = wrap_view<T4>(q_buf.data(), batch, n, H, head_dim);
-    const auto o = wrap_view<T4>(o_buf.data(), batch, n, H, head_dim);
-    const auto lse = wrap_view<Tensor3<Scalar, Mem>>(lse_buf.data(), batch, H, n);
+    const auto o = wrap_view<A4>(o_buf.data(), batch, n, H, head_dim);
+    const auto lse = wrap_view<Tensor3<Acc, Mem>>(lse_buf.data(), batch, H, n);
     io.load_q(p, q);
     RingMember<ExecSpace, Scalar> member(pattern, partition, p, scale, tiling);
     RingMember<ExecSpace, Scalar>::reset(exec, o, lse);
@@ -75,7 +82,14 @@ RingStats run_simulated_ring(const ExecSpace &exec, const Pattern &pattern,
       }
       if (progress) progress(RingProgress{p, R, step + 1, R});
     }
-    io.store(p, o, lse);
+    if constexpr (widened_o) {
+      const auto o_store = wrap_view<T4>(o_store_buf.data(), batch, n, H, head_dim);
+      RingMember<ExecSpace, Scalar>::to_storage(exec, o, o_store);
+      exec.fence();
+      io.store(p, o_store, lse);
+    } else {
+      io.store(p, o, lse);
+    }
   }
   return stats;
 }

@@ -1,0 +1,107 @@
+// 16-bit storage through the API (docs/SPEC.md section 1): bfloat16 and
+// float16 Q, K, V and O, float32 LSE, all arithmetic in float32. Against the
+// float64 reference computed from the rounded inputs (in [-1, 1)): O within
+// 1e-2 (bfloat16) and 2e-3 (float16), LSE within 1e-3, on the host fast path
+// and the portable kernel, one member and simulated rings, every backend.
+// The backward in 16 bits (dO in, dQ, dK, dV out, float32 inside): against
+// the float64 gradients of the rounded inputs, within 2e-2 (bfloat16) and
+// 3e-3 (float16) of max(1, the largest gradient).
+#include <catch2/catch.hpp>
+
+#include "RingAttn_BackwardCase.hpp"
+#include "RingAttn_TestCase.hpp"
+#include "RingAttn_TestSpaces.hpp"
+
+#include <random>
+
+using namespace ringattn;
+using namespace ringattn::test;
+
+namespace {
+
+template <class Scalar>
+constexpr double o_tolerance = std::is_same_v<Scalar, bfloat16_t> ? 1e-2 : 2e-3;
+constexpr double lse_tolerance = 1e-3;
+
+template <class ExecSpace, class Scalar>
+void check_16bit(const Problem &p, const RingOptions &options) {
+  const Reference ref =
+      reference_attention(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v);
+  const Output out = run_api<ExecSpace, Scalar>(p, options);
+  CHECK(max_abs_error(out.o, ref.o) <= o_tolerance<Scalar>);
+  CHECK(max_abs_error(out.lse, ref.lse) <= lse_tolerance);
+  // O holds exactly the storage type's values
+  std::size_t not_representable = 0;
+  for (double x : out.o)
+    if (double(float(Scalar(x))) != x) ++not_representable;
+  CHECK(not_representable == 0);
+}
+
+template <class ExecSpace, class Scalar>
+void check_problem(const Problem &raw) {
+  const Problem p = rounded_to<Scalar>(raw);
+  INFO(p.describe());
+  for (bool portable : {false, true})
+    for (int members : {1, 3}) {
+      INFO((portable ? "portable kernel" : "default kernel") << ", members " << members);
+      RingOptions options;
+      options.members = members;
+      options.partition = members == 3 ? PartitionKind::zigzag : PartitionKind::contiguous;
+      if (portable) options.tiling = small_portable_tiles<ExecSpace>();
+      check_16bit<ExecSpace, Scalar>(p, options);
+    }
+}
+
+} // namespace
+
+using StorageTypes = std::tuple<bfloat16_t, float16_t>;
+
+TEMPLATE_LIST_TEST_CASE("16-bit storage: the standard problems match the float64 reference",
+                        "[half][attention]", StorageTypes) {
+  for (const Problem &p : standard_problems())
+    check_problem<Kokkos::DefaultHostExecutionSpace, TestType>(p);
+}
+
+TEMPLATE_LIST_TEST_CASE("16-bit storage: random shapes and patterns", "[half][attention]",
+                        StorageTypes) {
+  std::mt19937_64 rng(20261201);
+  for (int trial = 0; trial < 20; ++trial)
+    check_problem<Kokkos::DefaultHostExecutionSpace, TestType>(random_problem(rng, 200));
+}
+
+TEMPLATE_LIST_TEST_CASE("16-bit storage on every backend", "[half][attention][backend]",
+                        ExecSpaces) {
+  const Problem p = standard_problems()[3]; // dilated causal head_groups MQA
+  check_16bit<TestType, bfloat16_t>(rounded_to<bfloat16_t>(p), {});
+  check_16bit<TestType, float16_t>(rounded_to<float16_t>(p), {});
+}
+
+TEMPLATE_LIST_TEST_CASE("16-bit storage: the backward matches the float64 gradients",
+                        "[half][backward]", StorageTypes) {
+  using Scalar = TestType;
+  const double tol = std::is_same_v<Scalar, bfloat16_t> ? 2e-2 : 3e-3;
+  std::mt19937_64 rng(7);
+  for (const Problem &raw : standard_problems()) {
+    const Problem p = rounded_to<Scalar>(raw);
+    INFO(p.describe());
+    std::vector<double> dout = random_dout(rng, std::size_t(p.B) * p.N * p.H * p.D);
+    for (double &e : dout) e = double(float(Scalar(e)));
+    const Gradients ref =
+        reference_gradients(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v, dout);
+    for (int members : {1, 3}) {
+      INFO("members " << members);
+      RingOptions options;
+      options.members = members;
+      const Gradients got =
+          run_api_backward<Kokkos::DefaultHostExecutionSpace, Scalar>(p, dout, options);
+      auto scale_of = [](const std::vector<double> &g) {
+        double m = 1;
+        for (double x : g) m = std::max(m, std::abs(x));
+        return m;
+      };
+      CHECK(max_abs_error(got.dq, ref.dq) <= tol * scale_of(ref.dq));
+      CHECK(max_abs_error(got.dk, ref.dk) <= tol * scale_of(ref.dk));
+      CHECK(max_abs_error(got.dv, ref.dv) <= tol * scale_of(ref.dv));
+    }
+  }
+}
