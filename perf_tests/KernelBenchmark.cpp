@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -29,24 +30,48 @@ struct Measurement {
   double gflops = 0;
 };
 
-/// Median time of `repeats` forward passes (after one warm-up) of one
-/// member over the whole sequence, and GFLOP/s on the pairs the pattern keeps.
-Measurement measure(const Case &c, int repeats) {
-  const auto &p = c.pattern;
-  T4 q("q", 1, p.seq_len, p.heads, c.D), k("k", 1, p.seq_len, p.kv_heads, c.D),
-      v("v", 1, p.seq_len, p.kv_heads, c.D), o("o", 1, p.seq_len, p.heads, c.D);
-  ringattn::Tensor3<float, Mem> lse("lse", 1, p.heads, p.seq_len);
-  Kokkos::Random_XorShift64_Pool<Exec> pool(1);
-  Kokkos::fill_random(q, pool, -1.0f, 1.0f);
-  Kokkos::fill_random(k, pool, -1.0f, 1.0f);
-  Kokkos::fill_random(v, pool, -1.0f, 1.0f);
-  ringattn::RingOptions options;
-  if (const char *tiles = std::getenv("RINGATTN_TILES")) { // "QT,KT" to explore tilings
-    ringattn::Tiling t = ringattn::default_tiling<Exec>(c.D);
-    std::sscanf(tiles, "%d,%d", &t.q_tile, &t.k_tile);
-    options.tiling = t;
+/// Q, K, V of a case in storage type Scalar: uniform in [-1, 1) in float,
+/// rounded to Scalar.
+template <class Scalar>
+ringattn::Tensor4<Scalar, Mem> random_tensor(const char *label, std::int64_t n, int heads, int D,
+                                             std::uint64_t seed) {
+  T4 wide("wide", 1, n, heads, D);
+  Kokkos::Random_XorShift64_Pool<Exec> pool(seed);
+  Kokkos::fill_random(wide, pool, -1.0f, 1.0f);
+  if constexpr (std::is_same_v<Scalar, float>) {
+    return wide;
+  } else {
+    ringattn::Tensor4<Scalar, Mem> narrow(std::string(label), std::size_t(1), std::size_t(n),
+                                          std::size_t(heads), std::size_t(D));
+    Scalar *const dst = narrow.data();
+    const float *const src = wide.data();
+    Kokkos::parallel_for(
+        "round", Kokkos::RangePolicy<Exec>(0, narrow.span()),
+        KOKKOS_LAMBDA(const std::size_t i) { dst[i] = Scalar(src[i]); });
+    return narrow;
   }
-  ringattn::RingAttention<Exec, float> attention(p, options);
+}
+
+/// Median time of `repeats` forward passes (after one warm-up) of one
+/// member over the whole sequence, and GFLOP/s on the pairs the pattern
+/// keeps; storage type Scalar (16-bit: `native` picks MKL's 16-bit GEMMs
+/// over widened tiles).
+template <class Scalar = float>
+Measurement measure(const Case &c, int repeats, bool native = false) {
+  const auto &p = c.pattern;
+  const auto q = random_tensor<Scalar>("q", p.seq_len, p.heads, c.D, 1);
+  const auto k = random_tensor<Scalar>("k", p.seq_len, p.kv_heads, c.D, 2);
+  const auto v = random_tensor<Scalar>("v", p.seq_len, p.kv_heads, c.D, 3);
+  ringattn::Tensor4<Scalar, Mem> o("o", std::size_t(1), std::size_t(p.seq_len),
+                                   std::size_t(p.heads), std::size_t(c.D));
+  ringattn::Tensor3<float, Mem> lse("lse", 1, p.heads, p.seq_len);
+  ringattn::RingOptions options;
+  ringattn::Tiling t = ringattn::default_tiling<Exec, Scalar>(c.D);
+  if (const char *tiles = std::getenv("RINGATTN_TILES")) // "QT,KT" to explore tilings
+    std::sscanf(tiles, "%d,%d", &t.q_tile, &t.k_tile);
+  t.native_16bit_gemm = native;
+  options.tiling = t;
+  ringattn::RingAttention<Exec, Scalar> attention(p, options);
   std::vector<double> times;
   for (int r = 0; r < repeats + 1; ++r) {
     Kokkos::fence();
@@ -89,6 +114,28 @@ int main(int argc, char *argv[]) {
       std::printf("| %s | %lld | %d | %d | %.4f | %.1f | %.1f | %.2f |\n", c.name.c_str(),
                   (long long)c.pattern.seq_len, c.pattern.heads, c.D, m.seconds, m.gflops, base,
                   base > 0 ? m.gflops / base : 0.0);
+    }
+
+    // 16-bit storage against float32 on the same case, in the same run:
+    // tiles widened to float for sgemm, and (MKL) MKL's 16-bit GEMMs.
+    std::printf("\n| storage, host path (seconds; ratio to float32) | case | D | float32 | "
+                "bfloat16 widened | bfloat16 MKL gemm_bf16bf16f32 | float16 widened | "
+                "float16 MKL gemm_f16f16f32 |\n");
+    std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for (const Case &c : cases) {
+      const double f32 = measure<float>(c, repeats).seconds;
+      const double bw = measure<ringattn::bfloat16_t>(c, repeats, false).seconds;
+      const double fw = measure<ringattn::float16_t>(c, repeats, false).seconds;
+      const bool mkl = ringattn::Details::host_native_16bit_gemm;
+      const double bn = mkl ? measure<ringattn::bfloat16_t>(c, repeats, true).seconds : 0;
+      const double fn = mkl ? measure<ringattn::float16_t>(c, repeats, true).seconds : 0;
+      auto cell = [&](double x) {
+        return x > 0 ? std::to_string(x).substr(0, 6) + " (" +
+                           std::to_string(x / f32).substr(0, 4) + ")"
+                     : std::string("no MKL");
+      };
+      std::printf("| | %s | %d | %.4f | %s | %s | %s | %s |\n", c.name.c_str(), c.D, f32,
+                  cell(bw).c_str(), cell(bn).c_str(), cell(fw).c_str(), cell(fn).c_str());
     }
 
     // Dilated attention's work is linear in N: time(2N) / time(N) should stay

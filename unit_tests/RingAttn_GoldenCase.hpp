@@ -12,6 +12,7 @@
 #include <Npy.hpp>
 
 #include <filesystem>
+#include <unistd.h>
 #include <string>
 #include <vector>
 
@@ -53,10 +54,12 @@ inline Problem deck_problem(const driver::RunConfig &cfg, const std::string &q,
   return p;
 }
 
-/// A fresh folder ringattn_test_<name> under the system's temporary folder.
+/// A fresh folder ringattn_test_<name>_<pid> under the system's temporary
+/// folder: its own per process, since test binaries run at once (CTest -j,
+/// the sanitizer and Kokkos 4 tiers) must not share outputs.
 inline std::filesystem::path scratch_dir(const std::string &name) {
-  const std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / ("ringattn_test_" + name);
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("ringattn_test_" + name + "_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   return dir;
 }

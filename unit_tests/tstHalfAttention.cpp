@@ -41,13 +41,22 @@ template <class ExecSpace, class Scalar>
 void check_problem(const Problem &raw) {
   const Problem p = rounded_to<Scalar>(raw);
   INFO(p.describe());
-  for (bool portable : {false, true})
+  // the host path with tiles widened to float, with MKL's 16-bit GEMMs
+  // (where built with MKL), and the portable kernel
+  for (int kernel : {0, 1, 2})
     for (int members : {1, 3}) {
-      INFO((portable ? "portable kernel" : "default kernel") << ", members " << members);
+      if (kernel == 1 && !Details::host_native_16bit_gemm) continue;
+      INFO((kernel == 0   ? "host, widened"
+            : kernel == 1 ? "host, 16-bit GEMM"
+                          : "portable")
+           << ", members " << members);
       RingOptions options;
       options.members = members;
       options.partition = members == 3 ? PartitionKind::zigzag : PartitionKind::contiguous;
-      if (portable) options.tiling = small_portable_tiles<ExecSpace>();
+      Tiling tiling =
+          kernel == 2 ? small_portable_tiles<ExecSpace>() : default_tiling<ExecSpace, Scalar>(p.D);
+      tiling.native_16bit_gemm = kernel == 1;
+      options.tiling = tiling;
       check_16bit<ExecSpace, Scalar>(p, options);
     }
 }

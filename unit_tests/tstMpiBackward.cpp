@@ -20,7 +20,8 @@ using Exec = Kokkos::DefaultExecutionSpace;
 using Mem = Exec::memory_space;
 
 /// The local view's values and the matching entries of a global reference.
-void collect(const Tensor4<float, Mem> &local, const std::vector<double> &global, const Problem &p,
+template <class Scalar>
+void collect(const Tensor4<Scalar, Mem> &local, const std::vector<double> &global, const Problem &p,
              int heads, const Partition &part, int rank, std::vector<double> &mine,
              std::vector<double> &ref) {
   auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), local);
@@ -31,12 +32,16 @@ void collect(const Tensor4<float, Mem> &local, const std::vector<double> &global
       const std::int64_t t = part.global_position(rank, row);
       for (int x = 0; x < heads; ++x)
         for (int d = 0; d < p.D; ++d) {
-          mine.push_back(h(b, row, x, d));
+          mine.push_back(double(h(b, row, x, d)));
           ref.push_back(global[((b * p.N + t) * heads + x) * p.D + d]);
         }
     }
 }
 
+/// Float: within 1e-4 of the float64 gradients. 16-bit storage (inputs and
+/// dO rounded): within 2e-2 (bfloat16) or 3e-3 (float16) of max(1, the
+/// largest gradient), as tstHalfAttention.cpp in one process.
+template <class Scalar = float>
 void check_rank_gradients(MPI_Comm comm, const Problem &p, PartitionKind kind, bool overlap) {
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
@@ -44,47 +49,54 @@ void check_rank_gradients(MPI_Comm comm, const Problem &p, PartitionKind kind, b
   INFO(p.describe() << " P=" << size << (kind == PartitionKind::zigzag ? " zigzag" : " contiguous")
                     << (overlap ? " overlap" : ""));
   std::mt19937_64 rng(2026);
-  const auto dout = random_dout(rng, std::size_t(p.B) * p.N * p.H * p.D);
+  auto dout = random_dout(rng, std::size_t(p.B) * p.N * p.H * p.D);
+  for (double &e : dout) e = double(float(Scalar(e))); // exact for float
   const Gradients ref =
       reference_gradients(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v, dout);
 
   const Partition part(kind, p.N, size);
   const std::int64_t n = part.local_size(rank);
-  auto q = local_rows(p.q, p, p.H, part, rank);
-  auto k = local_rows(p.k, p, p.Hkv, part, rank);
-  auto v = local_rows(p.v, p, p.Hkv, part, rank);
-  auto d_o = local_rows(dout, p, p.H, part, rank);
+  auto q = local_rows<Scalar>(p.q, p, p.H, part, rank);
+  auto k = local_rows<Scalar>(p.k, p, p.Hkv, part, rank);
+  auto v = local_rows<Scalar>(p.v, p, p.Hkv, part, rank);
+  auto d_o = local_rows<Scalar>(dout, p, p.H, part, rank);
   auto make = [&](int heads) {
-    return Tensor4<float, Mem>("t", std::size_t(p.B), std::size_t(n), std::size_t(heads),
-                               std::size_t(p.D));
+    return Tensor4<Scalar, Mem>("t", std::size_t(p.B), std::size_t(n), std::size_t(heads),
+                                std::size_t(p.D));
   };
   auto o = make(p.H);
-  Tensor3<float, Mem> lse("lse", std::size_t(p.B), std::size_t(p.H), std::size_t(n));
+  Tensor3<accumulate_t<Scalar>, Mem> lse("lse", std::size_t(p.B), std::size_t(p.H), std::size_t(n));
   RingOptions options;
   options.partition = kind;
   options.overlap = overlap;
   if (p.scale > 0) options.scale = p.scale;
-  RingAttention<Exec, float> attention(p.pattern(), options);
+  RingAttention<Exec, Scalar> attention(p.pattern(), options);
   attention.forward(comm, q, k, v, o, lse);
+  auto tolerance = [](const std::vector<double> &g) {
+    if constexpr (!is_16bit_storage_v<Scalar>) return 1e-4;
+    double m = 1;
+    for (double x : g) m = std::max(m, std::abs(x));
+    return (std::is_same_v<Scalar, bfloat16_t> ? 2e-2 : 3e-3) * m;
+  };
   std::vector<double> first[3];
   for (int run = 0; run < 2; ++run) {
     auto dq = make(p.H), dk = make(p.Hkv), dv = make(p.Hkv);
     attention.backward(comm, q, k, v, o, lse, d_o, dq, dk, dv);
     std::vector<double> mine, want;
     collect(dq, ref.dq, p, p.H, part, rank, mine, want);
-    CHECK(max_abs_error(mine, want) <= 1e-4);
+    CHECK(max_abs_error(mine, want) <= tolerance(ref.dq));
     if (run == 0)
       first[0] = mine;
     else
       CHECK(mine == first[0]);
     collect(dk, ref.dk, p, p.Hkv, part, rank, mine, want);
-    CHECK(max_abs_error(mine, want) <= 1e-4);
+    CHECK(max_abs_error(mine, want) <= tolerance(ref.dk));
     if (run == 0)
       first[1] = mine;
     else
       CHECK(mine == first[1]);
     collect(dv, ref.dv, p, p.Hkv, part, rank, mine, want);
-    CHECK(max_abs_error(mine, want) <= 1e-4);
+    CHECK(max_abs_error(mine, want) <= tolerance(ref.dv));
     if (run == 0)
       first[2] = mine;
     else
@@ -98,6 +110,15 @@ TEST_CASE("MPI ring backward matches the reference on every rank's rows", "[mpi]
   for (const Problem &p : standard_problems())
     for (PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag})
       for (bool overlap : {true, false}) check_rank_gradients(MPI_COMM_WORLD, p, kind, overlap);
+}
+
+TEST_CASE("MPI ring backward in 16-bit storage", "[mpi][backward][half]") {
+  for (const Problem &raw : standard_problems()) {
+    check_rank_gradients<bfloat16_t>(MPI_COMM_WORLD, rounded_to<bfloat16_t>(raw),
+                                     PartitionKind::zigzag, true);
+    check_rank_gradients<float16_t>(MPI_COMM_WORLD, rounded_to<float16_t>(raw),
+                                    PartitionKind::contiguous, true);
+  }
 }
 
 TEST_CASE("MPI ring backward runs on a sub-communicator", "[mpi][backward]") {

@@ -135,7 +135,11 @@ TEST_CASE("mpi errors: a bad option on one rank throws on every rank", "[.errors
 
   SECTION("an invalid tiling on rank 0") {
     RingOptions options;
-    if (rank == 0) options.tiling = Tiling{0, 16, 1, 1, false, INT_MAX};
+    if (rank == 0) {
+      Tiling bad;
+      bad.q_tile = 0;
+      options.tiling = bad;
+    }
     const RingAttention<Exec, float> attention(p.pattern(), options);
     const std::string what =
         message_of([&] { attention.forward(comm, t.q, t.k, t.v, t.o, t.lse); });

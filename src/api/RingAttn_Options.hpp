@@ -21,6 +21,12 @@ struct Tiling {
   int vector_length = 1;
   /// Use the portable kernel even where the host fast path could run.
   bool portable = false;
+  /// 16-bit storage on the host fast path with MKL: tile products by MKL's
+  /// 16-bit GEMMs with float results (probabilities rounded to the storage
+  /// type for P V) instead of tiles widened to float for sgemm. Ignored
+  /// elsewhere. The default is the faster of the two as measured
+  /// (perf_tests/KernelBenchmark.cpp, README).
+  bool native_16bit_gemm = false;
   /// Most teams one kernel launch may have (Kokkos league sizes are int):
   /// batch x work items beyond it are launched in turns.
   std::int64_t max_league_size = INT_MAX;

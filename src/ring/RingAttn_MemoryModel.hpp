@@ -4,7 +4,8 @@
 // The memory a ring member allocates (docs/SPEC.md section 3: it grows as N/P), buffer by
 // buffer, as the simulated and MPI rings of this folder allocate them:
 //   - Q, O [B, n, H, D], K, V [B, n, Hkv, D], LSE [B, H, n] of the member
-//     (the simulated ring sizes them for its largest member);
+//     (the simulated ring sizes them for its largest member); LSE in the
+//     accumulate type, and for 16-bit storage a float running O beside O;
 //   - K/V blocks [2, B, rows, D]: in the simulated ring one block the
 //     kernels read (rows: the largest expanded block, gathered directly); in
 //     the MPI ring two receive wires and a send wire (rows: the largest
@@ -85,14 +86,17 @@ inline MemberMemoryModel model_member_memory(const Pattern &pattern, const Parti
     }
   }
   const std::int64_t H = pattern.heads, Hkv = pattern.kv_heads, D = head_dim;
-  m.q = m.o = batch * n * H * D * scalar_bytes;
+  // LSE and the running O are in the accumulate type: float for 16-bit
+  // storage, whose O then has a float copy beside the stored one.
+  const std::int64_t acc_bytes = scalar_bytes >= 8 ? 8 : 4;
+  m.q = batch * n * H * D * scalar_bytes;
+  m.o = batch * n * H * D * (scalar_bytes + (scalar_bytes < acc_bytes ? acc_bytes : 0));
   m.k = m.v = batch * n * Hkv * D * scalar_bytes;
-  m.lse = batch * H * n * scalar_bytes;
+  m.lse = batch * H * n * acc_bytes;
   const std::int64_t block_bytes = 2 * batch * D * scalar_bytes;
   m.block_rows = e.block_rows;
   m.blocks = mpi ? block_bytes * (2 * e.recv_rows + e.send_rows + e.expand_rows)
                  : block_bytes * e.block_rows;
-  const std::int64_t acc_bytes = scalar_bytes >= 8 ? 8 : 4;
   m.tiles =
       std::int64_t(threads) *
       std::int64_t(Details::BlockAttentionFunctor<Kokkos::DefaultHostExecutionSpace,

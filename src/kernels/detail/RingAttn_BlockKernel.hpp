@@ -186,7 +186,8 @@ void block_attention(
       [&]([[maybe_unused]] const auto &part, [[maybe_unused]] std::int64_t num_items) {
 #ifdef RINGATTN_ENABLE_BLAS
         if constexpr (host_tile_type_v<Scalar>)
-          return HostBlockAttentionFunctor<ExecSpace, Scalar>{args(part, num_items)};
+          return HostBlockAttentionFunctor<ExecSpace, Scalar>{args(part, num_items),
+                                                              tiling.native_16bit_gemm};
 #endif
       },
       [&](const auto &part, std::int64_t num_items, int scratch_level) {

@@ -20,6 +20,14 @@ namespace ringattn::Details {
 template <class Scalar>
 inline constexpr bool host_tile_type_v =
     std::is_same_v<Scalar, float> || is_16bit_storage_v<Scalar>;
+/// Whether the host path can multiply 16-bit tiles natively: MKL has
+/// gemm_bf16bf16f32 and gemm_f16f16f32; Debian's OpenBLAS 0.3.21 exports no
+/// cblas_sbgemm, so there 16-bit tiles are always widened.
+#if defined(RINGATTN_ENABLE_BLAS) && defined(RINGATTN_HAVE_MKL)
+inline constexpr bool host_native_16bit_gemm = true;
+#else
+inline constexpr bool host_native_16bit_gemm = false;
+#endif
 } // namespace ringattn::Details
 
 #ifdef RINGATTN_ENABLE_BLAS
@@ -33,8 +41,12 @@ inline constexpr bool host_tile_type_v =
 
 #include <kernels/detail/RingAttn_Cblas.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#ifdef __F16C__
+#include <immintrin.h>
+#endif
 
 namespace ringattn::Details {
 
@@ -87,6 +99,42 @@ inline float exp_nonpositive_host(float x) {
   return p * host_bit_cast<float>((n + 127) << 23);
 }
 
+#ifdef RINGATTN_HAVE_MKL
+/// MKL's GEMMs of 16-bit inputs with float results (C = alpha A B^T-or-B +
+/// beta C), row-major: the host path's "native" 16-bit tile products.
+inline void gemm_16bit(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha,
+                       const bfloat16_t *a, int lda, const bfloat16_t *b, int ldb, float beta,
+                       float *c, int ldc) {
+  cblas_gemm_bf16bf16f32(CblasRowMajor, ta, tb, m, n, k, alpha,
+                         reinterpret_cast<const MKL_BF16 *>(a), lda,
+                         reinterpret_cast<const MKL_BF16 *>(b), ldb, beta, c, ldc);
+}
+inline void gemm_16bit(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha,
+                       const float16_t *a, int lda, const float16_t *b, int ldb, float beta,
+                       float *c, int ldc) {
+  cblas_gemm_f16f16f32(CblasRowMajor, ta, tb, m, n, k, alpha, reinterpret_cast<const MKL_F16 *>(a),
+                       lda, reinterpret_cast<const MKL_F16 *>(b), ldb, beta, c, ldc);
+}
+#endif
+
+/// dst[e] = float(src[e]), e < n, for the host path's widened tiles: plain
+/// loops the compiler vectorizes (bfloat16: a 16-bit shift; float16: the
+/// F16C conversion where the target has it, else the exact bit arithmetic
+/// of RingAttn_Half.hpp).
+inline void widen_16bit(const bfloat16_t *src, float *dst, std::size_t n) {
+  for (std::size_t e = 0; e < n; ++e)
+    dst[e] = host_bit_cast<float>(std::uint32_t(src[e].bits) << 16);
+}
+inline void widen_16bit(const float16_t *src, float *dst, std::size_t n) {
+  std::size_t e = 0;
+#ifdef __F16C__
+  for (; e + 8 <= n; e += 8)
+    _mm256_storeu_ps(dst + e,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(src + e))));
+#endif
+  for (; e < n; ++e) dst[e] = float(src[e]);
+}
+
 template <class ExecSpace, class Scalar = float>
 struct HostBlockAttentionFunctor {
   using memory_space = typename ExecSpace::memory_space;
@@ -98,43 +146,49 @@ struct HostBlockAttentionFunctor {
   static constexpr bool widen = !std::is_same_v<Scalar, float>;
 
   BlockKernelArgs<memory_space, Scalar> args;
+  /// 16-bit storage: the tile products by the BLAS's 16-bit GEMM (the
+  /// probabilities rounded to the storage type for P V) instead of widened
+  /// tiles and sgemm (Tiling::native_16bit_gemm; MKL only).
+  bool native = false;
 
   static std::size_t scratch_elements(int QT, int KT, int D) {
-    const std::size_t widened = widen ? std::size_t(QT) * D + 2 * std::size_t(KT) * D : 0;
+    // widened Q, K, V tiles, or (native) the probabilities in 16 bits
+    const std::size_t widened = widen ? std::max(std::size_t(QT) * D + 2 * std::size_t(KT) * D,
+                                                 (std::size_t(QT) * KT + 1) / 2)
+                                      : 0;
     return std::size_t(QT) * KT + std::size_t(QT) * D + 2 * std::size_t(QT) + widened;
   }
 
   void operator()(const member_type &team) const {
     constexpr float ninf = -compat::infinity<float>();
-    [[maybe_unused]] const int H = int(args.q.extent(2));
-    const int D = int(args.q.extent(3));
+    const int H = int(args.q.extent(2)), D = int(args.q.extent(3));
     const int QT = args.q_tile, KT = args.k_tile;
     const QueryTile query =
         QueryTile::of_team(team.league_rank(), args.num_items, args.items, args.tasks, QT);
     const std::int64_t b = query.b, stride = query.stride;
     const int h = query.h, nq = query.nq;
+    // Queries of a dilated task are rows qrow_first + i * stride: a leading
+    // dimension of stride * H * D for the GEMM.
+    const Scalar *const q_rows = &args.q(b, query.qrow_first, h, 0);
+    const int ldq_rows = int(stride * H * D);
+    const bool native_gemm = widen && host_native_16bit_gemm && native;
 
     ScratchView scratch(team.team_scratch(1), scratch_elements(QT, KT, D));
     float *const s = scratch.data();               // [QT][KT] scores, then probabilities
     float *const acc = s + std::size_t(QT) * KT;   // [QT][D] unnormalized output
     float *const mrow = acc + std::size_t(QT) * D; // running max
     float *const lrow = mrow + QT;                 // running denominator
-    float *const qwide = lrow + QT;                // 16-bit: [QT][D], [KT][D], [KT][D]
+    float *const qwide = lrow + QT;                // 16-bit, widened: [QT][D], [KT][D], [KT][D]
     float *const kwide = qwide + std::size_t(QT) * D;
     float *const vwide = kwide + std::size_t(KT) * D;
+    [[maybe_unused]] Scalar *const p_narrow =
+        reinterpret_cast<Scalar *>(qwide); // 16-bit, native: [QT][KT]
 
-    const float *qbase;
-    int ldq;
     if constexpr (widen) {
-      for (int i = 0; i < nq; ++i) {
-        const Scalar *const qrow = &args.q(b, query.qrow(i), h, 0);
-        for (int d = 0; d < D; ++d) qwide[std::size_t(i) * D + d] = float(qrow[d]);
-      }
-      qbase = qwide;
-      ldq = D;
-    } else {
-      qbase = &args.q(b, query.qrow_first, h, 0);
-      ldq = int(stride * H * D);
+      if (!native_gemm)
+        for (int i = 0; i < nq; ++i)
+          widen_16bit(q_rows + std::size_t(i) * ldq_rows, qwide + std::size_t(i) * D,
+                      std::size_t(D));
     }
     for (int i = 0; i < nq; ++i) {
       mrow[i] = ninf;
@@ -155,23 +209,24 @@ struct HostBlockAttentionFunctor {
         }
         const CausalBounds bounds = CausalBounds::of(args.causal, query, key);
         const int nk = key.nk;
-        const float *kbase, *vbase;
-        if constexpr (widen) {
-          const Scalar *const ksrc = &args.kv(0, b, key.krow_first, 0);
-          const Scalar *const vsrc = &args.kv(1, b, key.krow_first, 0);
-          for (std::size_t e = 0; e < std::size_t(nk) * D; ++e) {
-            kwide[e] = float(ksrc[e]);
-            vwide[e] = float(vsrc[e]);
-          }
-          kbase = kwide;
-          vbase = vwide;
-        } else {
-          kbase = &args.kv(0, b, key.krow_first, 0);
-          vbase = &args.kv(1, b, key.krow_first, 0);
-        }
+        const Scalar *const k_rows = &args.kv(0, b, key.krow_first, 0);
+        const Scalar *const v_rows = &args.kv(1, b, key.krow_first, 0);
 
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, args.scale, qbase, ldq,
-                    kbase, D, 0.0f, s, KT);
+        // S = scale Q K^T
+        if constexpr (!widen) {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, args.scale, q_rows,
+                      ldq_rows, k_rows, D, 0.0f, s, KT);
+        } else if (native_gemm) {
+#ifdef RINGATTN_HAVE_MKL
+          gemm_16bit(CblasNoTrans, CblasTrans, nq, nk, D, args.scale, q_rows, ldq_rows, k_rows, D,
+                     0.0f, s, KT);
+#endif
+        } else {
+          widen_16bit(k_rows, kwide, std::size_t(nk) * D);
+          widen_16bit(v_rows, vwide, std::size_t(nk) * D);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, args.scale, qwide, D,
+                      kwide, D, 0.0f, s, KT);
+        }
         for (int i = 0; i < nq; ++i) {
           float *const srow = s + std::size_t(i) * KT;
           // keys kept: j < nk, and kpos <= qpos when masked (positions share the stride)
@@ -208,8 +263,24 @@ struct HostBlockAttentionFunctor {
           lrow[i] = lrow[i] * alpha + sum;
           mrow[i] = mnew;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, s, KT, vbase, D,
-                    1.0f, acc, D);
+        // O += P V
+        if constexpr (!widen) {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, s, KT, v_rows, D,
+                      1.0f, acc, D);
+        } else if (native_gemm) {
+#ifdef RINGATTN_HAVE_MKL
+          // P in the storage type, as FlashAttention does in 16 bits; the
+          // denominator l keeps the float sum.
+          for (int i = 0; i < nq; ++i)
+            for (int j = 0; j < nk; ++j)
+              p_narrow[std::size_t(i) * KT + j] = Scalar(s[std::size_t(i) * KT + j]);
+          gemm_16bit(CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, p_narrow, KT, v_rows, D, 1.0f,
+                     acc, D);
+#endif
+        } else {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, s, KT, vwide, D,
+                      1.0f, acc, D);
+        }
       }
     }
 
