@@ -129,8 +129,10 @@ const std::vector<BadDeck> bad_decks = {
    "deck.yaml:2:12: problem.seq_len: batch*seq_len*heads*head_dim = 1*4611686018427387904*8*64 float32 values"},
   {"B*N*H*D beyond 2^62 bytes", "problem:\n  seq_len: 1099511627776\n  heads: 2048\n  head_dim: 513\n", {},
    "deck.yaml:2:12: problem.seq_len: batch*seq_len*heads*head_dim = 1*1099511627776*2048*513 float32 values (4.62e+18 bytes) is absurd, expected at most 2^62 bytes"},
-  {"bad dtype", P + "  dtype: float16\n", {},
-   "deck.yaml:5:10: problem.dtype: expected one of float32 | float64, got \"float16\"; did you mean 'float32'?"},
+  {"bad dtype", P + "  dtype: float8\n", {},
+   "deck.yaml:5:10: problem.dtype: expected one of float32 | float64 | bfloat16 | float16, got \"float8\"; did you mean 'float32'?"},
+  {"bad 16-bit dtype", P + "  dtype: bf16\n", {},
+   "deck.yaml:5:10: problem.dtype: expected one of float32 | float64 | bfloat16 | float16, got \"bf16\""},
   // -- attention
   {"bad kind", P + "attention:\n  kind: dilate\n", {},
    "deck.yaml:6:9: attention.kind: expected one of dense | dilated, got \"dilate\"; did you mean 'dilated'?"},
@@ -292,6 +294,15 @@ TEST_CASE("deck: defaults are filled in", "[deck]") {
   CHECK(c.verify.enabled);
   CHECK(c.verify.rows == 64);
   CHECK(c.verify.tolerance == 1e-4);
+  // 16-bit storage: the dtype's own default tolerance, unless the deck sets one.
+  const RunConfig bf16 = load_deck(deck, {"problem.dtype=bfloat16"});
+  CHECK(bf16.problem.dtype == DType::bfloat16);
+  CHECK(bf16.verify.tolerance == 1e-2);
+  CHECK(lse_tolerance(bf16.problem.dtype, bf16.verify.tolerance) == 1e-3);
+  CHECK(load_deck(deck, {"problem.dtype=float16"}).verify.tolerance == 2e-3);
+  CHECK(load_deck(deck, {"problem.dtype=float16", "verify.tolerance=5e-4"}).verify.tolerance ==
+        5e-4);
+  CHECK(lse_tolerance(DType::float32, 1e-2) == 1e-2); // float32, float64: one tolerance
   CHECK(c.benchmark.warmup == 1);
   CHECK(c.benchmark.repeats == 5);
   CHECK(c.output.results == (tmp.path / "results.yaml").string());

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -176,6 +177,70 @@ TEST_CASE("npy round trip and slices", "[npy]") {
   }
 }
 
+TEST_CASE("npy float16 ('<f2') input and 16-bit storage values", "[npy][half]") {
+  using ringattn::bfloat16_t;
+  using ringattn::float16_t;
+  TempDir tmp("half");
+  // A hand-made '<f2' file: 1, -2, 0.5 + 2^-11, 65504 (the largest half),
+  // the smallest subnormal 2^-24, -inf.
+  const std::uint16_t bits[6] = {0x3c00, 0xc000, 0x3801, 0x7bff, 0x0001, 0xfc00};
+  std::string bytes = hand_header("{'descr': '<f2', 'fortran_order': False, 'shape': (6,), }");
+  for (std::uint16_t b : bits) {
+    bytes.push_back(char(b & 0xff));
+    bytes.push_back(char(b >> 8));
+  }
+  write_bytes(tmp / "half.npy", bytes);
+  NpyReader r(tmp / "half.npy");
+  CHECK(r.header().dtype == DType::float16);
+  CHECK(r.header().data_bytes() == 12);
+  std::vector<double> d(6);
+  r.read(0, 6, d.data()); // exact in double
+  CHECK(d == std::vector<double>{1, -2, 0.5 + 0x1p-11, 65504, 0x1p-24,
+                                 -std::numeric_limits<double>::infinity()});
+  std::vector<float16_t> h(6);
+  r.read(0, 6, h.data()); // the very bits
+  for (int i = 0; i < 6; ++i) CHECK(h[std::size_t(i)].bits == bits[i]);
+  std::vector<bfloat16_t> b(6);
+  r.read(0, 6, b.data()); // rounded to nearest even: 0.5 + 2^-11 -> 0.5, 65504 -> 65536
+  CHECK(float(b[2]) == 0.5f);
+  CHECK(float(b[3]) == 65536.0f);
+
+  // float32 input rounded to the storage type on load (nearest even).
+  {
+    NpyWriter w = NpyWriter::create(tmp / "f4.npy", DType::float32, {3});
+    const float x[3] = {1.0f + 0x1p-8f, 1.0f + 0x1p-11f + 0x1p-20f, 0.1f};
+    w.write(0, 3, x);
+  }
+  NpyReader f4(tmp / "f4.npy");
+  std::vector<bfloat16_t> bf(3);
+  std::vector<float16_t> hf(3);
+  f4.read(0, 3, bf.data());
+  f4.read(0, 3, hf.data());
+  CHECK(float(bf[0]) == 1.0f);            // a tie: to the even 1.0
+  CHECK(float(hf[1]) == 1.0f + 0x1p-10f); // above the tie: up
+  CHECK(float(bf[2]) == float(bfloat16_t(0.1f)));
+  CHECK(float(hf[2]) == float(float16_t(0.1f)));
+
+  // Outputs: 16-bit values written to a float32 file hold exactly the stored values;
+  // float16 values may also go to a '<f2' file, bfloat16 to none.
+  {
+    NpyWriter w = NpyWriter::create(tmp / "o.npy", DType::float32, {3});
+    w.write(0, 3, bf.data());
+    NpyWriter w2 = NpyWriter::create(tmp / "o2.npy", DType::float16, {3});
+    w2.write(0, 3, hf.data());
+  }
+  std::vector<float> back(3);
+  NpyReader(tmp / "o.npy").read(0, 3, back.data());
+  for (int i = 0; i < 3; ++i) CHECK(back[std::size_t(i)] == float(bf[std::size_t(i)]));
+  NpyReader o2(tmp / "o2.npy");
+  CHECK(o2.header().dtype == DType::float16);
+  std::vector<float16_t> hback(3);
+  o2.read(0, 3, hback.data());
+  for (int i = 0; i < 3; ++i) CHECK(hback[std::size_t(i)].bits == hf[std::size_t(i)].bits);
+  CHECK_THAT(error_of([&] { NpyWriter::create(tmp / "bf.npy", DType::bfloat16, {3}); }),
+             Catch::Contains("no .npy dtype holds bfloat16"));
+}
+
 TEST_CASE("npy several writers fill one file", "[npy]") {
   TempDir tmp("writers");
   const std::vector<std::int64_t> shape = {1, 4, 2}; // e.g. LSE [B, H, N]
@@ -218,10 +283,13 @@ TEST_CASE("npy rejects bad files with clear messages", "[npy]") {
        }(),
        "unsupported .npy format version 9.0 (expected 1.0, 2.0 or 3.0)"},
       {"int.npy", hand_header("{'descr': '<i4', 'fortran_order': False, 'shape': (2, 2), }") + data,
-       "unsupported dtype '<i4' (expected '<f4' float32 or '<f8' float64)"},
-      {"half.npy",
-       hand_header("{'descr': '<f2', 'fortran_order': False, 'shape': (2, 2), }") + data,
-       "unsupported dtype '<f2'"},
+       "unsupported dtype '<i4' (expected '<f4' float32 or '<f8' float64, or '<f2' float16)"},
+      {"complex.npy",
+       hand_header("{'descr': '<c8', 'fortran_order': False, 'shape': (2, 2), }") + data,
+       "unsupported dtype '<c8'"},
+      {"big_half.npy",
+       hand_header("{'descr': '>f2', 'fortran_order': False, 'shape': (2, 2), }") + data,
+       "big-endian dtype '>f2' is not supported"},
       {"big.npy", hand_header("{'descr': '>f4', 'fortran_order': False, 'shape': (2, 2), }") + data,
        "big-endian dtype '>f4' is not supported"},
       {"fortran.npy",

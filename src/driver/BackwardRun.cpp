@@ -38,12 +38,13 @@ public:
     int rc = exit_ok;
     std::string message;
     const long token = comm_.broadcast(long(::getpid()));
+    const DType dtype = output_file_dtype(cfg_.problem.dtype); // 16-bit: float32 files
     try {
       for (int i = 0; i < 3; ++i) {
         if (paths[i]->empty()) continue;
         if (comm_.rank() == 0) {
           files_[i].emplace(*paths[i], token);
-          writers_[i] = NpyWriter::create(files_[i]->temp_path(), cfg_.problem.dtype, shapes[i]);
+          writers_[i] = NpyWriter::create(files_[i]->temp_path(), dtype, shapes[i]);
         }
       }
     } catch (const std::exception &e) {
@@ -54,8 +55,8 @@ public:
     try {
       for (int i = 0; i < 3; ++i)
         if (!paths[i]->empty() && comm_.rank() != 0)
-          writers_[i] = NpyWriter::open(AtomicFile::temp_path_for(*paths[i], token),
-                                        cfg_.problem.dtype, shapes[i]);
+          writers_[i] =
+              NpyWriter::open(AtomicFile::temp_path_for(*paths[i], token), dtype, shapes[i]);
     } catch (const std::exception &e) {
       rc = exit_failure;
       message = std::string("ringattn: error: ") + e.what();
@@ -248,7 +249,7 @@ int run_backward(const PointRun<Scalar> &run, BackwardReport &report) {
   Tensor4<Scalar, Mem> q("q", B, n, H, D), k("k", B, n, Hkv, D), v("v", B, n, Hkv, D);
   Tensor4<Scalar, Mem> dout("do", B, n, H, D), o("o", B, n, H, D), dq("dq", B, n, H, D);
   Tensor4<Scalar, Mem> dk("dk", B, n, Hkv, D), dv("dv", B, n, Hkv, D);
-  Tensor3<Scalar, Mem> lse("lse", B, H, n);
+  typename RingAttention<Exec, Scalar>::OutTensor3 lse("lse", B, H, n);
   int rc = exit_ok;
   std::string message;
   try {
@@ -347,5 +348,7 @@ int run_backward(const PointRun<Scalar> &run, BackwardReport &report) {
 
 template int run_backward<float>(const PointRun<float> &, BackwardReport &);
 template int run_backward<double>(const PointRun<double> &, BackwardReport &);
+template int run_backward<bfloat16_t>(const PointRun<bfloat16_t> &, BackwardReport &);
+template int run_backward<float16_t>(const PointRun<float16_t> &, BackwardReport &);
 
 } // namespace ringattn::driver

@@ -85,8 +85,8 @@ struct InputConfig {
 
 struct VerifyConfig {
   bool enabled = true;
-  std::int64_t rows = 64; // >= 0; may exceed batch*seq_len (then: all rows)
-  double tolerance = 1e-4;
+  std::int64_t rows = 64;  // >= 0; may exceed batch*seq_len (then: all rows)
+  double tolerance = 1e-4; // default: default_tolerance(problem.dtype)
 };
 
 struct BenchmarkConfig {
@@ -195,7 +195,7 @@ void resolve_ring_size(RunConfig &cfg, int num_ranks);
 void check_build_supports(const RunConfig &cfg);
 /// Whether any point of the deck (any sweep point) runs in mode mpi.
 bool needs_mpi(const RunConfig &cfg);
-/// Source npy: opens q, k and v and checks their headers (dtype float32 or
+/// Source npy: opens q, k and v and checks their headers (dtype float16, float32 or
 /// float64, C order, the shapes of docs/SPEC.md section 1). Throws DeckError at input.q/k/v.
 void check_input_files(const RunConfig &cfg);
 

@@ -277,8 +277,12 @@ RunConfig build(const std::shared_ptr<const DeckSource> &srcp, const SweepPoint 
   p.kv_heads = int(b.integer("problem.kv_heads", 1, int_max, p.heads));
   // The block kernel holds tiles of head_dim values in (int-indexed) scratch.
   p.head_dim = b.required_integer("problem.head_dim", 1, max_head_dim);
-  p.dtype = b.choice<DType>(
-      "problem.dtype", {{"float32", DType::float32}, {"float64", DType::float64}}, DType::float32);
+  p.dtype = b.choice<DType>("problem.dtype",
+                            {{"float32", DType::float32},
+                             {"float64", DType::float64},
+                             {"bfloat16", DType::bfloat16},
+                             {"float16", DType::float16}},
+                            DType::float32);
   if (p.kv_heads > p.heads || p.heads % p.kv_heads != 0)
     b.fail(*b.get("problem.kv_heads"), "problem.kv_heads",
            "expected a divisor of problem.heads (" + std::to_string(p.heads) + "), got " +
@@ -407,7 +411,7 @@ RunConfig build(const std::shared_ptr<const DeckSource> &srcp, const SweepPoint 
   // verify
   c.verify.enabled = b.boolean("verify.enabled", true);
   c.verify.rows = b.integer("verify.rows", 0, i64_max, 64);
-  c.verify.tolerance = b.positive_number("verify.tolerance", 1e-4);
+  c.verify.tolerance = b.positive_number("verify.tolerance", default_tolerance(p.dtype));
 
   // benchmark
   c.benchmark.warmup = int(b.integer("benchmark.warmup", 0, count_cap, 1));

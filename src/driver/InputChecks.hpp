@@ -26,7 +26,8 @@ public:
 };
 
 /// Flat index of the first element of data[0, count) that is NaN or +-inf,
-/// or -1 when all are finite. One parallel pass on the host.
+/// or -1 when all are finite. One parallel pass on the host. Scalar: float,
+/// double or a 16-bit storage type.
 template <class Scalar>
 std::int64_t first_nonfinite(const Scalar *data, std::int64_t count) {
   std::int64_t first = std::numeric_limits<std::int64_t>::max();
@@ -35,7 +36,7 @@ std::int64_t first_nonfinite(const Scalar *data, std::int64_t count) {
       Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace, Kokkos::IndexType<std::int64_t>>(
           0, count),
       [=](const std::int64_t i, std::int64_t &m) {
-        if (!std::isfinite(data[i]) && i < m) m = i;
+        if (!std::isfinite(double(data[i])) && i < m) m = i;
       },
       Kokkos::Min<std::int64_t>(first));
   return first < count ? first : -1;
@@ -86,8 +87,8 @@ void load_member(const InputData &data, TensorId id, const Partition &part, int 
 
 /// Whether a finished member's outputs hold a value docs/SPEC.md section 2 rules out:
 /// NaN or an infinity in O, NaN or +inf in LSE (-inf is an empty row).
-template <class Scalar>
-bool outputs_nonfinite(const Scalar *o, std::int64_t o_count, const Scalar *lse,
+template <class Scalar, class Lse>
+bool outputs_nonfinite(const Scalar *o, std::int64_t o_count, const Lse *lse,
                        std::int64_t lse_count) {
   if (first_nonfinite(o, o_count) >= 0) return true;
   std::int64_t bad = 0;

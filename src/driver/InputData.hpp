@@ -31,17 +31,27 @@ public:
     return id == TensorId::q || id == TensorId::dout ? heads_ : kv_heads_;
   }
 
-  /// Member p's rows of tensor `id`, in local order, into dst [B, n_p, heads, D].
+  /// Member p's rows of tensor `id`, in local order, into dst [B, n_p, heads, D]
+  /// (rounded to nearest even into a 16-bit type, from float).
   virtual void fill_member(TensorId id, const Partition &partition, int p, float *dst) const = 0;
   virtual void fill_member(TensorId id, const Partition &partition, int p, double *dst) const = 0;
-  /// Global rows [t0, t0 + count) of batch entry b, all heads: dst [count, heads, D].
-  virtual void read_rows(TensorId id, std::int64_t b, std::int64_t t0, std::int64_t count,
-                         double *dst) const = 0;
+  virtual void fill_member(TensorId id, const Partition &partition, int p,
+                           bfloat16_t *dst) const = 0;
+  virtual void fill_member(TensorId id, const Partition &partition, int p,
+                           float16_t *dst) const = 0;
+  /// Global rows [t0, t0 + count) of batch entry b, all heads: dst [count, heads, D]. With
+  /// 16-bit storage (problem.dtype), the values the ring holds: rounded to that type.
+  void read_rows(TensorId id, std::int64_t b, std::int64_t t0, std::int64_t count,
+                 double *dst) const;
 
 protected:
   explicit InputData(const RunConfig &cfg);
+  /// read_rows as the source holds them (not rounded to the storage type).
+  virtual void read_source_rows(TensorId id, std::int64_t b, std::int64_t t0, std::int64_t count,
+                                double *dst) const = 0;
   std::int64_t batch_, seq_len_, head_dim_;
   int heads_, kv_heads_;
+  DType dtype_;
 };
 
 } // namespace ringattn::driver

@@ -45,9 +45,11 @@ std::string check_memory(const RunConfig &cfg, const Partition &part, int rank,
   const auto &pr = cfg.problem;
   // in double: the deck bounds B*N*H*D*bytes by 2^62, the sum of five can pass 2^63
   const double rows = double(pr.batch) * double(n);
-  const double need = rows * double(scalar_bytes) *
-                      (double(pr.head_dim) * (2.0 * double(pr.heads) + 2.0 * double(pr.kv_heads)) +
-                       double(pr.heads));
+  // LSE in the accumulate type: float32 for 16-bit storage
+  const double lse_bytes = double(std::max<std::int64_t>(scalar_bytes, 4));
+  const double need = rows * (double(scalar_bytes) * double(pr.head_dim) *
+                                  (2.0 * double(pr.heads) + 2.0 * double(pr.kv_heads)) +
+                              lse_bytes * double(pr.heads));
   const std::int64_t avail = available_bytes();
   if (avail < 0 || need <= double(avail)) return "";
   return "ringattn: error: not enough memory" +

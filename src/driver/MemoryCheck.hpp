@@ -16,8 +16,8 @@ namespace ringattn::driver {
 std::int64_t available_bytes();
 
 /// Empty when the member's tensors (Q, K, V, O [B, n, H|Hkv, D], LSE [B, H, n],
-/// a lower bound on what the ring allocates) of `scalar_bytes` values fit the
-/// memory available; else the error message. `rank` < 0: the simulated ring
+/// a lower bound on what the ring allocates) of `scalar_bytes` values (LSE in float32
+/// at least) fit the memory available; else the error message. `rank` < 0: the simulated ring
 /// (its largest member). RINGATTN_SKIP_MEMORY_CHECK=1 skips the check
 /// (allocation errors are still reported, as exit 1).
 std::string check_memory(const RunConfig &cfg, const Partition &part, int rank,

@@ -27,7 +27,7 @@ int run_mpi(const PointRun<Scalar> &run, RunReport &report, MemberOutputs &out) 
   const std::int64_t Hkv = cfg.problem.kv_heads;
   Tensor4<Scalar, Mem> q("q", B, n, H, D), k("k", B, n, Hkv, D), v("v", B, n, Hkv, D);
   Tensor4<Scalar, Mem> o("o", B, n, H, D);
-  Tensor3<Scalar, Mem> lse("lse", B, H, n);
+  typename RingAttention<Exec, Scalar>::OutTensor3 lse("lse", B, H, n); // float for 16-bit
   int rc = exit_ok;
   std::string message;
   try {
@@ -75,5 +75,7 @@ int run_mpi(const PointRun<Scalar> &run, RunReport &report, MemberOutputs &out) 
 
 template int run_mpi<float>(const PointRun<float> &, RunReport &, MemberOutputs &);
 template int run_mpi<double>(const PointRun<double> &, RunReport &, MemberOutputs &);
+template int run_mpi<bfloat16_t>(const PointRun<bfloat16_t> &, RunReport &, MemberOutputs &);
+template int run_mpi<float16_t>(const PointRun<float16_t> &, RunReport &, MemberOutputs &);
 
 } // namespace ringattn::driver

@@ -21,6 +21,29 @@ namespace {
 
 constexpr std::int64_t chunk_elements = 1 << 16; // conversion buffer size
 
+/// One element from a file's type to a buffer's, or back: through float when either is a
+/// 16-bit storage type (rounding to nearest even into one), a plain cast otherwise.
+template <class To, class From>
+To convert(From x) {
+  if constexpr (std::is_same_v<To, From>)
+    return x;
+  else if constexpr (is_16bit_storage_v<To> || is_16bit_storage_v<From>)
+    return To(float(x));
+  else
+    return static_cast<To>(x);
+}
+
+/// Calls f with a value of the C++ type of an .npy file's elements.
+template <class F>
+void with_file_type(DType dtype, F &&f) {
+  if (dtype == DType::float16)
+    f(float16_t{});
+  else if (dtype == DType::float64)
+    f(double{});
+  else
+    f(float{});
+}
+
 template <class Dst>
 void read_range(int fd, const std::string &path, const NpyHeader &h, std::int64_t offset,
                 std::int64_t count, Dst *dst) {
@@ -43,15 +66,12 @@ void read_range(int fd, const std::string &path, const NpyHeader &h, std::int64_
           throw NpyError(path + ": read failed" +
                          (errno ? ": " + errno_text() : " (file truncated)"));
         if (swap) byteswap_inplace(buf.data(), n);
-        for (std::int64_t i = 0; i < n; ++i) dst[done + i] = static_cast<Dst>(buf[i]);
+        for (std::int64_t i = 0; i < n; ++i) dst[done + i] = convert<Dst>(buf[i]);
         done += n;
       }
     }
   };
-  if (h.dtype == DType::float32)
-    read_as(float{});
-  else
-    read_as(double{});
+  with_file_type(h.dtype, read_as);
 }
 
 template <class Src>
@@ -71,7 +91,7 @@ void write_range(int fd, const std::string &path, const NpyHeader &h, std::int64
     std::vector<File> buf(std::size_t(std::min(count, chunk_elements)));
     for (std::int64_t done = 0; done < count;) {
       const std::int64_t n = std::min(count - done, chunk_elements);
-      for (std::int64_t i = 0; i < n; ++i) buf[i] = static_cast<File>(src[done + i]);
+      for (std::int64_t i = 0; i < n; ++i) buf[i] = convert<File>(src[done + i]);
       if (swap) byteswap_inplace(buf.data(), n);
       if (!pwrite_all(fd, buf.data(), std::size_t(n) * sizeof(File),
                       base + done * std::int64_t(sizeof(File))))
@@ -79,10 +99,7 @@ void write_range(int fd, const std::string &path, const NpyHeader &h, std::int64
       done += n;
     }
   };
-  if (h.dtype == DType::float32)
-    write_as(float{});
-  else
-    write_as(double{});
+  with_file_type(h.dtype, write_as);
 }
 
 } // namespace
@@ -105,6 +122,12 @@ void NpyReader::read(std::int64_t offset, std::int64_t count, float *dst) const 
   read_range(file_.fd, file_.path, file_.header, offset, count, dst);
 }
 void NpyReader::read(std::int64_t offset, std::int64_t count, double *dst) const {
+  read_range(file_.fd, file_.path, file_.header, offset, count, dst);
+}
+void NpyReader::read(std::int64_t offset, std::int64_t count, bfloat16_t *dst) const {
+  read_range(file_.fd, file_.path, file_.header, offset, count, dst);
+}
+void NpyReader::read(std::int64_t offset, std::int64_t count, float16_t *dst) const {
   read_range(file_.fd, file_.path, file_.header, offset, count, dst);
 }
 
@@ -147,6 +170,12 @@ void NpyWriter::write(std::int64_t offset, std::int64_t count, const float *src)
   write_range(file_.fd, file_.path, file_.header, offset, count, src);
 }
 void NpyWriter::write(std::int64_t offset, std::int64_t count, const double *src) {
+  write_range(file_.fd, file_.path, file_.header, offset, count, src);
+}
+void NpyWriter::write(std::int64_t offset, std::int64_t count, const bfloat16_t *src) {
+  write_range(file_.fd, file_.path, file_.header, offset, count, src);
+}
+void NpyWriter::write(std::int64_t offset, std::int64_t count, const float16_t *src) {
   write_range(file_.fd, file_.path, file_.header, offset, count, src);
 }
 

@@ -68,17 +68,19 @@ public:
     if (!have_fortran) fail("the header has no 'fortran_order'");
     if (!have_shape) fail("the header has no 'shape'");
 
-    if (descr == "<f4" || (descr == "=f4" && host_is_little_endian()))
+    if (descr == "<f2" || (descr == "=f2" && host_is_little_endian()))
+      h.dtype = DType::float16;
+    else if (descr == "<f4" || (descr == "=f4" && host_is_little_endian()))
       h.dtype = DType::float32;
     else if (descr == "<f8" || (descr == "=f8" && host_is_little_endian()))
       h.dtype = DType::float64;
-    else if (descr == ">f4" || descr == ">f8")
+    else if (descr == ">f2" || descr == ">f4" || descr == ">f8")
       throw NpyError(path_ + ": big-endian dtype '" + descr +
-                     "' is not supported (expected little-endian '<f4' or '<f8'; in NumPy: "
-                     "a.astype('<f4'))");
+                     "' is not supported (expected little-endian '<f2', '<f4' or '<f8'; in "
+                     "NumPy: a.astype('<f4'))");
     else
       throw NpyError(path_ + ": unsupported dtype '" + descr +
-                     "' (expected '<f4' float32 or '<f8' float64)");
+                     "' (expected '<f4' float32 or '<f8' float64, or '<f2' float16)");
     if (h.fortran_order)
       throw NpyError(path_ + ": fortran_order is True; only C-order arrays are supported "
                              "(in NumPy: np.save(f, np.ascontiguousarray(a)))");
@@ -318,7 +320,10 @@ std::string npy_shape_string(const std::vector<std::int64_t> &shape) {
 }
 
 std::string npy_header(DType dtype, const std::vector<std::int64_t> &shape) {
-  std::string dict = std::string("{'descr': '") + (dtype == DType::float64 ? "<f8" : "<f4") +
+  if (dtype == DType::bfloat16)
+    throw NpyError("npy: no .npy dtype holds bfloat16 (write its values as float32)");
+  const char *descr = dtype == DType::float64 ? "<f8" : dtype == DType::float16 ? "<f2" : "<f4";
+  std::string dict = std::string("{'descr': '") + descr +
                      "', 'fortran_order': False, 'shape': " + npy_shape_string(shape) + ", }";
   // magic (6) + version (2) + length (2) + dict + padding + '\n' = multiple of 64
   const std::size_t unpadded = magic_len + 4 + dict.size() + 1;

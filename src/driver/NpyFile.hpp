@@ -34,7 +34,8 @@ struct NpyHeader {
 std::string npy_shape_string(const std::vector<std::int64_t> &shape);
 
 /// The complete header (magic, version 1.0, dict, padding; a multiple of 64
-/// bytes) of a C-order little-endian array of `dtype` and `shape`.
+/// bytes) of a C-order little-endian array of `dtype` (float16, float32 or float64; NpyError
+/// for bfloat16) and `shape`.
 std::string npy_header(DType dtype, const std::vector<std::int64_t> &shape);
 
 namespace Details {
@@ -79,7 +80,7 @@ public:
   NpyFile &operator=(const NpyFile &) = delete;
 
   /// Parses and checks the header (magic, version 1.0, 2.0 or 3.0, dtype
-  /// '<f4' or '<f8', C order, a file long enough for the shape) into header.
+  /// '<f2', '<f4' or '<f8', C order, a file long enough for the shape) into header.
   void read_header();
   /// Closes the descriptor (no-op when closed); throws NpyError if close fails.
   void close();

@@ -13,13 +13,13 @@ int OutputFiles::open() {
   int rc = exit_ok;
   std::string message;
   const long token = comm_.broadcast(long(::getpid()));
+  const DType dtype = output_file_dtype(cfg_.problem.dtype);
   try {
     if (comm_.rank() == 0) {
       if (!cfg_.output.o.empty()) o_file_.emplace(cfg_.output.o, token);
       if (!cfg_.output.lse.empty()) lse_file_.emplace(cfg_.output.lse, token);
-      if (o_file_) o_ = NpyWriter::create(o_file_->temp_path(), cfg_.problem.dtype, cfg_.o_shape());
-      if (lse_file_)
-        lse_ = NpyWriter::create(lse_file_->temp_path(), cfg_.problem.dtype, cfg_.lse_shape());
+      if (o_file_) o_ = NpyWriter::create(o_file_->temp_path(), dtype, cfg_.o_shape());
+      if (lse_file_) lse_ = NpyWriter::create(lse_file_->temp_path(), dtype, cfg_.lse_shape());
     }
   } catch (const std::exception &e) {
     rc = exit_bad_input;
@@ -29,11 +29,11 @@ int OutputFiles::open() {
   try {
     if (comm_.rank() != 0) {
       if (!cfg_.output.o.empty())
-        o_ = NpyWriter::open(AtomicFile::temp_path_for(cfg_.output.o, token), cfg_.problem.dtype,
-                             cfg_.o_shape());
+        o_ =
+            NpyWriter::open(AtomicFile::temp_path_for(cfg_.output.o, token), dtype, cfg_.o_shape());
       if (!cfg_.output.lse.empty())
-        lse_ = NpyWriter::open(AtomicFile::temp_path_for(cfg_.output.lse, token),
-                               cfg_.problem.dtype, cfg_.lse_shape());
+        lse_ = NpyWriter::open(AtomicFile::temp_path_for(cfg_.output.lse, token), dtype,
+                               cfg_.lse_shape());
     }
   } catch (const std::exception &e) {
     rc = exit_failure;

@@ -14,7 +14,8 @@
 namespace ringattn::driver {
 
 /// O and LSE files (docs/SPEC.md section 5): created under temporary names by rank 0, written
-/// by every member at its own rows, renamed into place only when all is done.
+/// by every member at its own rows, renamed into place only when all is done. Their dtype is
+/// output_file_dtype(problem.dtype): float32 for 16-bit storage.
 class OutputFiles {
 public:
   OutputFiles(const RunConfig &cfg, const DriverComm &comm) : cfg_(cfg), comm_(comm) {}
@@ -25,8 +26,8 @@ public:
   bool any() const { return o_.has_value() || lse_.has_value(); }
 
   /// Member p's rows: o_host [B, n, H, D], lse_host [B, H, n] in local order.
-  template <class Scalar>
-  void write_member(const Partition &part, int p, const Scalar *o_host, const Scalar *lse_host) {
+  template <class Scalar, class Lse>
+  void write_member(const Partition &part, int p, const Scalar *o_host, const Lse *lse_host) {
     const std::int64_t B = cfg_.problem.batch, N = cfg_.problem.seq_len;
     const std::int64_t H = cfg_.problem.heads, D = cfg_.problem.head_dim;
     const std::int64_t n = part.local_size(p);

@@ -175,6 +175,8 @@ void emit_report_body(YAML::Emitter &out, const RunReport &r) {
       << finite_or_max(r.verify.max_abs_error_lse);
   out << YAML::Key << "nonfinite" << YAML::Value << r.verify.nonfinite;
   out << YAML::Key << "tolerance" << YAML::Value << c.verify.tolerance;
+  out << YAML::Key << "tolerance_lse" << YAML::Value
+      << lse_tolerance(c.problem.dtype, c.verify.tolerance);
   out << YAML::Key << "passed" << YAML::Value << r.passed();
   out << YAML::EndMap;
   if (r.backward) emit_backward(out, *r.backward, c);

@@ -40,7 +40,7 @@ struct RunReport {
   std::optional<BackwardReport> backward;
 
   bool passed() const {
-    return (!verified || verify.passed(config.verify.tolerance)) &&
+    return (!verified || verify.passed(config.problem.dtype, config.verify.tolerance)) &&
            (!backward || backward->passed(config.verify.tolerance));
   }
   double median_seconds() const;

@@ -160,9 +160,10 @@ void print_summary(const RunReport &r) {
   const double median = r.median_seconds();
   std::ostringstream s;
   s.precision(4);
-  s << "ringattn: N=" << r.config.problem.seq_len << " ring " << to_string(r.config.ring.mode)
-    << " x" << r.config.ring.size << " (" << to_string(r.config.ring.partition) << "): median "
-    << median << " s, " << (median > 0 ? r.flops / median * 1e-9 : 0.0) << " GFLOP/s";
+  s << "ringattn: N=" << r.config.problem.seq_len << " " << dtype_name(r.config.problem.dtype)
+    << " ring " << to_string(r.config.ring.mode) << " x" << r.config.ring.size << " ("
+    << to_string(r.config.ring.partition) << "): median " << median << " s, "
+    << (median > 0 ? r.flops / median * 1e-9 : 0.0) << " GFLOP/s";
   if (r.verified)
     s << ", verify " << (r.passed() ? "passed" : "FAILED") << " (" << r.verify.rows
       << " rows, max |dO| " << r.verify.max_abs_error_o << ", max |dLSE| "
@@ -247,8 +248,20 @@ int run_command(const RunConfig &deck, const CommandLine &cl) {
     reset_peak_resident();
     const std::int64_t baseline = resident_bytes();
     RunReport report;
-    rc = cfg.problem.dtype == DType::float64 ? run_point<double>(cfg, cl, comm, baseline, report)
-                                             : run_point<float>(cfg, cl, comm, baseline, report);
+    switch (cfg.problem.dtype) {
+    case DType::float64:
+      rc = run_point<double>(cfg, cl, comm, baseline, report);
+      break;
+    case DType::bfloat16:
+      rc = run_point<bfloat16_t>(cfg, cl, comm, baseline, report);
+      break;
+    case DType::float16:
+      rc = run_point<float16_t>(cfg, cl, comm, baseline, report);
+      break;
+    default:
+      rc = run_point<float>(cfg, cl, comm, baseline, report);
+      break;
+    }
     if (rc != exit_ok) return rc;
     if (comm.rank() == 0 && !cl.quiet) print_summary(report);
     if (!deck.sweep.empty()) csv += csv_row(report);

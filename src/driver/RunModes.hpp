@@ -63,9 +63,9 @@ template <class Scalar>
 int run_backward(const PointRun<Scalar> &run, BackwardReport &report);
 
 /// What the ring produced for the sampled rows a member owns.
-template <class Scalar>
+template <class Scalar, class Lse>
 void capture_samples(const std::vector<SampledRow> &samples, const Partition &part, int p,
-                     std::int64_t H, std::int64_t D, const Scalar *o_host, const Scalar *lse_host,
+                     std::int64_t H, std::int64_t D, const Scalar *o_host, const Lse *lse_host,
                      std::map<std::size_t, RowValues> &got) {
   const std::int64_t n = part.local_size(p);
   for (std::size_t s = 0; s < samples.size(); ++s) {

@@ -34,7 +34,8 @@ public:
     load(TensorId::k, p, k);
     load(TensorId::v, p, v);
   }
-  void store(int p, const Tensor4<Scalar, Mem> &o, const Tensor3<Scalar, Mem> &lse) override {
+  void store(int p, const Tensor4<Scalar, Mem> &o,
+             const Tensor3<accumulate_t<Scalar>, Mem> &lse) override {
     if (!final_repeat) return;
     auto oh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), o);
     auto lh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), lse);
@@ -95,5 +96,7 @@ int run_simulated(const PointRun<Scalar> &run, RunReport &report, MemberOutputs 
 
 template int run_simulated<float>(const PointRun<float> &, RunReport &, MemberOutputs &);
 template int run_simulated<double>(const PointRun<double> &, RunReport &, MemberOutputs &);
+template int run_simulated<bfloat16_t>(const PointRun<bfloat16_t> &, RunReport &, MemberOutputs &);
+template int run_simulated<float16_t>(const PointRun<float16_t> &, RunReport &, MemberOutputs &);
 
 } // namespace ringattn::driver

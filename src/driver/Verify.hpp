@@ -40,8 +40,10 @@ struct VerifyErrors {
 
   void add(const RowValues &got, const RowValues &ref);
   void merge(const VerifyErrors &other);
-  bool passed(double tolerance) const {
-    return !nonfinite && max_abs_error_o <= tolerance && max_abs_error_lse <= tolerance;
+  /// O within `tolerance`, LSE within lse_tolerance(dtype, tolerance).
+  bool passed(DType dtype, double tolerance) const {
+    return !nonfinite && max_abs_error_o <= tolerance &&
+           max_abs_error_lse <= lse_tolerance(dtype, tolerance);
   }
 };
 
