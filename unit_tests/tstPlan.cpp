@@ -106,7 +106,7 @@ TEST_CASE("plan: memory model equals model_member_memory", "[plan]") {
         for (PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag})
           for (int P : {1, 2, 4}) {
             const Partition part(kind, N, P);
-            for (std::int64_t bytes : {4, 8}) {
+            for (std::int64_t bytes : {2, 4, 8}) {
               const PlanProblem pp = problem_of(pattern, kind, tiling, 3, 2, 8, bytes);
               for (int p = 0; p < P; ++p) {
                 const MemberMemoryModel lib =

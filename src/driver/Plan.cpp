@@ -340,15 +340,18 @@ MemberMemoryModel build_model(const PlanProblem &pp, std::int64_t n, const Excha
   MemberMemoryModel m;
   const std::int64_t B = pp.batch, H = pp.pattern.heads, Hkv = pp.pattern.kv_heads;
   const std::int64_t D = pp.head_dim, s = pp.scalar_bytes;
-  m.q = m.o = sat_prod({B, n, H, D, s});
+  // LSE and the running O in the accumulate type (16-bit storage: a float
+  // running O beside the stored one)
+  const std::int64_t acc_bytes = s >= 8 ? 8 : 4;
+  m.q = sat_prod({B, n, H, D, s});
+  m.o = sat_prod({B, n, H, D, s + (s < acc_bytes ? acc_bytes : 0)});
   m.k = m.v = sat_prod({B, n, Hkv, D, s});
-  m.lse = sat_prod({B, H, n, s});
+  m.lse = sat_prod({B, H, n, acc_bytes});
   const std::int64_t block_bytes = sat_prod({2, B, D, s});
   m.block_rows = e.block_rows;
   m.blocks = mpi ? sat_mul(block_bytes,
                            sat_add(sat_add(sat_mul(2, e.recv_rows), e.send_rows), e.expand_rows))
                  : sat_mul(block_bytes, e.block_rows);
-  const std::int64_t acc_bytes = s >= 8 ? 8 : 4;
   const int d = int(std::min<std::int64_t>(D, INT32_MAX));
   const std::int64_t scratch = std::int64_t(
       ringattn::Details::BlockAttentionFunctor<Kokkos::DefaultHostExecutionSpace,

@@ -162,8 +162,9 @@ void print_memory_table(std::ostream &out, const MemberMemoryModel &m, const Exc
   add("Q", "[B, n, H, D]", m.q);
   add("K", "[B, n, Hkv, D]", m.k);
   add("V", "[B, n, Hkv, D]", m.v);
-  add("O", "[B, n, H, D]", m.o);
-  add("LSE", "[B, H, n]", m.lse);
+  add("O", pp.scalar_bytes < 4 ? "[B, n, H, D], and a float copy while running" : "[B, n, H, D]",
+      m.o);
+  add("LSE", pp.scalar_bytes < 4 ? "[B, H, n], float" : "[B, H, n]", m.lse);
   // mpi: two wires received, one sent, and the block the kernels read where
   // it is not a wire (the member's own rows, or rows read more than once)
   add("K/V blocks",
