@@ -117,7 +117,8 @@ configure() { # folder, C++ standard
 }
 log "configuring RingAttn (C++20) in $build/cxx20"
 configure "$build/cxx20" 20
-cmake --build "$build/cxx20" -j "$jobs" --target ringattn_unit_tests ringattn_mpi_tests ringattn_exe \
+cmake --build "$build/cxx20" -j "$jobs" \
+  --target ringattn_unit_tests ringattn_mpi_tests ringattn_exe ringattn_npy_compare \
   >"$build/cxx20.build.log" 2>&1 ||
   { tail -n 60 "$build/cxx20.build.log" >&2; echo "[kokkos4] build (C++20) failed" >&2; exit 1; }
 log "built (C++20); running the unit, MPI (np 2) and program tests"
