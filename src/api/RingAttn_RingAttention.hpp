@@ -50,6 +50,10 @@ Tiling default_tiling([[maybe_unused]] int head_dim) {
     // 0.91); D 128: 128 x 1024 (1.00, 0.98), 128 x 512 (0.75, 1.00).
     t.q_tile = 128;
     t.k_tile = head_dim <= 64 ? 256 : 1024;
+    // 16-bit storage widens each K/V tile to float once per query tile:
+    // twice the query rows per tile halve that cost (ringattn_kernel_benchmark,
+    // storage table, with RINGATTN_TILES=256,256 against the default).
+    if constexpr (is_16bit_storage_v<Scalar>) t.q_tile = 256;
 #else
     t.q_tile = 64;
     t.k_tile = head_dim <= 64 ? 128 : 64;
