@@ -66,13 +66,17 @@ public:
   /// out = O rounded to the storage type (16-bit storage only).
   static void to_storage(const ExecSpace &exec, const Tensor4<Acc, memory_space> &o,
                          const Tensor4<Scalar, memory_space> &out) {
-    const std::int64_t size = std::int64_t(o.span());
-    const Acc *const src = o.data();
-    Scalar *const dst = out.data();
+    // by index, not by span: the caller's out may be a padded LayoutRight view
+    const std::int64_t N = std::int64_t(o.extent(1)), H = std::int64_t(o.extent(2)),
+                       D = std::int64_t(o.extent(3));
+    const std::int64_t size = std::int64_t(o.extent(0)) * N * H * D;
     Kokkos::parallel_for(
         "ringattn::o_to_storage",
         Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(exec, 0, size),
-        KOKKOS_LAMBDA(const std::int64_t i) { dst[i] = Scalar(src[i]); });
+        KOKKOS_LAMBDA(const std::int64_t i) {
+          const std::int64_t b = i / (N * H * D), t = (i / (H * D)) % N, h = (i / D) % H, d = i % D;
+          out(b, t, h, d) = Scalar(o(b, t, h, d));
+        });
   }
 
   /// What this member sends to `receiver` (sender side: no tasks).
