@@ -443,3 +443,20 @@ TEMPLATE_LIST_TEST_CASE("a NaN or +inf score makes its row NaN, a -inf score wei
     }
   }
 }
+
+TEST_CASE("a tiling whose tiles overflow team scratch is refused", "[attention][options]") {
+  // Kokkos takes team scratch sizes as int: 2^20 x 2^20 tiles once crashed
+  // the host path; now every entry point refuses them up front.
+  const Problem p = make_problem(32, 1, 1, 8, false, false, Mixing::mixture, {}, {}, 1);
+  RingOptions options;
+  Tiling huge = default_tiling<Kokkos::DefaultHostExecutionSpace>(p.D);
+  huge.q_tile = 1 << 20;
+  huge.k_tile = 1 << 20;
+  options.tiling = huge;
+  CHECK_THROWS_AS((run_api<Kokkos::DefaultHostExecutionSpace, float>(p, options)),
+                  std::invalid_argument);
+  huge.q_tile = 0;
+  options.tiling = huge;
+  CHECK_THROWS_AS((run_api<Kokkos::DefaultHostExecutionSpace, float>(p, options)),
+                  std::invalid_argument);
+}

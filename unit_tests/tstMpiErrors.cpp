@@ -148,6 +148,22 @@ TEST_CASE("mpi errors: a bad option on one rank throws on every rank", "[.errors
     CHECK(what.find("q_tile") != std::string::npos);
     CHECK(same_on_all_ranks(comm, what));
   }
+  SECTION("tiles on the last rank too large for team scratch") {
+    RingOptions options;
+    if (rank == size - 1) {
+      Tiling huge = default_tiling<Exec, float>(p.D);
+      huge.q_tile = 1 << 20;
+      huge.k_tile = 1 << 20;
+      options.tiling = huge;
+    }
+    const RingAttention<Exec, float> attention(p.pattern(), options);
+    const std::string what =
+        message_of([&] { attention.forward(comm, t.q, t.k, t.v, t.o, t.lse); });
+    INFO("rank " << rank << ": " << what);
+    CHECK(what.find("rank " + std::to_string(size - 1) + " of") != std::string::npos);
+    CHECK(what.find("team scratch") != std::string::npos);
+    CHECK(same_on_all_ranks(comm, what));
+  }
   SECTION("a scale on the last rank that the others do not have") {
     RingOptions options;
     if (rank == size - 1) options.scale = 0.5;

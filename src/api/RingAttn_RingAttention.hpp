@@ -126,7 +126,7 @@ public:
   RingStats forward(const ExecSpace &exec, const ConstTensor4 &q, const ConstTensor4 &k,
                     const ConstTensor4 &v, const OutTensor4 &o, const OutTensor3 &lse) const {
     check_shapes(q, k, v, o, lse, pattern_.seq_len);
-    check_tiling(tiling(q.extent(3)));
+    check_tiling(tiling(q.extent(3)), std::int64_t(q.extent(3)));
     const Partition partition(options_.partition, pattern_.seq_len, options_.members);
     ViewIO io(partition, q, k, v, o, lse);
     return Details::run_simulated_ring<ExecSpace, Scalar>(
@@ -138,6 +138,7 @@ public:
   /// at a time (memory grows as N / members).
   RingStats forward(MemberIO<Scalar, memory_space> &io, std::int64_t batch, std::int64_t head_dim,
                     const ExecSpace &exec = ExecSpace()) const {
+    check_tiling(tiling(head_dim), head_dim);
     const Partition partition(options_.partition, pattern_.seq_len, options_.members);
     return Details::run_simulated_ring<ExecSpace, Scalar>(exec, pattern_, partition,
                                                           scale(head_dim), tiling(head_dim), batch,
@@ -181,7 +182,7 @@ public:
                      const ConstTensor4 &dout, const OutTensor4 &dq, const OutTensor4 &dk,
                      const OutTensor4 &dv) const {
     check_backward_shapes(q, k, v, o, lse, dout, dq, dk, dv, pattern_.seq_len);
-    check_tiling(tiling(q.extent(3)));
+    check_tiling(tiling(q.extent(3)), std::int64_t(q.extent(3)));
     const Partition partition(options_.partition, pattern_.seq_len, options_.members);
     return Details::run_simulated_backward<ExecSpace, Scalar>(
         exec, pattern_, partition, scale(q.extent(3)), tiling(q.extent(3)), q, k, v, o, lse, dout,
@@ -225,7 +226,7 @@ private:
     try {
       const Partition partition(options_.partition, pattern_.seq_len, P);
       check(partition.local_size(p));
-      check_tiling(tiling(std::int64_t(head_dim)));
+      check_tiling(tiling(std::int64_t(head_dim)), std::int64_t(head_dim));
     } catch (const std::exception &e) {
       error = e.what();
     }
@@ -241,11 +242,21 @@ private:
   }
 #endif
 
-  static void check_tiling(const Tiling &t) {
+  static void check_tiling(const Tiling &t, std::int64_t head_dim) {
     if (t.q_tile < 1 || t.k_tile < 1 || t.team_size < 1 || t.vector_length < 1 ||
         t.max_league_size < 1)
       throw std::invalid_argument("ringattn: the tiling needs q_tile, k_tile, team_size, "
                                   "vector_length and max_league_size >= 1");
+    // One team's tiles live in team scratch, whose size Kokkos takes as an
+    // int: larger tiles would overflow it (and crashed, before this check).
+    const long double elements = (long double)(t.q_tile) * t.k_tile +
+                                 2.0L * (long double)(t.q_tile + t.k_tile) * head_dim +
+                                 3.0L * t.q_tile;
+    if (elements * sizeof(accumulate_t<Scalar>) > (long double)(INT_MAX) / 2)
+      throw std::invalid_argument("ringattn: tiles of q_tile " + std::to_string(t.q_tile) +
+                                  " x k_tile " + std::to_string(t.k_tile) + " at head_dim " +
+                                  std::to_string(head_dim) +
+                                  " need more than 1 GiB of team scratch; use smaller tiles");
   }
 
   void check_backward_shapes(const ConstTensor4 &q, const ConstTensor4 &k, const ConstTensor4 &v,
