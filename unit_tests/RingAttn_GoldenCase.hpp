@@ -12,8 +12,8 @@
 #include <Npy.hpp>
 
 #include <filesystem>
-#include <unistd.h>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 namespace ringattn::test {
