@@ -132,6 +132,14 @@ TEST_CASE("mpi errors: a bad option on one rank throws on every rank", "[.errors
   const Problem p = make_problem(40, 2, 2, 8, false, false, Mixing::mixture, {40}, {1}, 9);
   const Partition part(PartitionKind::contiguous, p.N, size);
   RankTensors t = rank_tensors(p, part, rank);
+  // What forward() threw on this rank ("" when it did not throw).
+  auto forward_error = [&](const RingOptions &options, const Pattern &pattern) {
+    const RingAttention<Exec, float> attention(pattern, options);
+    const std::string what =
+        message_of([&] { attention.forward(comm, t.q, t.k, t.v, t.o, t.lse); });
+    UNSCOPED_INFO("rank " << rank << ": " << what);
+    return what;
+  };
 
   SECTION("an invalid tiling on rank 0") {
     RingOptions options;
@@ -140,10 +148,7 @@ TEST_CASE("mpi errors: a bad option on one rank throws on every rank", "[.errors
       bad.q_tile = 0;
       options.tiling = bad;
     }
-    const RingAttention<Exec, float> attention(p.pattern(), options);
-    const std::string what =
-        message_of([&] { attention.forward(comm, t.q, t.k, t.v, t.o, t.lse); });
-    INFO("rank " << rank << ": " << what);
+    const std::string what = forward_error(options, p.pattern());
     CHECK(what.find("forward: rank 0 of") != std::string::npos);
     CHECK(what.find("q_tile") != std::string::npos);
     CHECK(same_on_all_ranks(comm, what));
@@ -156,10 +161,7 @@ TEST_CASE("mpi errors: a bad option on one rank throws on every rank", "[.errors
       huge.k_tile = 1 << 20;
       options.tiling = huge;
     }
-    const RingAttention<Exec, float> attention(p.pattern(), options);
-    const std::string what =
-        message_of([&] { attention.forward(comm, t.q, t.k, t.v, t.o, t.lse); });
-    INFO("rank " << rank << ": " << what);
+    const std::string what = forward_error(options, p.pattern());
     CHECK(what.find("rank " + std::to_string(size - 1) + " of") != std::string::npos);
     CHECK(what.find("team scratch") != std::string::npos);
     CHECK(same_on_all_ranks(comm, what));
@@ -167,10 +169,7 @@ TEST_CASE("mpi errors: a bad option on one rank throws on every rank", "[.errors
   SECTION("a scale on the last rank that the others do not have") {
     RingOptions options;
     if (rank == size - 1) options.scale = 0.5;
-    const RingAttention<Exec, float> attention(p.pattern(), options);
-    const std::string what =
-        message_of([&] { attention.forward(comm, t.q, t.k, t.v, t.o, t.lse); });
-    INFO("rank " << rank << ": " << what);
+    const std::string what = forward_error(options, p.pattern());
     if (size > 1) {
       CHECK(what.find("ranks disagree") != std::string::npos);
       CHECK(same_on_all_ranks(comm, what));
@@ -180,10 +179,7 @@ TEST_CASE("mpi errors: a bad option on one rank throws on every rank", "[.errors
   }
   SECTION("a different pattern on rank 0") {
     const Pattern pattern = rank == 0 ? Pattern::dense(p.N, p.H, p.Hkv, true) : p.pattern();
-    const RingAttention<Exec, float> attention(pattern);
-    const std::string what =
-        message_of([&] { attention.forward(comm, t.q, t.k, t.v, t.o, t.lse); });
-    INFO("rank " << rank << ": " << what);
+    const std::string what = forward_error({}, pattern);
     CHECK((size == 1 ? what.empty() : what.find("ranks disagree") != std::string::npos));
   }
   check_ring_still_works(comm, p, part);

@@ -28,6 +28,7 @@
 #include <ring/detail/RingAttn_MpiRing.hpp>
 #endif
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <stdexcept>
@@ -249,10 +250,10 @@ private:
                                   "vector_length and max_league_size >= 1");
     // One team's tiles live in team scratch, whose size Kokkos takes as an
     // int: larger tiles would overflow it (and crashed, before this check).
-    const long double elements = (long double)(t.q_tile) * t.k_tile +
-                                 2.0L * (long double)(t.q_tile + t.k_tile) * head_dim +
-                                 3.0L * t.q_tile;
-    if (elements * sizeof(accumulate_t<Scalar>) > (long double)(INT_MAX) / 2)
+    const std::size_t elements =
+        Details::BlockAttentionFunctor<ExecSpace, Scalar>::scratch_elements(
+            t.q_tile, t.k_tile, int(std::min<std::int64_t>(head_dim, INT_MAX)));
+    if (elements > std::size_t(INT_MAX / 2) / sizeof(accumulate_t<Scalar>))
       throw std::invalid_argument("ringattn: tiles of q_tile " + std::to_string(t.q_tile) +
                                   " x k_tile " + std::to_string(t.k_tile) + " at head_dim " +
                                   std::to_string(head_dim) +
