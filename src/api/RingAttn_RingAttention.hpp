@@ -129,10 +129,10 @@ public:
     check_shapes(q, k, v, o, lse, pattern_.seq_len);
     check_tiling(tiling(q.extent(3)), std::int64_t(q.extent(3)));
     const Partition partition(options_.partition, pattern_.seq_len, options_.members);
-    ViewIO io(partition, q, k, v, o, lse);
-    return Details::run_simulated_ring<ExecSpace, Scalar>(
-        exec, pattern_, partition, scale(q.extent(3)), tiling(q.extent(3)), q.extent(0),
-        q.extent(3), io, options_.progress);
+    // Reads q, k, v and writes o, lse in place: no copy of the caller's tensors.
+    return Details::run_simulated_ring_in_place<ExecSpace, Scalar>(
+        exec, pattern_, partition, scale(q.extent(3)), tiling(q.extent(3)), q, k, v, o, lse,
+        options_.progress);
   }
 
   /// Simulated ring over rows that `io` provides and receives, one member
@@ -311,47 +311,6 @@ private:
       fail("lse must be [B, H, N]");
     if (D < 1) fail("head_dim must be >= 1");
   }
-
-  /// MemberIO over whole-sequence views: slices a member's ranges in and out.
-  class ViewIO : public MemberIO<Scalar, memory_space> {
-  public:
-    ViewIO(const Partition &partition, const ConstTensor4 &q, const ConstTensor4 &k,
-           const ConstTensor4 &v, const OutTensor4 &o, const OutTensor3 &lse)
-        : partition_(partition), q_(q), k_(k), v_(v), o_(o), lse_(lse) {}
-    void load_q(int p, const OutTensor4 &q) override { copy_rows(p, q, q_); }
-    void load_kv(int p, const OutTensor4 &k, const OutTensor4 &v) override {
-      copy_rows(p, k, k_);
-      copy_rows(p, v, v_);
-    }
-    void store(int p, const OutTensor4 &o, const OutTensor3 &lse) override {
-      for (int r = 0; r < partition_.num_ranges(); ++r) {
-        const Range g = partition_.range(p, r);
-        const auto l = partition_.range_local_begin(p, r);
-        const auto gs = Kokkos::make_pair(g.begin, g.end);
-        const auto ls = Kokkos::make_pair(l, l + g.size());
-        Kokkos::deep_copy(Kokkos::subview(o_, Kokkos::ALL, gs, Kokkos::ALL, Kokkos::ALL),
-                          Kokkos::subview(o, Kokkos::ALL, ls, Kokkos::ALL, Kokkos::ALL));
-        Kokkos::deep_copy(Kokkos::subview(lse_, Kokkos::ALL, Kokkos::ALL, gs),
-                          Kokkos::subview(lse, Kokkos::ALL, Kokkos::ALL, ls));
-      }
-    }
-
-  private:
-    void copy_rows(int p, const OutTensor4 &local, const ConstTensor4 &global) const {
-      for (int r = 0; r < partition_.num_ranges(); ++r) {
-        const Range g = partition_.range(p, r);
-        const auto l = partition_.range_local_begin(p, r);
-        Kokkos::deep_copy(Kokkos::subview(local, Kokkos::ALL, Kokkos::make_pair(l, l + g.size()),
-                                          Kokkos::ALL, Kokkos::ALL),
-                          Kokkos::subview(global, Kokkos::ALL, Kokkos::make_pair(g.begin, g.end),
-                                          Kokkos::ALL, Kokkos::ALL));
-      }
-    }
-    Partition partition_;
-    ConstTensor4 q_, k_, v_;
-    OutTensor4 o_;
-    OutTensor3 lse_;
-  };
 
   Pattern pattern_;
   RingOptions options_;

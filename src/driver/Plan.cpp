@@ -349,9 +349,13 @@ MemberMemoryModel build_model(const PlanProblem &pp, std::int64_t n, const Excha
   m.lse = sat_prod({B, H, n, acc_bytes});
   const std::int64_t block_bytes = sat_prod({2, B, D, s});
   m.block_rows = e.block_rows;
-  m.blocks = mpi ? sat_mul(block_bytes,
-                           sat_add(sat_add(sat_mul(2, e.recv_rows), e.send_rows), e.expand_rows))
-                 : sat_mul(block_bytes, e.block_rows);
+  // mpi: two receive wires, a send wire and an expanded block; the
+  // simulated ring reads every source's K/V in place (none)
+  m.blocks =
+      mpi ? sat_mul(block_bytes,
+                    sat_add(sat_add(sat_add(e.recv_rows_at[0], e.recv_rows_at[1]), e.send_rows),
+                            e.expand_rows))
+          : 0;
   const int d = int(std::min<std::int64_t>(D, INT32_MAX));
   const std::int64_t scratch = std::int64_t(
       ringattn::Details::BlockAttentionFunctor<Kokkos::DefaultHostExecutionSpace,
@@ -364,15 +368,16 @@ MemberMemoryModel build_model(const PlanProblem &pp, std::int64_t n, const Excha
 }
 
 /// What member `receiver` allocates for exchange c (largest_exchange()'s
-/// rule): the wire (its own block is its own wire), the block the kernels
-/// read, and the expanded block where that is not the wire (rows read more
-/// than once).
-void merge_recv(ExchangeExtent &e, const ExchangeCount &c) {
-  e.recv_rows = std::max(e.recv_rows, c.wire_rows);
+/// rule): the wire of a hop that crosses (its own rows are read in place),
+/// the block the kernels read, and the expanded block where that is not the
+/// wire (rows read more than once).
+void merge_recv(ExchangeExtent &e, const ExchangeCount &c, int step) {
   e.block_rows = std::max(e.block_rows, c.rows);
-  if (c.wire_rows < c.rows) e.expand_rows = std::max(e.expand_rows, c.rows);
   e.tasks = std::max(e.tasks, c.tasks);
   e.items = std::max(e.items, c.items);
+  if (step == 0) return;
+  e.add_received(step, c.wire_rows);
+  if (c.wire_rows < c.rows) e.expand_rows = std::max(e.expand_rows, c.rows);
 }
 
 /// Whether members a and b may share a segment in some branch (else every
@@ -417,7 +422,7 @@ RingCounts count_ring(const ExchangeCounter &counter, const Partition &part,
           continue;
         }
         const ExchangeCount c = counter.count(part, recv, src, q_tile);
-        merge_recv(rc.extent[recv], c);
+        merge_recv(rc.extent[recv], c, (recv - src + P) % P);
         if (src == recv) continue;
         rc.extent[src].send_rows = std::max(rc.extent[src].send_rows, c.wire_rows);
         rc.sent_rows[src] = sat_add(rc.sent_rows[src], c.wire_rows);
@@ -432,7 +437,7 @@ RingCounts count_ring(const ExchangeCounter &counter, const Partition &part,
         if (j != p) ++rc.hops_skipped;
         continue;
       }
-      merge_recv(rc.extent[t], counter.count(part, p, j, q_tile));
+      merge_recv(rc.extent[t], counter.count(part, p, j, q_tile), (p - j + P) % P);
       if (j == p) continue;
       const std::int64_t rows = counter.count(part, j, p, q_tile).wire_rows;
       rc.extent[t].send_rows = std::max(rc.extent[t].send_rows, rows);

@@ -153,7 +153,8 @@ void print_problem(std::ostream &out, const RunConfig &cfg, const PlanProblem &p
 
 void print_memory_table(std::ostream &out, const MemberMemoryModel &m, const ExchangeExtent &e,
                         const PlanProblem &pp, bool mpi) {
-  const std::string R = std::to_string(e.recv_rows);
+  const std::string R =
+      std::to_string(e.recv_rows_at[1]) + ", D] + [2, B, " + std::to_string(e.recv_rows_at[0]);
   Table t({true, true, false, false});
   t.row({"buffer", "shape", "bytes", "size"});
   auto add = [&](const std::string &name, const std::string &shape, std::int64_t b) {
@@ -166,11 +167,11 @@ void print_memory_table(std::ostream &out, const MemberMemoryModel &m, const Exc
       m.o);
   add("LSE", pp.scalar_bytes < 4 ? "[B, H, n], float" : "[B, H, n]", m.lse);
   // mpi: two wires received, one sent, and the block the kernels read where
-  // it is not a wire (the member's own rows, or rows read more than once)
+  // it is not a wire (rows read more than once); own rows are read in place
   add("K/V blocks",
-      mpi ? "2 x [2, B, " + R + ", D] received, [2, B, " + std::to_string(e.send_rows) +
+      mpi ? "[2, B, " + R + ", D] received, [2, B, " + std::to_string(e.send_rows) +
                 ", D] sent, [2, B, " + std::to_string(e.expand_rows) + ", D] expanded"
-          : "[2, B, " + std::to_string(e.block_rows) + ", D]",
+          : "none (K/V read in place)",
       m.blocks);
   add("tiles",
       std::to_string(pp.threads) + (pp.threads == 1 ? " team x " : " teams x ") +
@@ -293,11 +294,13 @@ void print_backward(std::ostream &out, const RunConfig &cfg, const PlanProblem &
   Table t({true, true});
   // memory beyond the forward's, for the largest member (mpi) or the process
   // (simulated: whole-sequence views, N rows)
-  std::int64_t n = ra.seq_len, recv_rows = ra.process_extent.recv_rows;
+  // (the backward moves K/V and the dK/dV partials in the kernels' block
+  // layout, its own block included: block rows, not wire rows)
+  std::int64_t n = ra.seq_len, recv_rows = ra.process_extent.block_rows;
   if (mpi) {
     const int big = ra.largest_member();
     n = part.local_size(ra.evaluated[big]);
-    recv_rows = ra.extents[big].recv_rows;
+    recv_rows = ra.extents[big].block_rows;
   }
   const std::int64_t tensors = B * n * (2 * H + 2 * Hkv) * D * s; // dO, dQ, dK, dV
   const std::int64_t inputs = mpi ? 0 : B * n * (2 * H + 2 * Hkv) * D * s + B * H * n * s;

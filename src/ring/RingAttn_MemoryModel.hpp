@@ -6,12 +6,14 @@
 //   - Q, O [B, n, H, D], K, V [B, n, Hkv, D], LSE [B, H, n] of the member
 //     (the simulated ring sizes them for its largest member); LSE in the
 //     accumulate type, and for 16-bit storage a float running O beside O;
-//   - K/V blocks [2, B, rows, D]: in the simulated ring one block the
-//     kernels read (rows: the largest expanded block, gathered directly); in
-//     the MPI ring two receive wires and a send wire (rows: the largest
-//     wire, unique (kv head, position) rows; the member's own block, which
-//     is its wire, goes in a receive buffer) plus one expanded block (rows:
-//     the largest block that is not its wire; none for dense attention);
+//   - K/V blocks [2, B, rows, D]: none in the simulated ring, whose kernels
+//     read the source's K and V in place; in the MPI ring two receive wires
+//     and a send wire (unique (kv head, position) rows; the two receive
+//     buffers alternate between odd and even steps, each sized to the
+//     largest wire of its steps; the member's own K/V is read in place, so
+//     a member whose hops are all skipped holds no block) plus one expanded
+//     block (rows: the largest block that is not its wire; none for dense
+//     attention);
 //   - the block kernel's per-team tiles, one team per thread;
 //   - the schedule (tasks and work items) of the largest exchange.
 // A process also holds a constant (Kokkos, MPI, the program) that this model
@@ -37,11 +39,20 @@ struct MemberMemoryModel {
 
 /// Rows, tasks and work items of the largest exchange member p receives,
 /// and rows of the largest one it sends. recv_rows and send_rows count wire
-/// rows (recv_rows includes the member's own block, its own wire);
+/// rows of hops that cross (the member's own rows are read in place);
 /// block_rows the largest block the kernels read; expand_rows the largest
 /// block of a hop that expands its wire.
 struct ExchangeExtent {
   std::int64_t recv_rows = 0, send_rows = 0, block_rows = 0, expand_rows = 0, tasks = 0, items = 0;
+  /// The largest wire received at even and at odd steps: the MPI ring's two
+  /// receive buffers, which alternate (step s uses buffer s % 2).
+  std::int64_t recv_rows_at[2] = {0, 0};
+
+  void add_received(int step, std::int64_t rows) {
+    recv_rows = std::max(recv_rows, rows);
+    recv_rows_at[step % 2] = std::max(recv_rows_at[step % 2], rows);
+  }
+  std::int64_t receive_buffer_rows() const { return recv_rows_at[0] + recv_rows_at[1]; }
 };
 
 inline ExchangeExtent largest_exchange(const Pattern &pattern, const Partition &partition, int p,
@@ -49,7 +60,7 @@ inline ExchangeExtent largest_exchange(const Pattern &pattern, const Partition &
   ExchangeExtent e;
   for (int j = 0; j < partition.members; ++j) {
     const Details::Exchange in = Details::plan_exchange(pattern, partition, p, j, true);
-    e.recv_rows = std::max(e.recv_rows, in.rows); // the member's own block: wire == block
+    if (j != p) e.add_received((p - j + partition.members) % partition.members, in.rows);
     e.block_rows = std::max(e.block_rows, in.block_rows);
     if (in.expands()) e.expand_rows = std::max(e.expand_rows, in.block_rows);
     for (const auto &branch : in.tasks) {
@@ -95,8 +106,7 @@ inline MemberMemoryModel model_member_memory(const Pattern &pattern, const Parti
   m.lse = batch * H * n * acc_bytes;
   const std::int64_t block_bytes = 2 * batch * D * scalar_bytes;
   m.block_rows = e.block_rows;
-  m.blocks = mpi ? block_bytes * (2 * e.recv_rows + e.send_rows + e.expand_rows)
-                 : block_bytes * e.block_rows;
+  m.blocks = mpi ? block_bytes * (e.receive_buffer_rows() + e.send_rows + e.expand_rows) : 0;
   m.tiles =
       std::int64_t(threads) *
       std::int64_t(Details::BlockAttentionFunctor<Kokkos::DefaultHostExecutionSpace,

@@ -47,6 +47,8 @@ struct BlockAttentionFunctor {
         QueryTile::of_team(team.league_rank(), args.num_items, args.items, args.tasks, QT);
     const std::int64_t b = query.b, stride = query.stride;
     const int h = query.h, nq = query.nq;
+    const int g = args.kv.kv_head(h, int(args.q.extent(2)));
+    const std::int64_t row_step = args.kv.row_step(stride);
 
     ScratchView scratch(team.team_scratch(scratch_level), scratch_elements(QT, KT, D));
     Acc *const qs = scratch.data();              // [QT][D], pre-scaled
@@ -73,7 +75,7 @@ struct BlockAttentionFunctor {
     for (int r = 0; r < query.task.num_key_runs; ++r) {
       const KeyRun run = query.task.key_runs[r];
       for (std::int64_t k0 = 0; k0 < run.count; k0 += KT) {
-        const KeyTile key = KeyTile::of_run(run, k0, stride, KT);
+        const KeyTile key = KeyTile::of_run(run, k0, stride, KT, row_step);
         const CausalBounds bounds = CausalBounds::of(args.causal, query, key);
         if (bounds.skip) break; // keys only grow from here
         const int nk = key.nk;
@@ -81,10 +83,10 @@ struct BlockAttentionFunctor {
         team.team_barrier(); // previous tile fully consumed
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, KT), [&](const int j) {
           const bool valid = j < nk;
-          const std::int64_t row = key.krow_first + j;
+          const std::int64_t row = valid ? key.krow(j) : 0;
           Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](const int d) {
-            kt[d * KT + j] = valid ? Acc(args.kv(0, b, row, d)) : Acc(0);
-            vs[j * D + d] = valid ? Acc(args.kv(1, b, row, d)) : Acc(0);
+            kt[d * KT + j] = valid ? Acc(args.kv.k(b, row, g, d)) : Acc(0);
+            vs[j * D + d] = valid ? Acc(args.kv.v(b, row, g, d)) : Acc(0);
           });
         });
         team.team_barrier();
@@ -160,14 +162,14 @@ struct BlockAttentionFunctor {
 };
 
 /// Runs the block kernel: for every work item, its query tile against its
-/// task's key runs in `kv`, merged into (o, lse). Rows of different items
-/// are disjoint, so items run concurrently without atomics.
+/// task's key runs in `kv` (a packed block or a member's K/V in place),
+/// merged into (o, lse). Rows of different items are disjoint, so items run
+/// concurrently without atomics.
 template <class ExecSpace, class Scalar>
 void block_attention(
     const ExecSpace &exec,
     const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &q,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space>
-        &kv,
+    const KeyValueRows<typename ExecSpace::memory_space, Scalar> &kv,
     const Kokkos::View<const BlockTask *, typename ExecSpace::memory_space> &tasks,
     const Kokkos::View<const WorkItem *, typename ExecSpace::memory_space> &items,
     const Tensor4<accumulate_t<Scalar>, typename ExecSpace::memory_space> &o,

@@ -171,6 +171,11 @@ struct HostBlockAttentionFunctor {
     // dimension of stride * H * D for the GEMM.
     const Scalar *const q_rows = &args.q(b, query.qrow_first, h, 0);
     const int ldq_rows = int(stride * H * D);
+    // Keys likewise: rows row_step apart, each G * D values long (a packed
+    // block: consecutive rows of D; in place: rows stride * Hkv * D apart).
+    const int g = args.kv.kv_head(h, H);
+    const std::int64_t row_step = args.kv.row_step(stride);
+    const int ldk_rows = int(row_step * std::int64_t(args.kv.k.extent(2)) * D);
     const bool native_gemm = widen && host_native_16bit_gemm && native;
 
     ScratchView scratch(team.team_scratch(1), scratch_elements(QT, KT, D));
@@ -199,7 +204,7 @@ struct HostBlockAttentionFunctor {
     for (int r = 0; r < query.task.num_key_runs; ++r) {
       const KeyRun run = query.task.key_runs[r];
       for (std::int64_t k0 = 0; k0 < run.count; k0 += KT) {
-        KeyTile key = KeyTile::of_run(run, k0, stride, KT);
+        KeyTile key = KeyTile::of_run(run, k0, stride, KT, row_step);
         if (args.causal) {
           if (key.kpos_first > query.qpos_last) break;
           // keys past the tile's last query are masked for every row: leave
@@ -209,24 +214,32 @@ struct HostBlockAttentionFunctor {
         }
         const CausalBounds bounds = CausalBounds::of(args.causal, query, key);
         const int nk = key.nk;
-        const Scalar *const k_rows = &args.kv(0, b, key.krow_first, 0);
-        const Scalar *const v_rows = &args.kv(1, b, key.krow_first, 0);
+        const Scalar *const k_rows = &args.kv.k(b, key.krow_first, g, 0);
+        const Scalar *const v_rows = &args.kv.v(b, key.krow_first, g, 0);
 
         // S = scale Q K^T
         if constexpr (!widen) {
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, args.scale, q_rows,
-                      ldq_rows, k_rows, D, 0.0f, s, KT);
+                      ldq_rows, k_rows, ldk_rows, 0.0f, s, KT);
         } else if (native_gemm) {
 #ifdef RINGATTN_HAVE_MKL
-          gemm_16bit(CblasNoTrans, CblasTrans, nq, nk, D, args.scale, q_rows, ldq_rows, k_rows, D,
-                     0.0f, s, KT);
+          gemm_16bit(CblasNoTrans, CblasTrans, nq, nk, D, args.scale, q_rows, ldq_rows, k_rows,
+                     ldk_rows, 0.0f, s, KT);
 #endif
-        } else {
+        } else if (ldk_rows == D) {
           widen_16bit(k_rows, kwide, std::size_t(nk) * D);
           widen_16bit(v_rows, vwide, std::size_t(nk) * D);
+        } else {
+          for (int j = 0; j < nk; ++j) {
+            widen_16bit(k_rows + std::size_t(j) * ldk_rows, kwide + std::size_t(j) * D,
+                        std::size_t(D));
+            widen_16bit(v_rows + std::size_t(j) * ldk_rows, vwide + std::size_t(j) * D,
+                        std::size_t(D));
+          }
+        }
+        if (widen && !native_gemm)
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, args.scale, qwide, D,
                       kwide, D, 0.0f, s, KT);
-        }
         for (int i = 0; i < nq; ++i) {
           float *const srow = s + std::size_t(i) * KT;
           // keys kept: j < nk, and kpos <= qpos when masked (positions share the stride)
@@ -265,8 +278,8 @@ struct HostBlockAttentionFunctor {
         }
         // O += P V
         if constexpr (!widen) {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, s, KT, v_rows, D,
-                      1.0f, acc, D);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, s, KT, v_rows,
+                      ldk_rows, 1.0f, acc, D);
         } else if (native_gemm) {
 #ifdef RINGATTN_HAVE_MKL
           // P in the storage type, as FlashAttention does in 16 bits; the
@@ -274,8 +287,8 @@ struct HostBlockAttentionFunctor {
           for (int i = 0; i < nq; ++i)
             for (int j = 0; j < nk; ++j)
               p_narrow[std::size_t(i) * KT + j] = Scalar(s[std::size_t(i) * KT + j]);
-          gemm_16bit(CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, p_narrow, KT, v_rows, D, 1.0f,
-                     acc, D);
+          gemm_16bit(CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, p_narrow, KT, v_rows, ldk_rows,
+                     1.0f, acc, D);
 #endif
         } else {
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, s, KT, vwide, D,

@@ -14,7 +14,9 @@
 namespace ringattn::Details {
 
 /// Keys at positions pos0 + c * stride, c < count, stored in rows
-/// [block_row, block_row + count) of a K/V block.
+/// [block_row, block_row + count) of a K/V block, or, read in place, in rows
+/// block_row + c * stride of the source's K and V (read_keys_in_place,
+/// RingAttn_Exchange.hpp).
 struct KeyRun {
   std::int64_t pos0 = 0;
   std::int64_t count = 0;
@@ -110,21 +112,27 @@ struct QueryTile {
 };
 
 /// Keys [k_begin, k_begin + nk) of a key run, nk at most the key tile:
-/// positions kpos(j), block rows krow_first + j, j < nk.
+/// positions kpos(j), rows krow(j), j < nk. In a packed K/V block the keys
+/// of a run are consecutive rows (row_step 1); read in place from a member's
+/// K and V they are `stride` rows apart, like their positions (row_step =
+/// stride; see KeyValueRows).
 struct KeyTile {
   int nk = 0;
   std::int64_t stride = 1;
   std::int64_t kpos_first = 0;
   std::int64_t krow_first = 0;
+  std::int64_t row_step = 1;
 
   KOKKOS_INLINE_FUNCTION std::int64_t kpos(int j) const { return kpos_first + j * stride; }
   KOKKOS_INLINE_FUNCTION std::int64_t kpos_last() const { return kpos_first + (nk - 1) * stride; }
+  KOKKOS_INLINE_FUNCTION std::int64_t krow(int j) const { return krow_first + j * row_step; }
 
   KOKKOS_INLINE_FUNCTION static KeyTile of_run(const KeyRun &run, std::int64_t k_begin,
-                                               std::int64_t stride, int k_tile) {
+                                               std::int64_t stride, int k_tile,
+                                               std::int64_t row_step = 1) {
     const std::int64_t krem = run.count - k_begin;
     return KeyTile{krem < k_tile ? int(krem) : k_tile, stride, run.pos0 + k_begin * stride,
-                   run.block_row + k_begin};
+                   run.block_row + k_begin * row_step, row_step};
   }
 };
 

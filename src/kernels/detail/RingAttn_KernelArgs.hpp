@@ -14,11 +14,46 @@
 
 namespace ringattn::Details {
 
+/// Where the forward kernels read keys and values: K and V as [B, rows, G,
+/// D], query head h reading kv head h / (H / G). Either a packed K/V block
+/// [2, B, rows, D] (G = 1; the keys of a run are consecutive rows) or a
+/// member's own K and V [B, n, Hkv, D] read in place, with no copy (the keys
+/// of a run are `stride` rows apart, as their positions are; the run's row
+/// is the row of its first key: read_keys_in_place, RingAttn_Exchange.hpp).
+template <class MemorySpace, class Scalar>
+struct KeyValueRows {
+  using ConstTensor4 = Kokkos::View<const Scalar ****, Kokkos::LayoutRight, MemorySpace>;
+  ConstTensor4 k; // [B, rows, G, D]
+  ConstTensor4 v; // [B, rows, G, D]
+  bool in_place = false;
+
+  /// Rows between consecutive keys of a run whose positions step `stride`.
+  KOKKOS_INLINE_FUNCTION std::int64_t row_step(std::int64_t stride) const {
+    return in_place ? stride : 1;
+  }
+  /// The kv head (index into G) that query head h of H reads.
+  KOKKOS_INLINE_FUNCTION int kv_head(int h, int heads) const {
+    return h / (heads / int(k.extent(2)));
+  }
+
+  /// A packed block [2, B, rows, D] (contiguous, as BlockBuffer makes it).
+  static KeyValueRows of_block(const ConstTensor4 &block) {
+    const std::size_t B = block.extent(0 + 1), rows = block.extent(2), D = block.extent(3);
+    const Scalar *const data = block.data();
+    return KeyValueRows{ConstTensor4(data, B, rows, 1, D),
+                        ConstTensor4(data + B * rows * D, B, rows, 1, D), false};
+  }
+  /// A member's K and V [B, n, Hkv, D], read in place.
+  static KeyValueRows of_member(const ConstTensor4 &k, const ConstTensor4 &v) {
+    return KeyValueRows{k, v, true};
+  }
+};
+
 /// The forward block kernel's arguments (RingAttn_BlockKernel.hpp).
 template <class MemorySpace, class Scalar>
 struct BlockKernelArgs {
-  Kokkos::View<const Scalar ****, Kokkos::LayoutRight, MemorySpace> q;  // [B, n, H, D]
-  Kokkos::View<const Scalar ****, Kokkos::LayoutRight, MemorySpace> kv; // [2, B, rows, Dkv]
+  Kokkos::View<const Scalar ****, Kokkos::LayoutRight, MemorySpace> q; // [B, n, H, D]
+  KeyValueRows<MemorySpace, Scalar> kv;
   Kokkos::View<const BlockTask *, MemorySpace> tasks;
   Kokkos::View<const WorkItem *, MemorySpace> items;
   // The running result, in the accumulate type (float for 16-bit storage)

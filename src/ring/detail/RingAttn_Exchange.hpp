@@ -288,6 +288,31 @@ inline std::int64_t wire_rows_of_kv_head(const Pattern &pattern, const Partition
   return ex.rows;
 }
 
+/// Rewrites the tasks of `ex` to read the source's K and V in place instead
+/// of a packed block (KeyValueRows::of_member): a key run's row becomes the
+/// source's local row of its first key, the keys of a run then `stride` rows
+/// apart. With `global_rows` the source's K/V and the receiver's Q, O and LSE
+/// are whole-sequence views, indexed by position: key runs and queries take
+/// their positions as rows.
+inline void read_keys_in_place(Exchange &ex, bool global_rows) {
+  for (auto &branch_tasks : ex.tasks)
+    for (BlockTask &task : branch_tasks) {
+      if (global_rows) task.q_row0 = task.q_pos0;
+      for (int k = 0; k < task.num_key_runs; ++k) {
+        KeyRun &run = task.key_runs[k];
+        if (global_rows) {
+          run.block_row = run.pos0;
+          continue;
+        }
+        // plan_gather made one gather run per key run, in block-row order
+        const auto it =
+            std::lower_bound(ex.gather.begin(), ex.gather.end(), run.block_row,
+                             [](const PackRun &g, std::int64_t row) { return g.block_row < row; });
+        run.block_row = it->src_row0;
+      }
+    }
+}
+
 /// Tiles of q_tile queries of every task: the block kernel's work items.
 inline std::vector<WorkItem> make_work_items(const std::vector<BlockTask> &tasks, int q_tile) {
   std::vector<WorkItem> items;

@@ -192,14 +192,12 @@ RingStats run_mpi_ring(
     return st;
   };
 
-  // Step 0, the member's own rows: gathered into a receive buffer (its own
-  // block is its wire: nothing crosses, nothing expands).
+  using KV = KeyValueRows<Mem, Scalar>;
+  // Step 0, the member's own rows: read in place from its K and V (no copy,
+  // no buffer; the receive buffers hold only rows that crossed).
   Step current;
   current.ex = member.plan_receive(p);
-  current.buffer = &recv[0];
-  current.buffer->shape(batch, current.ex.block_rows, dim);
-  Tensor4<Scalar, Mem> block = current.buffer->block;
-  if (!current.ex.empty()) member.gather(exec, k, v, current.ex, block);
+  read_keys_in_place(current.ex, false);
   Step pending;
   // Between chunks of the block kernel: let MPI move the pending messages.
   const std::function<void()> progress_messages = [&] {
@@ -217,18 +215,20 @@ RingStats run_mpi_ring(
         ++stats.hops_skipped;
       else
         ++stats.hops_made;
-      block = current.buffer->block;
     }
     if (options.overlap && s + 1 < P) pending = post(s + 1);
     const bool in_flight = pending.req[0] != MPI_REQUEST_NULL || pending.req[1] != MPI_REQUEST_NULL;
     if (!current.ex.empty()) {
       exec.fence();
       Kokkos::Timer timer;
-      if (s > 0 && current.ex.expands()) {
-        block = expanded.view(batch, current.ex.block_rows, dim);
+      const KV kv = [&] {
+        if (s == 0) return KV::of_member(k, v);
+        if (!current.ex.expands()) return KV::of_block(current.buffer->block);
+        const Tensor4<Scalar, Mem> block = expanded.view(batch, current.ex.block_rows, dim);
         member.expand(exec, current.buffer->block, current.ex, block);
-      }
-      member.consume(exec, q, block, current.ex, o_run, lse,
+        return KV::of_block(block);
+      }();
+      member.consume(exec, q, kv, current.ex, o_run, lse,
                      in_flight ? progress_messages : std::function<void()>{});
       exec.fence();
       stats.compute_seconds[p] += timer.seconds();

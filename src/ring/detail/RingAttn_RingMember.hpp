@@ -1,8 +1,9 @@
 #ifndef RINGATTN_RINGMEMBER_HPP
 #define RINGATTN_RINGMEMBER_HPP
 
-// One member of the ring: its running (O, LSE), and the two things it does
-// with a K/V block: pack one for another member, and consume one it holds.
+// One member of the ring: its running (O, LSE), and what it does with K/V
+// rows: pack a wire for another member, expand a wire it received, and
+// consume a block or its own K/V (read in place).
 // Shared by the simulated and the MPI ring, so both run the same schedule.
 
 #include <core/RingAttn_Types.hpp>
@@ -96,15 +97,6 @@ public:
     pack_block<ExecSpace, Scalar>(exec, k, v, runs, wire);
   }
 
-  /// Gathers the block the kernels read [2, B, ex.block_rows, D] straight
-  /// from the source's K/V (no wire: the member's own rows, or the simulated
-  /// ring, which holds the source's rows).
-  void gather(const ExecSpace &exec, const ConstTensor4 &k, const ConstTensor4 &v,
-              const Exchange &ex, const Tensor4<Scalar, memory_space> &block) const {
-    auto runs = to_device<PackRun>(ex.gather, "ringattn::gather_runs");
-    pack_block<ExecSpace, Scalar>(exec, k, v, runs, block);
-  }
-
   /// Expands a received wire [2, B, ex.rows, D] into the block the kernels
   /// read [2, B, ex.block_rows, D] (only where ex.expands()).
   void expand(const ExecSpace &exec, const ConstTensor4 &wire, const Exchange &ex,
@@ -113,15 +105,17 @@ public:
     expand_block<ExecSpace, Scalar>(exec, wire, runs, ex.block_rows, block);
   }
 
-  /// Attends the local queries to `block` under the tasks of `ex`, merging
-  /// into (o, lse); one launch per branch, whose tasks touch disjoint rows.
+  /// Attends the local queries to the keys of `kv` (a packed block, or a
+  /// member's K/V in place for tasks made by read_keys_in_place) under the
+  /// tasks of `ex`, merging into (o, lse); one launch per branch, whose
+  /// tasks touch disjoint rows.
   /// With `between` (the MPI ring's message progress), each branch's work
   /// items are launched in chunks and `between` runs after each chunk, so
   /// pending messages move while the block is computed (an MPI progresses
   /// large messages only inside MPI calls).
-  void consume(const ExecSpace &exec, const ConstTensor4 &q, const ConstTensor4 &block,
-               const Exchange &ex, const Tensor4<Acc, memory_space> &o,
-               const Tensor3<Acc, memory_space> &lse,
+  void consume(const ExecSpace &exec, const ConstTensor4 &q,
+               const KeyValueRows<memory_space, Scalar> &kv, const Exchange &ex,
+               const Tensor4<Acc, memory_space> &o, const Tensor3<Acc, memory_space> &lse,
                const std::function<void()> &between = {}) const {
     for (const auto &branch_tasks : ex.tasks) {
       if (branch_tasks.empty()) continue;
@@ -139,7 +133,7 @@ public:
       for (std::int64_t i0 = 0; i0 < num_items; i0 += chunk) {
         const Kokkos::View<const WorkItem *, memory_space> part =
             Kokkos::subview(items_d, Kokkos::make_pair(i0, std::min(num_items, i0 + chunk)));
-        block_attention<ExecSpace, Scalar>(exec, q, block, tasks_d, part, o, lse, scale_,
+        block_attention<ExecSpace, Scalar>(exec, q, kv, tasks_d, part, o, lse, scale_,
                                            pattern_.causal, tiling_);
         if (between) {
           exec.fence();
