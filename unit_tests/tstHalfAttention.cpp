@@ -114,3 +114,32 @@ TEMPLATE_LIST_TEST_CASE("16-bit storage: the backward matches the float64 gradie
     }
   }
 }
+
+TEMPLATE_LIST_TEST_CASE("16-bit storage: a member whose own block is its only one runs in chunks",
+                        "[half][attention]", StorageTypes) {
+  // Segments dividing the share: the members of contiguous rings of 1 and 2
+  // receive nothing and keep their float running O a chunk of rows at a time
+  // (4,096 rows: two chunks at N = 8,192 with one member); zigzag members
+  // receive, and keep it whole. head_groups leaves rows of some heads that
+  // see no key (O = 0).
+  using Exec = Kokkos::DefaultHostExecutionSpace;
+  std::mt19937_64 rng(20261202);
+  for (Mixing mixing : {Mixing::mixture, Mixing::head_groups})
+    for (bool causal : {false, true}) {
+      const Problem p = rounded_to<TestType>(
+          ProblemShape{8192, true, causal, mixing, {256, 512}, {1, 2}, 2, 1, 16}.problem(rng));
+      INFO(p.describe());
+      const Reference ref =
+          reference_attention(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v);
+      for (PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag})
+        for (int members : {1, 2}) {
+          INFO("members " << members << " zigzag " << (kind == PartitionKind::zigzag));
+          RingOptions options;
+          options.members = members;
+          options.partition = kind;
+          const Output out = run_api<Exec, TestType>(p, options);
+          CHECK(max_abs_error(out.o, ref.o) <= o_tolerance<TestType>);
+          CHECK(max_abs_error(out.lse, ref.lse) <= lse_tolerance);
+        }
+    }
+}

@@ -344,7 +344,11 @@ MemberMemoryModel build_model(const PlanProblem &pp, std::int64_t n, const Excha
   // running O beside the stored one)
   const std::int64_t acc_bytes = s >= 8 ? 8 : 4;
   m.q = sat_prod({B, n, H, D, s});
-  m.o = sat_prod({B, n, H, D, s + (s < acc_bytes ? acc_bytes : 0)});
+  // (a float chunk of rows where nothing crosses to the member)
+  const std::int64_t running_rows = s >= acc_bytes     ? 0
+                                    : e.recv_rows == 0 ? ringattn::Details::running_o_chunk_rows(n)
+                                                       : n;
+  m.o = sat_add(sat_prod({B, n, H, D, s}), sat_prod({B, running_rows, H, D, acc_bytes}));
   m.k = m.v = sat_prod({B, n, Hkv, D, s});
   m.lse = sat_prod({B, H, n, acc_bytes});
   const std::int64_t block_bytes = sat_prod({2, B, D, s});
@@ -477,6 +481,7 @@ MemberMemoryModel model_member(const PlanProblem &pp, const Partition &part, int
   for (int j = 0; j < part.members; ++j) {
     n = std::max(n, part.local_size(j));
     e.block_rows = std::max(e.block_rows, rc.extent[j].block_rows);
+    e.recv_rows = std::max(e.recv_rows, rc.extent[j].recv_rows);
     e.tasks = std::max(e.tasks, rc.extent[j].tasks);
     e.items = std::max(e.items, rc.extent[j].items);
   }
@@ -553,6 +558,7 @@ RingAnalysis analyse_ring(const PlanProblem &pp, std::int64_t seq_len, int membe
     ra.pairs.push_back(pairs);
     n_max = std::max(n_max, n);
     process.block_rows = std::max(process.block_rows, rc.extent[t].block_rows);
+    process.recv_rows = std::max(process.recv_rows, rc.extent[t].recv_rows);
     process.tasks = std::max(process.tasks, rc.extent[t].tasks);
     process.items = std::max(process.items, rc.extent[t].items);
   }

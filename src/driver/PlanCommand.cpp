@@ -163,7 +163,14 @@ void print_memory_table(std::ostream &out, const MemberMemoryModel &m, const Exc
   add("Q", "[B, n, H, D]", m.q);
   add("K", "[B, n, Hkv, D]", m.k);
   add("V", "[B, n, Hkv, D]", m.v);
-  add("O", pp.scalar_bytes < 4 ? "[B, n, H, D], and a float copy while running" : "[B, n, H, D]",
+  // the member's rows n, from Q's bytes
+  const std::int64_t n =
+      m.q / std::max<std::int64_t>(1, pp.batch * pp.pattern.heads * pp.head_dim * pp.scalar_bytes);
+  const std::string chunk = std::to_string(ringattn::Details::running_o_chunk_rows(n));
+  add("O",
+      pp.scalar_bytes >= 4 ? "[B, n, H, D]"
+      : e.recv_rows == 0   ? "[B, n, H, D], and a float chunk of " + chunk + " rows while running"
+                           : "[B, n, H, D], and a float copy while running",
       m.o);
   add("LSE", pp.scalar_bytes < 4 ? "[B, H, n], float" : "[B, H, n]", m.lse);
   // mpi: two wires received, one sent, and the block the kernels read where

@@ -5,7 +5,9 @@
 // buffer, as the simulated and MPI rings of this folder allocate them:
 //   - Q, O [B, n, H, D], K, V [B, n, Hkv, D], LSE [B, H, n] of the member
 //     (the simulated ring sizes them for its largest member); LSE in the
-//     accumulate type, and for 16-bit storage a float running O beside O;
+//     accumulate type, and for 16-bit storage a float running O beside O
+//     (a chunk of rows, running_o_chunk_rows, where no block crosses to
+//     the member: its own block is then its only one);
 //   - K/V blocks [2, B, rows, D]: none in the simulated ring, whose kernels
 //     read the source's K and V in place; in the MPI ring two receive wires
 //     and a send wire (unique (kv head, position) rows; the two receive
@@ -92,6 +94,7 @@ inline MemberMemoryModel model_member_memory(const Pattern &pattern, const Parti
       n = std::max(n, partition.local_size(j));
       const ExchangeExtent ej = largest_exchange(pattern, partition, j, tiling.q_tile);
       e.block_rows = std::max(e.block_rows, ej.block_rows);
+      e.recv_rows = std::max(e.recv_rows, ej.recv_rows);
       e.tasks = std::max(e.tasks, ej.tasks);
       e.items = std::max(e.items, ej.items);
     }
@@ -101,7 +104,10 @@ inline MemberMemoryModel model_member_memory(const Pattern &pattern, const Parti
   // storage, whose O then has a float copy beside the stored one.
   const std::int64_t acc_bytes = scalar_bytes >= 8 ? 8 : 4;
   m.q = batch * n * H * D * scalar_bytes;
-  m.o = batch * n * H * D * (scalar_bytes + (scalar_bytes < acc_bytes ? acc_bytes : 0));
+  const std::int64_t running_rows = scalar_bytes >= acc_bytes ? 0
+                                    : e.recv_rows == 0        ? Details::running_o_chunk_rows(n)
+                                                              : n;
+  m.o = batch * n * H * D * scalar_bytes + batch * running_rows * H * D * acc_bytes;
   m.k = m.v = batch * n * Hkv * D * scalar_bytes;
   m.lse = batch * H * n * acc_bytes;
   const std::int64_t block_bytes = 2 * batch * D * scalar_bytes;

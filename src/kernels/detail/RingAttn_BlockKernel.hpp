@@ -154,7 +154,8 @@ struct BlockAttentionFunctor {
       const Acc wb = w.wb / l;
       const Acc *const arow = acc + std::size_t(i) * D;
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](const int d) {
-        args.o(b, row, h, d) = w.wa * args.o(b, row, h, d) + wb * arow[d];
+        Acc &out = args.o(b, row - args.o_row0, h, d);
+        out = w.wa * out + wb * arow[d];
       });
       Kokkos::single(Kokkos::PerThread(team), [&]() { args.lse(b, h, row) = w.lse; });
     });
@@ -163,8 +164,8 @@ struct BlockAttentionFunctor {
 
 /// Runs the block kernel: for every work item, its query tile against its
 /// task's key runs in `kv` (a packed block or a member's K/V in place),
-/// merged into (o, lse). Rows of different items are disjoint, so items run
-/// concurrently without atomics.
+/// merged into (o, lse); o holds rows from o_row0 on. Rows of different items are disjoint, so
+/// items run concurrently without atomics.
 template <class ExecSpace, class Scalar>
 void block_attention(
     const ExecSpace &exec,
@@ -174,13 +175,13 @@ void block_attention(
     const Kokkos::View<const WorkItem *, typename ExecSpace::memory_space> &items,
     const Tensor4<accumulate_t<Scalar>, typename ExecSpace::memory_space> &o,
     const Tensor3<accumulate_t<Scalar>, typename ExecSpace::memory_space> &lse,
-    accumulate_t<Scalar> scale, bool causal, const Tiling &tiling) {
+    accumulate_t<Scalar> scale, bool causal, const Tiling &tiling, std::int64_t o_row0 = 0) {
   const int head_dim = int(q.extent(3));
   // One team per (batch entry, item); a league is at most max_league_size
   // teams, so more items are launched in turns (items touch disjoint rows).
   const auto args = [&](const auto &part, std::int64_t num_items) {
     return BlockKernelArgs<typename ExecSpace::memory_space, Scalar>{
-        q, kv, tasks, part, o, lse, num_items, tiling.q_tile, tiling.k_tile, scale, causal};
+        q, kv, tasks, part, o, lse, num_items, tiling.q_tile, tiling.k_tile, scale, causal, o_row0};
   };
   launch_block_kernel<ExecSpace, Scalar>(
       exec, "ringattn::block_attention", items, tasks, std::int64_t(q.extent(0)),

@@ -303,7 +303,7 @@ struct HostBlockAttentionFunctor {
       const std::int64_t row = query.qrow(i);
       const MergeWeights<float> w = lse_merge<float>(args.lse(b, h, row), mrow[i] + compat::log(l));
       const float wb = w.wb / l;
-      float *const orow = &args.o(b, row, h, 0);
+      float *const orow = &args.o(b, row - args.o_row0, h, 0);
       const float *const arow = acc + std::size_t(i) * D;
       for (int d = 0; d < D; ++d) orow[d] = w.wa * orow[d] + wb * arow[d];
       args.lse(b, h, row) = w.lse;

@@ -56,7 +56,8 @@ struct BlockKernelArgs {
   KeyValueRows<MemorySpace, Scalar> kv;
   Kokkos::View<const BlockTask *, MemorySpace> tasks;
   Kokkos::View<const WorkItem *, MemorySpace> items;
-  // The running result, in the accumulate type (float for 16-bit storage)
+  // The running result, in the accumulate type (float for 16-bit storage);
+  // O's row of local row t is t - o_row0 (a window of rows, o_row0 below)
   Kokkos::View<accumulate_t<Scalar> ****, Kokkos::LayoutRight, MemorySpace> o;  // [B, n, H, D]
   Kokkos::View<accumulate_t<Scalar> ***, Kokkos::LayoutRight, MemorySpace> lse; // [B, H, n]
   std::int64_t num_items = 0;
@@ -64,6 +65,9 @@ struct BlockKernelArgs {
   int k_tile = 0;
   accumulate_t<Scalar> scale = 1;
   bool causal = false;
+  /// First row of the window that `o` holds: 0, or the first row of a chunk
+  /// (RingMember::consume_own_in_chunks).
+  std::int64_t o_row0 = 0;
 };
 
 /// The backward kernels' inputs (RingAttn_BackwardKernel.hpp).

@@ -313,6 +313,37 @@ inline void read_keys_in_place(Exchange &ex, bool global_rows) {
     }
 }
 
+/// Rows per chunk of a member of n rows that keeps its running O a chunk at
+/// a time (16-bit storage, its own block its only one:
+/// RingMember::consume_in_chunks): an eighth, rounded up to whole multiples
+/// of 4,096 rows, at most n.
+inline std::int64_t running_o_chunk_rows(std::int64_t n) {
+  return std::min(n, std::max<std::int64_t>(4096, (n / 8 + 4095) / 4096 * 4096));
+}
+
+/// The tasks of `ex` cut to their queries in rows [row_begin, row_end) (the
+/// rows that tasks index): a chunk of a member's rows. Only the tasks are
+/// kept. Key runs stay whole; causal masking in the kernels drops the keys
+/// past a shortened task's last query.
+inline Exchange tasks_in_rows(const Exchange &ex, std::int64_t row_begin, std::int64_t row_end) {
+  Exchange out;
+  out.tasks.resize(ex.tasks.size());
+  auto index_at = [](const BlockTask &t, std::int64_t row) { // first query at or after row
+    return row <= t.q_row0 ? 0 : std::min(t.q_count, (row - t.q_row0 + t.stride - 1) / t.stride);
+  };
+  for (std::size_t i = 0; i < ex.tasks.size(); ++i)
+    for (const BlockTask &task : ex.tasks[i]) {
+      const std::int64_t lo = index_at(task, row_begin), hi = index_at(task, row_end);
+      if (lo >= hi) continue;
+      BlockTask cut = task;
+      cut.q_row0 += lo * task.stride;
+      cut.q_pos0 += lo * task.stride;
+      cut.q_count = hi - lo;
+      out.tasks[i].push_back(cut);
+    }
+  return out;
+}
+
 /// Tiles of q_tile queries of every task: the block kernel's work items.
 inline std::vector<WorkItem> make_work_items(const std::vector<BlockTask> &tasks, int q_tile) {
   std::vector<WorkItem> items;

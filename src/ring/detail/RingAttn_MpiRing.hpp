@@ -129,16 +129,26 @@ RingStats run_mpi_ring(
   stats.resize(P);
   RingMember<ExecSpace, Scalar> member(pattern, partition, p, scale, tiling);
   // The running O: the caller's o, or for 16-bit storage a float copy
-  // rounded into it at the end.
+  // rounded into it at the end; a float chunk of rows at a time when the
+  // member's own block is its only one (consume_in_chunks).
+  constexpr bool widened = !std::is_same_v<Acc, Scalar>;
+  const bool chunked = widened && member.receives_only_own();
   const Tensor4<Acc, Mem> o_run = [&] {
-    if constexpr (std::is_same_v<Acc, Scalar>)
+    if constexpr (!widened)
       return o;
     else
       return Tensor4<Acc, Mem>(
           Kokkos::view_alloc("ringattn::o_running", Kokkos::WithoutInitializing), o.extent(0),
-          o.extent(1), o.extent(2), o.extent(3));
+          chunked ? 0 : o.extent(1), o.extent(2), o.extent(3));
   }();
-  RingMember<ExecSpace, Scalar>::reset(exec, o_run, lse);
+  const std::int64_t chunk = running_o_chunk_rows(n);
+  const Kokkos::View<Acc *, Mem> o_chunk(
+      Kokkos::view_alloc("ringattn::o_chunk", Kokkos::WithoutInitializing),
+      chunked ? std::size_t(batch * chunk * o.extent(2) * dim) : 0);
+  if (chunked)
+    RingMember<ExecSpace, Scalar>::reset_lse(exec, lse);
+  else
+    RingMember<ExecSpace, Scalar>::reset(exec, o_run, lse);
 
   Buffer recv[2], send; // wires: rows that cross, each (kv head, position) once
   // The block the kernels read, for a hop whose wire holds rows read twice.
@@ -198,6 +208,8 @@ RingStats run_mpi_ring(
   Step current;
   current.ex = member.plan_receive(p);
   read_keys_in_place(current.ex, false);
+  // chunked with no block at all: no row sees a key, O = 0 (docs/SPEC.md section 1)
+  if (chunked && current.ex.empty()) Kokkos::deep_copy(exec, o, Scalar(0.0f));
   Step pending;
   // Between chunks of the block kernel: let MPI move the pending messages.
   const std::function<void()> progress_messages = [&] {
@@ -228,15 +240,19 @@ RingStats run_mpi_ring(
         member.expand(exec, current.buffer->block, current.ex, block);
         return KV::of_block(block);
       }();
-      member.consume(exec, q, kv, current.ex, o_run, lse,
-                     in_flight ? progress_messages : std::function<void()>{});
+      const std::function<void()> between = in_flight ? progress_messages : std::function<void()>{};
+      if (chunked) // s == 0: every other block is empty
+        member.consume_in_chunks(exec, q, kv, current.ex, {Range{0, n}}, chunk, o_chunk, o, lse,
+                                 between);
+      else
+        member.consume(exec, q, kv, current.ex, o_run, lse, between);
       exec.fence();
       stats.compute_seconds[p] += timer.seconds();
     }
     if (progress) progress(RingProgress{p, P, s + 1, P});
   }
-  if constexpr (!std::is_same_v<Acc, Scalar>) {
-    RingMember<ExecSpace, Scalar>::to_storage(exec, o_run, o);
+  if constexpr (widened) {
+    if (!chunked) RingMember<ExecSpace, Scalar>::to_storage(exec, o_run, o);
     exec.fence();
   }
   MPI_Comm_free(&ring);

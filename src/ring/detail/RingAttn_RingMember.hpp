@@ -64,19 +64,31 @@ public:
     Kokkos::deep_copy(exec, lse, -compat::infinity<Acc>());
   }
 
+  /// LSE = -inf alone (the running O is a chunk: consume_in_chunks).
+  static void reset_lse(const ExecSpace &exec, const Tensor3<Acc, memory_space> &lse) {
+    Kokkos::deep_copy(exec, lse, -compat::infinity<Acc>());
+  }
+
   /// out = O rounded to the storage type (16-bit storage only).
   static void to_storage(const ExecSpace &exec, const Tensor4<Acc, memory_space> &o,
                          const Tensor4<Scalar, memory_space> &out) {
+    to_storage(exec, o, Range{0, std::int64_t(o.extent(1))}, out, 0);
+  }
+  /// Rows out[:, out_row0 + t - rows.begin] = O[:, t] rounded to the storage
+  /// type, t in `rows`.
+  static void to_storage(const ExecSpace &exec, const Tensor4<Acc, memory_space> &o,
+                         const Range &rows, const Tensor4<Scalar, memory_space> &out,
+                         std::int64_t out_row0) {
     // by index, not by span: the caller's out may be a padded LayoutRight view
-    const std::int64_t N = std::int64_t(o.extent(1)), H = std::int64_t(o.extent(2)),
-                       D = std::int64_t(o.extent(3));
+    const std::int64_t N = rows.size(), H = std::int64_t(o.extent(2)),
+                       D = std::int64_t(o.extent(3)), t0 = rows.begin;
     const std::int64_t size = std::int64_t(o.extent(0)) * N * H * D;
     Kokkos::parallel_for(
         "ringattn::o_to_storage",
         Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(exec, 0, size),
         KOKKOS_LAMBDA(const std::int64_t i) {
           const std::int64_t b = i / (N * H * D), t = (i / (H * D)) % N, h = (i / D) % H, d = i % D;
-          out(b, t, h, d) = Scalar(o(b, t, h, d));
+          out(b, out_row0 + t, h, d) = Scalar(o(b, t0 + t, h, d));
         });
   }
 
@@ -116,7 +128,7 @@ public:
   void consume(const ExecSpace &exec, const ConstTensor4 &q,
                const KeyValueRows<memory_space, Scalar> &kv, const Exchange &ex,
                const Tensor4<Acc, memory_space> &o, const Tensor3<Acc, memory_space> &lse,
-               const std::function<void()> &between = {}) const {
+               const std::function<void()> &between = {}, std::int64_t o_row0 = 0) const {
     for (const auto &branch_tasks : ex.tasks) {
       if (branch_tasks.empty()) continue;
       const std::vector<WorkItem> items = make_work_items(branch_tasks, tiling_.q_tile);
@@ -134,13 +146,48 @@ public:
         const Kokkos::View<const WorkItem *, memory_space> part =
             Kokkos::subview(items_d, Kokkos::make_pair(i0, std::min(num_items, i0 + chunk)));
         block_attention<ExecSpace, Scalar>(exec, q, kv, tasks_d, part, o, lse, scale_,
-                                           pattern_.causal, tiling_);
+                                           pattern_.causal, tiling_, o_row0);
         if (between) {
           exec.fence();
           between();
         }
       }
     }
+  }
+
+  /// Whether every block this member receives from another is empty (its
+  /// own is then its only one: a LongNet member whose share holds whole
+  /// segments, for one).
+  bool receives_only_own() const {
+    for (int j = 0; j < partition_.members; ++j)
+      if (j != rank_ && !plan_exchange(pattern_, partition_, rank_, j, false).empty()) return false;
+    return true;
+  }
+
+  /// 16-bit storage, for a member whose only block is `ex` (receives_only_own):
+  /// consumes it chunk by chunk of `chunk` rows (running_o_chunk_rows) over each row range in
+  /// `rows` (the rows tasks index), each chunk's running O in float in
+  /// `o_chunk` (at least B * chunk * H * D values) and rounded into `o` when
+  /// the chunk is done. The float O is then one chunk, not the member's rows.
+  /// LSE must have been reset.
+  void consume_in_chunks(const ExecSpace &exec, const ConstTensor4 &q,
+                         const KeyValueRows<memory_space, Scalar> &kv, const Exchange &ex,
+                         const std::vector<Range> &rows, std::int64_t chunk,
+                         const Kokkos::View<Acc *, memory_space> &o_chunk,
+                         const Tensor4<Scalar, memory_space> &o,
+                         const Tensor3<Acc, memory_space> &lse,
+                         const std::function<void()> &between = {}) const {
+    const std::int64_t B = std::int64_t(o.extent(0)), H = std::int64_t(o.extent(2)),
+                       D = std::int64_t(o.extent(3));
+    chunk = std::max<std::int64_t>(chunk, 1);
+    for (const Range &range : rows)
+      for (std::int64_t r0 = range.begin; r0 < range.end; r0 += chunk) {
+        const std::int64_t r1 = std::min(range.end, r0 + chunk);
+        const auto window = wrap_view<Tensor4<Acc, memory_space>>(o_chunk.data(), B, r1 - r0, H, D);
+        Kokkos::deep_copy(exec, window, Acc(0));
+        consume(exec, q, kv, tasks_in_rows(ex, r0, r1), window, lse, between, r0);
+        to_storage(exec, window, Range{0, r1 - r0}, o, r0);
+      }
   }
 
   /// At most this many launches per branch and hop when progressing messages.

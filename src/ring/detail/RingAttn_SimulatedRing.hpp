@@ -46,9 +46,24 @@ RingStats run_simulated_ring(const ExecSpace &exec, const Pattern &pattern,
 
   std::int64_t n_max = 0;
   for (int p = 0; p < R; ++p) n_max = std::max(n_max, partition.local_size(p));
+  // 16-bit storage: a member whose own block is its only one keeps its float
+  // running O a chunk of rows at a time (RingMember::consume_in_chunks); the
+  // float O of a whole member only where some member receives.
+  std::vector<char> chunked(R, 0);
+  bool whole_running_o = !widened_o;
+  if constexpr (widened_o)
+    for (int p = 0; p < R; ++p) {
+      chunked[p] =
+          RingMember<ExecSpace, Scalar>(pattern, partition, p, scale, tiling).receives_only_own();
+      whole_running_o = whole_running_o || !chunked[p];
+    }
+  const std::int64_t chunk = running_o_chunk_rows(n_max);
   // One member's state at a time; buffers sized for the largest member.
   Kokkos::View<Scalar *, Mem> q_buf("ringattn::q", batch * n_max * H * head_dim);
-  Kokkos::View<Acc *, Mem> o_buf("ringattn::o", batch * n_max * H * head_dim);
+  Kokkos::View<Acc *, Mem> o_buf("ringattn::o", whole_running_o ? batch * n_max * H * head_dim : 0);
+  const bool any_chunked = std::count(chunked.begin(), chunked.end(), 1) > 0;
+  Kokkos::View<Acc *, Mem> o_chunk("ringattn::o_chunk",
+                                   any_chunked ? batch * chunk * H * head_dim : 0);
   Kokkos::View<Acc *, Mem> lse_buf("ringattn::lse", batch * H * n_max);
   // 16-bit storage: O rounded to the storage type for the MemberIO
   Kokkos::View<Scalar *, Mem> o_store_buf("ringattn::o_storage",
@@ -59,11 +74,17 @@ RingStats run_simulated_ring(const ExecSpace &exec, const Pattern &pattern,
   for (int p = 0; p < R; ++p) {
     const std::int64_t n = partition.local_size(p);
     const auto q = wrap_view<T4>(q_buf.data(), batch, n, H, head_dim);
-    const auto o = wrap_view<A4>(o_buf.data(), batch, n, H, head_dim);
+    const auto o = wrap_view<A4>(o_buf.data(), batch, chunked[p] ? 0 : n, H, head_dim);
+    const auto o_store = wrap_view<T4>(widened_o ? o_store_buf.data() : nullptr, batch,
+                                       widened_o ? n : 0, H, head_dim);
     const auto lse = wrap_view<Tensor3<Acc, Mem>>(lse_buf.data(), batch, H, n);
     io.load_q(p, q);
     RingMember<ExecSpace, Scalar> member(pattern, partition, p, scale, tiling);
-    RingMember<ExecSpace, Scalar>::reset(exec, o, lse);
+    if (chunked[p])
+      RingMember<ExecSpace, Scalar>::reset_lse(exec, lse);
+    else
+      RingMember<ExecSpace, Scalar>::reset(exec, o, lse);
+    bool stored = false; // chunked: O written
 
     for (int step = 0; step < R; ++step) {
       const int source = (p - step + R) % R;
@@ -81,15 +102,23 @@ RingStats run_simulated_ring(const ExecSpace &exec, const Pattern &pattern,
         count_hop(stats, ex, source, step, batch, head_dim, sizeof(Scalar));
         exec.fence();
         Kokkos::Timer timer;
-        member.consume(exec, q, KeyValueRows<Mem, Scalar>::of_member(k, v), ex, o, lse);
+        const auto kv = KeyValueRows<Mem, Scalar>::of_member(k, v);
+        if (chunked[p]) { // step 0: every other block is empty
+          member.consume_in_chunks(exec, q, kv, ex, {Range{0, n}}, chunk, o_chunk, o_store, lse);
+          stored = true;
+        } else {
+          member.consume(exec, q, kv, ex, o, lse);
+        }
         exec.fence();
         stats.compute_seconds[p] += timer.seconds();
       }
       if (progress) progress(RingProgress{p, R, step + 1, R});
     }
     if constexpr (widened_o) {
-      const auto o_store = wrap_view<T4>(o_store_buf.data(), batch, n, H, head_dim);
-      RingMember<ExecSpace, Scalar>::to_storage(exec, o, o_store);
+      if (!chunked[p])
+        RingMember<ExecSpace, Scalar>::to_storage(exec, o, o_store);
+      else if (!stored) // no block at all: no row sees a key
+        Kokkos::deep_copy(exec, o_store, Scalar(0.0f));
       exec.fence();
       io.store(p, o_store, lse);
     } else {
@@ -103,7 +132,7 @@ RingStats run_simulated_ring(const ExecSpace &exec, const Pattern &pattern,
 /// (RingAttention::forward in one process): every member reads Q, K and V in
 /// place and writes O and LSE in place, by position, so the pass copies no
 /// input and allocates nothing but the schedule and tile scratch (and, for
-/// 16-bit storage, the float running O). Members run one after another, each
+/// 16-bit storage, the float running O, or a chunk of it). Members run one after another, each
 /// on the schedule of the MPI ring, merging in the same order.
 template <class ExecSpace, class Scalar>
 RingStats run_simulated_ring_in_place(
@@ -122,19 +151,44 @@ RingStats run_simulated_ring_in_place(
   RingStats stats;
   stats.resize(R);
   // The running O: the caller's o, or for 16-bit storage a float copy
-  // rounded into it at the end.
+  // rounded into it member by member; a float chunk of rows at a time for
+  // a member whose own block is its only one (RingMember::consume_in_chunks).
+  constexpr bool widened = !std::is_same_v<Acc, Scalar>;
+  std::vector<char> chunked(R, 0);
+  bool whole_running_o = !widened;
+  std::int64_t n_max = 0;
+  for (int p = 0; p < R; ++p) {
+    n_max = std::max(n_max, partition.local_size(p));
+    if constexpr (widened) {
+      chunked[p] =
+          RingMember<ExecSpace, Scalar>(pattern, partition, p, scale, tiling).receives_only_own();
+      whole_running_o = whole_running_o || !chunked[p];
+    }
+  }
   const Tensor4<Acc, Mem> o_run = [&] {
-    if constexpr (std::is_same_v<Acc, Scalar>)
+    if constexpr (!widened)
       return o;
     else
       return Tensor4<Acc, Mem>(
           Kokkos::view_alloc("ringattn::o_running", Kokkos::WithoutInitializing), o.extent(0),
-          o.extent(1), o.extent(2), o.extent(3));
+          whole_running_o ? o.extent(1) : 0, o.extent(2), o.extent(3));
   }();
-  RingMember<ExecSpace, Scalar>::reset(exec, o_run, lse);
+  const std::int64_t chunk = running_o_chunk_rows(n_max);
+  const bool any_chunked = std::count(chunked.begin(), chunked.end(), 1) > 0;
+  const Kokkos::View<Acc *, Mem> o_chunk(
+      Kokkos::view_alloc("ringattn::o_chunk", Kokkos::WithoutInitializing),
+      any_chunked ? std::size_t(batch * chunk * o.extent(2) * head_dim) : 0);
+  if (whole_running_o)
+    RingMember<ExecSpace, Scalar>::reset(exec, o_run, lse);
+  else
+    RingMember<ExecSpace, Scalar>::reset_lse(exec, lse);
   const auto kv = KeyValueRows<Mem, Scalar>::of_member(k, v);
   for (int p = 0; p < R; ++p) {
     RingMember<ExecSpace, Scalar> member(pattern, partition, p, scale, tiling);
+    std::vector<Range> rows; // the member's rows, by position
+    for (int r = 0; r < partition.num_ranges(); ++r)
+      if (partition.range(p, r).size() > 0) rows.push_back(partition.range(p, r));
+    bool stored = false; // chunked: O written
     for (int step = 0; step < R; ++step) {
       const int source = (p - step + R) % R;
       Exchange ex = member.plan_receive(source);
@@ -145,16 +199,25 @@ RingStats run_simulated_ring_in_place(
         count_hop(stats, ex, source, step, batch, head_dim, sizeof(Scalar));
         exec.fence();
         Kokkos::Timer timer;
-        member.consume(exec, q, kv, ex, o_run, lse);
+        if (chunked[p]) { // step 0: every other block is empty
+          member.consume_in_chunks(exec, q, kv, ex, rows, chunk, o_chunk, o, lse);
+          stored = true;
+        } else {
+          member.consume(exec, q, kv, ex, o_run, lse);
+        }
         exec.fence();
         stats.compute_seconds[p] += timer.seconds();
       }
       if (progress) progress(RingProgress{p, R, step + 1, R});
     }
-  }
-  if constexpr (!std::is_same_v<Acc, Scalar>) {
-    RingMember<ExecSpace, Scalar>::to_storage(exec, o_run, o);
-    exec.fence();
+    if constexpr (widened) {
+      if (!chunked[p])
+        for (const Range &range : rows)
+          RingMember<ExecSpace, Scalar>::to_storage(exec, o_run, range, o, range.begin);
+      else if (!stored) // no block at all: no row sees a key, chunks of O = 0
+        member.consume_in_chunks(exec, q, kv, Exchange{}, rows, chunk, o_chunk, o, lse);
+      exec.fence();
+    }
   }
   return stats;
 }
