@@ -460,3 +460,37 @@ TEST_CASE("a tiling whose tiles overflow team scratch is refused", "[attention][
   CHECK_THROWS_AS((run_api<Kokkos::DefaultHostExecutionSpace, float>(p, options)),
                   std::invalid_argument);
 }
+
+TEST_CASE("tilings and patterns are checked when they are set", "[attention][options]") {
+  using Exec = Kokkos::DefaultHostExecutionSpace;
+  // Pattern's fields are public: a zero segment or rate set by hand, or a
+  // zero tile, is refused by the constructor, before any kernel sees it.
+  Pattern zero_segment = Pattern::dilated(64, 2, 1, false, Mixing::mixture, {16, 32}, {1, 2});
+  zero_segment.segment_length[1] = 0;
+  CHECK_THROWS_WITH(RingAttention<Exec>(zero_segment), Catch::Contains("segment lengths"));
+  Pattern zero_rate = Pattern::dense(64, 2, 1, true);
+  zero_rate.dilation_rate[0] = 0;
+  CHECK_THROWS_WITH(RingAttention<Exec>(zero_rate), Catch::Contains("dilation rates"));
+  Pattern no_branch = Pattern::dense(64, 2, 1, true);
+  no_branch.num_branches = 0;
+  CHECK_THROWS_AS(RingAttention<Exec>(no_branch), std::invalid_argument);
+  for (int field = 0; field < 5; ++field) {
+    Tiling t = default_tiling<Exec>(32);
+    (field == 0   ? t.q_tile
+     : field == 1 ? t.k_tile
+     : field == 2 ? t.team_size
+     : field == 3 ? t.vector_length
+                  : t.q_tile) = 0;
+    if (field == 4) {
+      t.q_tile = 64;
+      t.max_league_size = 0;
+    }
+    RingOptions options;
+    options.tiling = t;
+    INFO("field " << field);
+    CHECK_THROWS_AS(RingAttention<Exec>(Pattern::dense(64, 2, 1, true), options),
+                    std::invalid_argument);
+  }
+  // a valid pattern and tiling are taken
+  CHECK_NOTHROW(RingAttention<Exec>(Pattern::dense(64, 2, 1, true)));
+}

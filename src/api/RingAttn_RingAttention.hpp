@@ -101,6 +101,9 @@ public:
 
   explicit RingAttention(const Pattern &pattern, const RingOptions &options = {})
       : pattern_(pattern), options_(options) {
+    // Knobs are checked when they are set, before any kernel sees them.
+    pattern_.validate();
+    if (options_.tiling) check_tiling_counts(*options_.tiling);
     if (options_.members < 1) throw std::invalid_argument("ringattn: members must be >= 1");
     if (options_.scale && !std::isfinite(*options_.scale))
       throw std::invalid_argument("ringattn: scale must be a finite number");
@@ -153,19 +156,8 @@ public:
                     const ConstTensor4 &v, const OutTensor4 &o, const OutTensor3 &lse,
                     const MpiRingOptions &mpi_options = {},
                     const ExecSpace &exec = ExecSpace()) const {
-    // Collective: every rank checks its arguments, and all go on or all
-    // throw the same exception (docs/reliability.md).
-    agree_on_mpi_arguments(comm, "ringattn::RingAttention::forward", q.extent(0), q.extent(3),
-                           mpi_options,
-                           [&](std::int64_t rows) { check_shapes(q, k, v, o, lse, rows); });
-    MpiRingOptions opts = mpi_options;
-    opts.overlap = opts.overlap && options_.overlap;
-    // Past here messages move: an exception ends the job (docs/reliability.md).
-    return Details::abort_on_exception(comm, "ringattn::RingAttention::forward", [&] {
-      return Details::run_mpi_ring<ExecSpace, Scalar>(exec, comm, pattern_, options_.partition,
-                                                      scale(q.extent(3)), tiling(q.extent(3)), opts,
-                                                      q, k, v, o, lse, options_.progress);
-    });
+    return forward_mpi(comm, q, k, v, o, lse, Details::MpiRingSettings{mpi_options.overlap, false},
+                       exec);
   }
 #endif
 
@@ -198,27 +190,54 @@ public:
                      const ConstTensor4 &dout, const OutTensor4 &dq, const OutTensor4 &dk,
                      const OutTensor4 &dv, const MpiRingOptions &mpi_options = {},
                      const ExecSpace &exec = ExecSpace()) const {
-    agree_on_mpi_arguments(
-        comm, "ringattn::RingAttention::backward", q.extent(0), q.extent(3), mpi_options,
-        [&](std::int64_t rows) { check_backward_shapes(q, k, v, o, lse, dout, dq, dk, dv, rows); });
-    MpiRingOptions opts = mpi_options;
-    opts.overlap = opts.overlap && options_.overlap;
-    return Details::abort_on_exception(comm, "ringattn::RingAttention::backward", [&] {
-      return Details::run_mpi_backward<ExecSpace, Scalar>(
-          exec, comm, pattern_, options_.partition, scale(q.extent(3)), tiling(q.extent(3)), opts,
-          q, k, v, o, lse, dout, dq, dk, dv, options_.progress);
-    });
+    return backward_mpi(comm, q, k, v, o, lse, dout, dq, dk, dv,
+                        Details::MpiRingSettings{mpi_options.overlap, false}, exec);
   }
 #endif
 
 private:
 #ifdef RINGATTN_ENABLE_MPI
+  friend struct Details::RingBenchmarkAccess;
+
+  RingStats forward_mpi(MPI_Comm comm, const ConstTensor4 &q, const ConstTensor4 &k,
+                        const ConstTensor4 &v, const OutTensor4 &o, const OutTensor3 &lse,
+                        Details::MpiRingSettings settings, const ExecSpace &exec) const {
+    // Collective: every rank checks its arguments, and all go on or all
+    // throw the same exception (docs/reliability.md).
+    agree_on_mpi_arguments(comm, "ringattn::RingAttention::forward", q.extent(0), q.extent(3),
+                           settings,
+                           [&](std::int64_t rows) { check_shapes(q, k, v, o, lse, rows); });
+    settings.overlap = settings.overlap && options_.overlap;
+    // Past here messages move: an exception ends the job (docs/reliability.md).
+    return Details::abort_on_exception(comm, "ringattn::RingAttention::forward", [&] {
+      return Details::run_mpi_ring<ExecSpace, Scalar>(exec, comm, pattern_, options_.partition,
+                                                      scale(q.extent(3)), tiling(q.extent(3)),
+                                                      settings, q, k, v, o, lse, options_.progress);
+    });
+  }
+
+  RingStats backward_mpi(MPI_Comm comm, const ConstTensor4 &q, const ConstTensor4 &k,
+                         const ConstTensor4 &v, const ConstTensor4 &o, const ConstTensor3 &lse,
+                         const ConstTensor4 &dout, const OutTensor4 &dq, const OutTensor4 &dk,
+                         const OutTensor4 &dv, Details::MpiRingSettings settings,
+                         const ExecSpace &exec) const {
+    agree_on_mpi_arguments(
+        comm, "ringattn::RingAttention::backward", q.extent(0), q.extent(3), settings,
+        [&](std::int64_t rows) { check_backward_shapes(q, k, v, o, lse, dout, dq, dk, dv, rows); });
+    settings.overlap = settings.overlap && options_.overlap;
+    return Details::abort_on_exception(comm, "ringattn::RingAttention::backward", [&] {
+      return Details::run_mpi_backward<ExecSpace, Scalar>(
+          exec, comm, pattern_, options_.partition, scale(q.extent(3)), tiling(q.extent(3)),
+          settings, q, k, v, o, lse, dout, dq, dk, dv, options_.progress);
+    });
+  }
+
   /// The local checks of one rank (`check(rows)` with the partition's rows
   /// of this rank, then the tiling), agreed on by all ranks of `comm` with a
   /// fingerprint of what they must share (RingAttn_MpiAgreement.hpp).
   template <class Check>
   void agree_on_mpi_arguments(MPI_Comm comm, const std::string &where, std::size_t batch,
-                              std::size_t head_dim, const MpiRingOptions &mpi_options,
+                              std::size_t head_dim, const Details::MpiRingSettings &mpi_options,
                               const Check &check) const {
     int P = 1, p = 0;
     MPI_Comm_size(comm, &P);
@@ -243,11 +262,14 @@ private:
   }
 #endif
 
-  static void check_tiling(const Tiling &t, std::int64_t head_dim) {
+  static void check_tiling_counts(const Tiling &t) {
     if (t.q_tile < 1 || t.k_tile < 1 || t.team_size < 1 || t.vector_length < 1 ||
         t.max_league_size < 1)
       throw std::invalid_argument("ringattn: the tiling needs q_tile, k_tile, team_size, "
                                   "vector_length and max_league_size >= 1");
+  }
+  static void check_tiling(const Tiling &t, std::int64_t head_dim) {
+    check_tiling_counts(t);
     // One team's tiles live in team scratch, whose size Kokkos takes as an
     // int: larger tiles would overflow it (and crashed, before this check).
     const std::size_t elements =

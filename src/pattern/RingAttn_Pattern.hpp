@@ -140,6 +140,27 @@ struct Pattern {
     return n;
   }
 
+  /// Throws std::invalid_argument unless the fields hold a pattern that
+  /// dense() or dilated() could have made (its fields are public: a caller
+  /// may change them; RingAttention checks before any kernel sees them).
+  void validate() const {
+    auto fail = [](const std::string &what) { throw std::invalid_argument("pattern: " + what); };
+    if (seq_len < 1) fail("seq_len must be >= 1");
+    if (heads < 1 || kv_heads < 1) fail("heads must be >= 1");
+    if (heads % kv_heads != 0) fail("heads must be a multiple of kv_heads");
+    if (num_branches < 1 || num_branches > max_branches)
+      fail("the number of branches must be in [1, " + std::to_string(max_branches) + "]");
+    const std::int64_t cap = std::max<std::int64_t>(seq_len, heads);
+    for (int i = 0; i < num_branches; ++i) {
+      if (segment_length[i] < 1 || segment_length[i] > seq_len)
+        fail("segment lengths must be in [1, seq_len]");
+      if (dilation_rate[i] < 1 || dilation_rate[i] > cap)
+        fail("dilation rates must be in [1, max(seq_len, heads)]");
+    }
+    if (mixing == Mixing::head_groups && heads < num_branches)
+      fail("head_groups mixing needs heads >= number of branches");
+  }
+
 private:
   static Pattern make_base(std::int64_t seq_len, int heads, int kv_heads, bool causal,
                            Mixing mixing) {

@@ -260,7 +260,7 @@ RingStats run_simulated_backward(
 template <class ExecSpace, class Scalar>
 RingStats run_mpi_backward(
     const ExecSpace &exec, MPI_Comm comm, const Pattern &pattern, PartitionKind partition_kind,
-    accumulate_t<Scalar> scale, const Tiling &tiling, const MpiRingOptions &options,
+    accumulate_t<Scalar> scale, const Tiling &tiling, const MpiRingSettings &options,
     const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &q,
     const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &k,
     const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &v,
