@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The ring's numbers (memory per member against its model, for R = 1, 4, 16
+# The ring's numbers (memory per member against its model, for R = 1, 4, 16, 64
 # at one N; bytes sent against the analytic minimum; contiguous against
 # zigzag compute balance under MPI), from runs of the decks in inputs/.
 # Run after scripts/setup.sh; prints Markdown tables.
@@ -18,7 +18,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_PROC_BIND=f
 
 echo "## Simulated ring: memory per member at N = 262144 (LongNet deck, H = 4)"
 files=()
-for R in 1 4 16; do
+for R in 1 4 16 64; do
   "$ringattn" run inputs/longnet.yaml --quiet --set problem.seq_len=262144 --set problem.heads=4 \
     --set problem.kv_heads=4 --set ring.size=$R --set benchmark.warmup=0 --set benchmark.repeats=1 \
     --set output.results="$out/simulated_R${R}_results.yaml" >/dev/null
