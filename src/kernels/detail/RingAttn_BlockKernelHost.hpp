@@ -311,23 +311,6 @@ struct HostBlockAttentionFunctor {
   }
 };
 
-/// Keeps OpenBLAS on one thread inside a Kokkos host parallel region (its own
-/// threads would oversubscribe the cores), restoring the caller's setting.
-class SingleThreadedBlas {
-public:
-#ifdef RINGATTN_HAVE_OPENBLAS_THREADS
-  SingleThreadedBlas() : previous_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
-  ~SingleThreadedBlas() { openblas_set_num_threads(previous_); }
-#else
-  SingleThreadedBlas() = default;
-#endif
-  SingleThreadedBlas(const SingleThreadedBlas &) = delete;
-  SingleThreadedBlas &operator=(const SingleThreadedBlas &) = delete;
-
-private:
-  int previous_ = 1;
-};
-
 } // namespace ringattn::Details
 
 #endif // RINGATTN_ENABLE_BLAS

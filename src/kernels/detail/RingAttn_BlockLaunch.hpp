@@ -9,6 +9,7 @@
 #include <api/RingAttn_Options.hpp>
 #include <core/RingAttn_Types.hpp>
 #include <core/detail/RingAttn_KokkosCompat.hpp>
+#include <kernels/detail/RingAttn_BlasThreads.hpp>
 #include <kernels/detail/RingAttn_BlockKernelHost.hpp>
 #include <kernels/detail/RingAttn_BlockTask.hpp>
 
@@ -88,7 +89,7 @@ void launch_host_teams(const ExecSpace &exec, const std::string &label, std::int
                        const Tiling &tiling, const HostFunctor &f) {
   const std::size_t bytes = HostFunctor::ScratchView::shmem_size(
       HostFunctor::scratch_elements(tiling.q_tile, tiling.k_tile, D));
-  SingleThreadedBlas one_blas_thread;
+  [[maybe_unused]] const SingleThreadedBlas one_blas_thread;
   // Dynamic schedule: causal work items differ in cost (later queries see
   // more keys), and a static split would leave one thread the heavy half.
   using HostPolicy = Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>>;
