@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The memory model against what the runs hold: the peak resident size of the
+# process beyond its baseline (the program with its kernels' code loaded),
+# over the model of the largest member (docs/SPEC.md section 6, `memory`),
+# must lie within 10% for the simulated ring at R = 1, 4, 16 and 64 (LongNet
+# deck, N = 131,072, H = 4, D = 64, float32, and R = 16 in bfloat16) and,
+# with MPIEXEC given, the MPI ring at np 2 and 4 (inputs/longnet_mpi.yaml,
+# whose members exchange rows).
+#   run_memory_model.sh RINGATTN SOURCE_DIR [MPIEXEC]
+set -euo pipefail
+ringattn=$1 src=$2 mpiexec=${3:-}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_PROC_BIND=false
+export OMP_WAIT_POLICY=passive
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+one=(--quiet --set benchmark.warmup=0 --set benchmark.repeats=1 --set verify.rows=4)
+failed=0
+check() { # name, results file
+  local ratio
+  ratio=$(sed -n 's/^ *peak_over_baseline_to_model: //p' "$2")
+  if awk -v r="$ratio" 'BEGIN { exit !(r >= 0.9 && r <= 1.1) }'; then
+    echo "$1: (peak - baseline) / model = $ratio"
+  else
+    echo "$1: (peak - baseline) / model = $ratio, outside [0.9, 1.1]"
+    failed=1
+  fi
+}
+longnet=(--set problem.seq_len=131072 --set problem.heads=4 --set problem.kv_heads=4)
+for R in 1 4 16 64; do
+  OMP_NUM_THREADS=2 "$ringattn" run "$src/inputs/longnet.yaml" "${one[@]}" "${longnet[@]}" \
+    --set ring.size=$R --set output.results="$out/R$R.yaml"
+  check "simulated R=$R float32" "$out/R$R.yaml"
+done
+OMP_NUM_THREADS=2 "$ringattn" run "$src/inputs/longnet.yaml" "${one[@]}" "${longnet[@]}" \
+  --set ring.size=16 --set problem.dtype=bfloat16 --set verify.tolerance=1e-2 \
+  --set output.results="$out/R16_bf16.yaml"
+check "simulated R=16 bfloat16" "$out/R16_bf16.yaml"
+if [ -n "$mpiexec" ]; then
+  for np in 2 4; do
+    OMP_NUM_THREADS=1 OMPI_MCA_orte_tmpdir_base="$out/ompi$np" PRTE_MCA_prte_tmpdir_base="$out/ompi$np" \
+      "$mpiexec" -np $np --oversubscribe "$ringattn" run "$src/inputs/longnet_mpi.yaml" "${one[@]}" \
+      --kokkos-disable-warnings --set output.results="$out/np$np.yaml"
+    check "mpi np=$np float32" "$out/np$np.yaml"
+  done
+fi
+exit $failed
