@@ -10,6 +10,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <type_traits>
 
 using namespace ringattn;
 using namespace ringattn::test;
@@ -80,4 +81,73 @@ TEST_CASE("allocation counting sees the library's buffers", "[attention][memory]
   const Counting counting;
   Kokkos::View<float *, Kokkos::HostSpace> buffer("ringattn::probe", 1000);
   CHECK(Counting::bytes >= std::int64_t(1000 * sizeof(float)));
+}
+
+TEST_CASE("forward reads Q, K and V as subviews of one packed projection", "[attention][memory]") {
+  // A fused QKV projection [B, N, H + 2 Hkv, D]: Q, K and V are strided
+  // subviews of it (rows (H + 2 Hkv) D values apart), read in place, with no
+  // copy, by the host path and the portable kernel alike.
+  using Exec = Kokkos::DefaultHostExecutionSpace;
+  using Mem = Exec::memory_space;
+  std::mt19937_64 rng(20261202);
+  Problem p =
+      ProblemShape{640, true, true, Mixing::mixture, {64, 128}, {1, 2}, 4, 2, 32}.problem(rng);
+  const Reference ref =
+      reference_attention(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v);
+  const int width = p.H + 2 * p.Hkv;
+  Kokkos::View<float ****, Kokkos::LayoutRight, Mem> qkv("qkv", p.B, p.N, width, p.D);
+  for (std::int64_t b = 0; b < p.B; ++b)
+    for (std::int64_t t = 0; t < p.N; ++t)
+      for (int d = 0; d < p.D; ++d) {
+        for (int h = 0; h < p.H; ++h)
+          qkv(b, t, h, d) = float(p.q[((b * p.N + t) * p.H + h) * p.D + d]);
+        for (int g = 0; g < p.Hkv; ++g) {
+          const std::size_t i = ((b * p.N + t) * p.Hkv + g) * p.D + d;
+          qkv(b, t, p.H + g, d) = float(p.k[i]);
+          qkv(b, t, p.H + p.Hkv + g, d) = float(p.v[i]);
+        }
+      }
+  const auto all = Kokkos::ALL;
+  const auto q = Kokkos::subview(qkv, all, all, Kokkos::make_pair(0, p.H), all);
+  const auto k = Kokkos::subview(qkv, all, all, Kokkos::make_pair(p.H, p.H + p.Hkv), all);
+  const auto v = Kokkos::subview(qkv, all, all, Kokkos::make_pair(p.H + p.Hkv, width), all);
+  static_assert(std::is_same_v<decltype(q)::array_layout, Kokkos::LayoutStride>);
+  REQUIRE(q.stride_1() == std::size_t(width * p.D));
+  const std::int64_t smallest_tensor = std::int64_t(p.B * p.N * p.Hkv * p.D * sizeof(float));
+  for (bool portable : {false, true})
+    for (int R : {1, 3}) {
+      INFO("R " << R << " portable " << portable);
+      RingOptions options;
+      options.members = R;
+      options.partition = R == 3 ? PartitionKind::zigzag : PartitionKind::contiguous;
+      Tiling t = default_tiling<Exec>(p.D);
+      t.portable = portable;
+      options.tiling = t;
+      const RingAttention<Exec, float> attention(p.pattern(), options);
+      Tensor4<float, Mem> o("o", p.B, p.N, p.H, p.D);
+      Tensor3<float, Mem> lse("lse", p.B, p.H, p.N);
+      {
+        const Counting counting;
+        attention.forward(q, k, v, o, lse);
+        CHECK(Counting::largest < smallest_tensor / 8);
+      }
+      double err = 0;
+      for (std::size_t i = 0; i < o.size(); ++i)
+        err = std::max(err, std::abs(double(o.data()[i]) - ref.o[i]));
+      for (std::size_t i = 0; i < lse.size(); ++i)
+        err = std::max(err, std::abs(double(lse.data()[i]) - ref.lse[i]));
+      CHECK(err <= 2e-5);
+    }
+}
+
+TEST_CASE("forward refuses a head dim that is not contiguous", "[attention][errors]") {
+  using Exec = Kokkos::DefaultHostExecutionSpace;
+  using Mem = Exec::memory_space;
+  const std::int64_t N = 64, H = 2, D = 8;
+  const RingAttention<Exec, float> attention(Pattern::dense(N, H, H, false));
+  Kokkos::View<float ****, Kokkos::LayoutLeft, Mem> q_left("q", 1, N, H, D);
+  Tensor4<float, Mem> k("k", 1, N, H, D), v("v", 1, N, H, D), o("o", 1, N, H, D);
+  Tensor3<float, Mem> lse("lse", 1, H, N);
+  CHECK_THROWS_WITH(attention.forward(q_left, k, v, o, lse),
+                    Catch::Contains("contiguous head dim"));
 }

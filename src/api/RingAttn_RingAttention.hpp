@@ -92,6 +92,10 @@ public:
   using memory_space = typename ExecSpace::memory_space;
   using value_type = Scalar;
   using ConstTensor4 = Kokkos::View<const Scalar ****, Kokkos::LayoutRight, memory_space>;
+  /// What forward reads Q, K and V as: any layout whose head dim is
+  /// contiguous (stride 1), e.g. LayoutRight views, or subviews of one packed
+  /// [B, N, 3, H, D] projection, read in place with no copy.
+  using InTensor4 = Kokkos::View<const Scalar ****, Kokkos::LayoutStride, memory_space>;
   using OutTensor4 = Tensor4<Scalar, memory_space>;
   /// LSE is in the accumulate type: float for float, bfloat16 and float16
   /// storage, double for double (docs/SPEC.md section 1).
@@ -123,12 +127,12 @@ public:
   /// Whole sequence in this process: q [B, N, H, D], k, v [B, N, Hkv, D],
   /// o [B, N, H, D], lse [B, H, N]. Runs options().members virtual members
   /// one after another (a single member when 1).
-  RingStats forward(const ConstTensor4 &q, const ConstTensor4 &k, const ConstTensor4 &v,
-                    const OutTensor4 &o, const OutTensor3 &lse) const {
+  RingStats forward(const InTensor4 &q, const InTensor4 &k, const InTensor4 &v, const OutTensor4 &o,
+                    const OutTensor3 &lse) const {
     return forward(ExecSpace(), q, k, v, o, lse);
   }
-  RingStats forward(const ExecSpace &exec, const ConstTensor4 &q, const ConstTensor4 &k,
-                    const ConstTensor4 &v, const OutTensor4 &o, const OutTensor3 &lse) const {
+  RingStats forward(const ExecSpace &exec, const InTensor4 &q, const InTensor4 &k,
+                    const InTensor4 &v, const OutTensor4 &o, const OutTensor3 &lse) const {
     check_shapes(q, k, v, o, lse, pattern_.seq_len);
     check_tiling(tiling(q.extent(3)), std::int64_t(q.extent(3)));
     const Partition partition(options_.partition, pattern_.seq_len, options_.members);
@@ -152,8 +156,8 @@ public:
 #ifdef RINGATTN_ENABLE_MPI
   /// MPI ring over `comm`: each rank passes only its own rows (the partition
   /// of docs/SPEC.md section 3 with P = size of comm), in local order.
-  RingStats forward(MPI_Comm comm, const ConstTensor4 &q, const ConstTensor4 &k,
-                    const ConstTensor4 &v, const OutTensor4 &o, const OutTensor3 &lse,
+  RingStats forward(MPI_Comm comm, const InTensor4 &q, const InTensor4 &k, const InTensor4 &v,
+                    const OutTensor4 &o, const OutTensor3 &lse,
                     const MpiRingOptions &mpi_options = {},
                     const ExecSpace &exec = ExecSpace()) const {
     return forward_mpi(comm, q, k, v, o, lse, Details::MpiRingSettings{mpi_options.overlap, false},
@@ -199,8 +203,8 @@ private:
 #ifdef RINGATTN_ENABLE_MPI
   friend struct Details::RingBenchmarkAccess;
 
-  RingStats forward_mpi(MPI_Comm comm, const ConstTensor4 &q, const ConstTensor4 &k,
-                        const ConstTensor4 &v, const OutTensor4 &o, const OutTensor3 &lse,
+  RingStats forward_mpi(MPI_Comm comm, const InTensor4 &q, const InTensor4 &k, const InTensor4 &v,
+                        const OutTensor4 &o, const OutTensor3 &lse,
                         Details::MpiRingSettings settings, const ExecSpace &exec) const {
     // Collective: every rank checks its arguments, and all go on or all
     // throw the same exception (docs/reliability.md).
@@ -313,8 +317,8 @@ private:
       fail("lse must be [B, H, N]");
   }
 
-  void check_shapes(const ConstTensor4 &q, const ConstTensor4 &k, const ConstTensor4 &v,
-                    const OutTensor4 &o, const OutTensor3 &lse, std::int64_t rows) const {
+  void check_shapes(const InTensor4 &q, const InTensor4 &k, const InTensor4 &v, const OutTensor4 &o,
+                    const OutTensor3 &lse, std::int64_t rows) const {
     auto fail = [](const std::string &what) {
       throw std::invalid_argument("ringattn::RingAttention::forward: " + what);
     };
@@ -332,6 +336,12 @@ private:
         std::int64_t(lse.extent(2)) != rows)
       fail("lse must be [B, H, N]");
     if (D < 1) fail("head_dim must be >= 1");
+    // The kernels (and the host path's GEMMs) read a row's D values as one
+    // contiguous vector; rows and heads may lie anywhere.
+    for (const auto *t : {&q, &k, &v})
+      if (t->extent(3) > 1 && t->stride_3() != 1)
+        fail("q, k and v must have a contiguous head dim (stride 1), e.g. LayoutRight or a "
+             "subview of one");
   }
 
   Pattern pattern_;

@@ -361,7 +361,7 @@ void backward_dq(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &
   const int D = int(in.q.extent(3));
   launch_block_kernel<ExecSpace, Scalar>(
       exec, "ringattn::backward_dq", items, tasks, std::int64_t(in.q.extent(0)),
-      std::int64_t(in.q.extent(2)), D, tiling,
+      std::int64_t(in.q.extent(2)) * D, D, tiling,
       [&]([[maybe_unused]] const auto &part, [[maybe_unused]] std::int64_t num_items) {
 #ifdef RINGATTN_ENABLE_BLAS
         if constexpr (std::is_same_v<Scalar, float>) // the host path is float-only here
@@ -389,7 +389,7 @@ void backward_dkv(
   const int D = int(in.q.extent(3));
   launch_block_kernel<ExecSpace, Scalar>(
       exec, "ringattn::backward_dkv", items, tasks, std::int64_t(in.q.extent(0)),
-      std::int64_t(in.q.extent(2)), D, tiling,
+      std::int64_t(in.q.extent(2)) * D, D, tiling,
       [&]([[maybe_unused]] const auto &part, [[maybe_unused]] std::int64_t num_items) {
 #ifdef RINGATTN_ENABLE_BLAS
         if constexpr (std::is_same_v<Scalar, float>)

@@ -167,15 +167,16 @@ struct BlockAttentionFunctor {
 /// merged into (o, lse); o holds rows from o_row0 on. Rows of different items are disjoint, so
 /// items run concurrently without atomics.
 template <class ExecSpace, class Scalar>
-void block_attention(
-    const ExecSpace &exec,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &q,
-    const KeyValueRows<typename ExecSpace::memory_space, Scalar> &kv,
-    const Kokkos::View<const BlockTask *, typename ExecSpace::memory_space> &tasks,
-    const Kokkos::View<const WorkItem *, typename ExecSpace::memory_space> &items,
-    const Tensor4<accumulate_t<Scalar>, typename ExecSpace::memory_space> &o,
-    const Tensor3<accumulate_t<Scalar>, typename ExecSpace::memory_space> &lse,
-    accumulate_t<Scalar> scale, bool causal, const Tiling &tiling, std::int64_t o_row0 = 0) {
+void block_attention(const ExecSpace &exec,
+                     const Kokkos::View<const Scalar ****, Kokkos::LayoutStride,
+                                        typename ExecSpace::memory_space> &q,
+                     const KeyValueRows<typename ExecSpace::memory_space, Scalar> &kv,
+                     const Kokkos::View<const BlockTask *, typename ExecSpace::memory_space> &tasks,
+                     const Kokkos::View<const WorkItem *, typename ExecSpace::memory_space> &items,
+                     const Tensor4<accumulate_t<Scalar>, typename ExecSpace::memory_space> &o,
+                     const Tensor3<accumulate_t<Scalar>, typename ExecSpace::memory_space> &lse,
+                     accumulate_t<Scalar> scale, bool causal, const Tiling &tiling,
+                     std::int64_t o_row0 = 0) {
   const int head_dim = int(q.extent(3));
   // One team per (batch entry, item); a league is at most max_league_size
   // teams, so more items are launched in turns (items touch disjoint rows).
@@ -185,7 +186,7 @@ void block_attention(
   };
   launch_block_kernel<ExecSpace, Scalar>(
       exec, "ringattn::block_attention", items, tasks, std::int64_t(q.extent(0)),
-      std::int64_t(q.extent(2)), head_dim, tiling,
+      std::max<std::int64_t>(q.stride_1(), kv.k.stride_1()), head_dim, tiling,
       [&]([[maybe_unused]] const auto &part, [[maybe_unused]] std::int64_t num_items) {
 #ifdef RINGATTN_ENABLE_BLAS
         if constexpr (host_tile_type_v<Scalar>)

@@ -170,12 +170,12 @@ struct HostBlockAttentionFunctor {
     // Queries of a dilated task are rows qrow_first + i * stride: a leading
     // dimension of stride * H * D for the GEMM.
     const Scalar *const q_rows = &args.q(b, query.qrow_first, h, 0);
-    const int ldq_rows = int(stride * H * D);
+    const int ldq_rows = int(stride * std::int64_t(args.q.stride_1()));
     // Keys likewise: rows row_step apart, each G * D values long (a packed
     // block: consecutive rows of D; in place: rows stride * Hkv * D apart).
     const int g = args.kv.kv_head(h, H);
     const std::int64_t row_step = args.kv.row_step(stride);
-    const int ldk_rows = int(row_step * std::int64_t(args.kv.k.extent(2)) * D);
+    const int ldk_rows = int(row_step * std::int64_t(args.kv.k.stride_1()));
     const bool native_gemm = widen && host_native_16bit_gemm && native;
 
     ScratchView scratch(team.team_scratch(1), scratch_elements(QT, KT, D));

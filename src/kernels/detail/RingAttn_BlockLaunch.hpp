@@ -47,20 +47,20 @@ void for_each_launch(const Kokkos::View<const Item *, Mem> &items, std::int64_t 
 }
 
 /// Whether the CBLAS host path takes this launch (float on a host space,
-/// strided query rows addressable by CBLAS's int leading dimension: the
-/// GEMMs take them as a leading dimension of stride * H * D).
+/// strided query and key rows addressable by CBLAS's int leading dimension:
+/// the GEMMs take them as a leading dimension of stride * row_elements,
+/// row_elements the most values between consecutive rows of an operand).
 template <class ExecSpace, class Scalar>
 bool host_blas_takes(
     [[maybe_unused]] const Kokkos::View<const BlockTask *, typename ExecSpace::memory_space> &tasks,
-    [[maybe_unused]] std::int64_t heads, [[maybe_unused]] std::int64_t dim,
-    [[maybe_unused]] const Tiling &tiling) {
+    [[maybe_unused]] std::int64_t row_elements, [[maybe_unused]] const Tiling &tiling) {
 #ifdef RINGATTN_ENABLE_BLAS
   if constexpr (host_tile_type_v<Scalar> && compat::is_host_execution_v<ExecSpace>) {
     if (tiling.portable) return false;
     std::int64_t max_stride = 1;
     for (std::size_t t = 0; t < tasks.extent(0); ++t)
       max_stride = std::max(max_stride, tasks(t).stride);
-    return max_stride <= std::int64_t(INT_MAX) / (heads * dim);
+    return max_stride <= std::int64_t(INT_MAX) / std::max<std::int64_t>(row_elements, 1);
   }
 #endif
   return false;
@@ -110,14 +110,14 @@ void launch_block_kernel(
     const ExecSpace &exec, const std::string &label,
     const Kokkos::View<const Item *, typename ExecSpace::memory_space> &items,
     [[maybe_unused]] const Kokkos::View<const BlockTask *, typename ExecSpace::memory_space> &tasks,
-    std::int64_t batch, [[maybe_unused]] std::int64_t heads, int D, const Tiling &tiling,
+    std::int64_t batch, [[maybe_unused]] std::int64_t row_elements, int D, const Tiling &tiling,
     [[maybe_unused]] const MakeHost &make_host, const MakePortable &make_portable) {
   for_each_launch(items, batch, tiling, [&](const auto &part) {
     const std::int64_t num_items = std::int64_t(part.extent(0));
 #ifdef RINGATTN_ENABLE_BLAS
     using HostFunctor = decltype(make_host(part, num_items));
     if constexpr (!std::is_void_v<HostFunctor> && compat::is_host_execution_v<ExecSpace>) {
-      if (host_blas_takes<ExecSpace, Scalar>(tasks, heads, D, tiling)) {
+      if (host_blas_takes<ExecSpace, Scalar>(tasks, row_elements, tiling)) {
         launch_host_teams(exec, label + "_host", batch * num_items, D, tiling,
                           make_host(part, num_items));
         return;

@@ -22,7 +22,10 @@ namespace ringattn::Details {
 /// is the row of its first key: read_keys_in_place, RingAttn_Exchange.hpp).
 template <class MemorySpace, class Scalar>
 struct KeyValueRows {
-  using ConstTensor4 = Kokkos::View<const Scalar ****, Kokkos::LayoutRight, MemorySpace>;
+  // Strided: a member's K and V may be subviews of the caller's packed
+  // projection (the head dim contiguous; RingAttention checks).
+  using ConstTensor4 = Kokkos::View<const Scalar ****, Kokkos::LayoutStride, MemorySpace>;
+  using Packed = Kokkos::View<const Scalar ****, Kokkos::LayoutRight, MemorySpace>;
   ConstTensor4 k; // [B, rows, G, D]
   ConstTensor4 v; // [B, rows, G, D]
   bool in_place = false;
@@ -37,11 +40,11 @@ struct KeyValueRows {
   }
 
   /// A packed block [2, B, rows, D] (contiguous, as BlockBuffer makes it).
-  static KeyValueRows of_block(const ConstTensor4 &block) {
+  static KeyValueRows of_block(const Packed &block) {
     const std::size_t B = block.extent(0 + 1), rows = block.extent(2), D = block.extent(3);
     const Scalar *const data = block.data();
-    return KeyValueRows{ConstTensor4(data, B, rows, 1, D),
-                        ConstTensor4(data + B * rows * D, B, rows, 1, D), false};
+    return KeyValueRows{ConstTensor4(Packed(data, B, rows, 1, D)),
+                        ConstTensor4(Packed(data + B * rows * D, B, rows, 1, D)), false};
   }
   /// A member's K and V [B, n, Hkv, D], read in place.
   static KeyValueRows of_member(const ConstTensor4 &k, const ConstTensor4 &v) {
@@ -52,7 +55,7 @@ struct KeyValueRows {
 /// The forward block kernel's arguments (RingAttn_BlockKernel.hpp).
 template <class MemorySpace, class Scalar>
 struct BlockKernelArgs {
-  Kokkos::View<const Scalar ****, Kokkos::LayoutRight, MemorySpace> q; // [B, n, H, D]
+  Kokkos::View<const Scalar ****, Kokkos::LayoutStride, MemorySpace> q; // [B, n, H, D]
   KeyValueRows<MemorySpace, Scalar> kv;
   Kokkos::View<const BlockTask *, MemorySpace> tasks;
   Kokkos::View<const WorkItem *, MemorySpace> items;

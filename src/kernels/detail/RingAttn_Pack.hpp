@@ -14,12 +14,13 @@
 namespace ringattn::Details {
 
 template <class ExecSpace, class Scalar>
-void pack_block(
-    const ExecSpace &exec,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &k,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &v,
-    const Kokkos::View<const PackRun *, typename ExecSpace::memory_space> &runs,
-    const Tensor4<Scalar, typename ExecSpace::memory_space> &block) {
+void pack_block(const ExecSpace &exec,
+                const Kokkos::View<const Scalar ****, Kokkos::LayoutStride,
+                                   typename ExecSpace::memory_space> &k,
+                const Kokkos::View<const Scalar ****, Kokkos::LayoutStride,
+                                   typename ExecSpace::memory_space> &v,
+                const Kokkos::View<const PackRun *, typename ExecSpace::memory_space> &runs,
+                const Tensor4<Scalar, typename ExecSpace::memory_space> &block) {
   const std::int64_t batch = std::int64_t(block.extent(1));
   const std::int64_t rows = std::int64_t(block.extent(2));
   const int D = int(block.extent(3));

@@ -48,6 +48,9 @@ public:
   using memory_space = typename ExecSpace::memory_space;
   using Acc = accumulate_t<Scalar>;
   using ConstTensor4 = Kokkos::View<const Scalar ****, Kokkos::LayoutRight, memory_space>;
+  /// Q, K and V as the caller holds them: strided (subviews of a packed
+  /// projection, say), the head dim contiguous.
+  using InTensor4 = Kokkos::View<const Scalar ****, Kokkos::LayoutStride, memory_space>;
 
   RingMember(const Pattern &pattern, const Partition &partition, int rank, Acc scale,
              const Tiling &tiling)
@@ -103,7 +106,7 @@ public:
 
   /// Packs the wire rows of `ex` (each needed (kv head, row) once) from local
   /// K/V [B, n, Hkv, D] into `wire` [2, B, ex.rows, D].
-  void pack(const ExecSpace &exec, const ConstTensor4 &k, const ConstTensor4 &v, const Exchange &ex,
+  void pack(const ExecSpace &exec, const InTensor4 &k, const InTensor4 &v, const Exchange &ex,
             const Tensor4<Scalar, memory_space> &wire) const {
     auto runs = to_device<PackRun>(ex.pack, "ringattn::pack_runs");
     pack_block<ExecSpace, Scalar>(exec, k, v, runs, wire);
@@ -125,7 +128,7 @@ public:
   /// items are launched in chunks and `between` runs after each chunk, so
   /// pending messages move while the block is computed (an MPI progresses
   /// large messages only inside MPI calls).
-  void consume(const ExecSpace &exec, const ConstTensor4 &q,
+  void consume(const ExecSpace &exec, const InTensor4 &q,
                const KeyValueRows<memory_space, Scalar> &kv, const Exchange &ex,
                const Tensor4<Acc, memory_space> &o, const Tensor3<Acc, memory_space> &lse,
                const std::function<void()> &between = {}, std::int64_t o_row0 = 0) const {
@@ -170,7 +173,7 @@ public:
   /// `o_chunk` (at least B * chunk * H * D values) and rounded into `o` when
   /// the chunk is done. The float O is then one chunk, not the member's rows.
   /// LSE must have been reset.
-  void consume_in_chunks(const ExecSpace &exec, const ConstTensor4 &q,
+  void consume_in_chunks(const ExecSpace &exec, const InTensor4 &q,
                          const KeyValueRows<memory_space, Scalar> &kv, const Exchange &ex,
                          const std::vector<Range> &rows, std::int64_t chunk,
                          const Kokkos::View<Acc *, memory_space> &o_chunk,

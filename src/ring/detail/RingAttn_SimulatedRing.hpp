@@ -138,9 +138,12 @@ template <class ExecSpace, class Scalar>
 RingStats run_simulated_ring_in_place(
     const ExecSpace &exec, const Pattern &pattern, const Partition &partition,
     accumulate_t<Scalar> scale, const Tiling &tiling,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &q,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &k,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &v,
+    const Kokkos::View<const Scalar ****, Kokkos::LayoutStride, typename ExecSpace::memory_space>
+        &q,
+    const Kokkos::View<const Scalar ****, Kokkos::LayoutStride, typename ExecSpace::memory_space>
+        &k,
+    const Kokkos::View<const Scalar ****, Kokkos::LayoutStride, typename ExecSpace::memory_space>
+        &v,
     const Tensor4<Scalar, typename ExecSpace::memory_space> &o,
     const Tensor3<accumulate_t<Scalar>, typename ExecSpace::memory_space> &lse,
     const ProgressCallback &progress = {}) {
