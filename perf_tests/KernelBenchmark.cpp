@@ -30,28 +30,6 @@ struct Measurement {
   double gflops = 0;
 };
 
-/// Q, K, V of a case in storage type Scalar: uniform in [-1, 1) in float,
-/// rounded to Scalar.
-template <class Scalar>
-ringattn::Tensor4<Scalar, Mem> random_tensor(const char *label, std::int64_t n, int heads, int D,
-                                             std::uint64_t seed) {
-  T4 wide("wide", 1, n, heads, D);
-  Kokkos::Random_XorShift64_Pool<Exec> pool(seed);
-  Kokkos::fill_random(wide, pool, -1.0f, 1.0f);
-  if constexpr (std::is_same_v<Scalar, float>) {
-    return wide;
-  } else {
-    ringattn::Tensor4<Scalar, Mem> narrow(std::string(label), std::size_t(1), std::size_t(n),
-                                          std::size_t(heads), std::size_t(D));
-    Scalar *const dst = narrow.data();
-    const float *const src = wide.data();
-    Kokkos::parallel_for(
-        "round", Kokkos::RangePolicy<Exec>(0, narrow.span()),
-        KOKKOS_LAMBDA(const std::size_t i) { dst[i] = Scalar(src[i]); });
-    return narrow;
-  }
-}
-
 /// Median time of `repeats` forward passes (after one warm-up) of one
 /// member over the whole sequence, and GFLOP/s on the pairs the pattern
 /// keeps; storage type Scalar (16-bit: `native` picks MKL's 16-bit GEMMs
@@ -59,9 +37,9 @@ ringattn::Tensor4<Scalar, Mem> random_tensor(const char *label, std::int64_t n, 
 template <class Scalar = float>
 Measurement measure(const Case &c, int repeats, bool native = false) {
   const auto &p = c.pattern;
-  const auto q = random_tensor<Scalar>("q", p.seq_len, p.heads, c.D, 1);
-  const auto k = random_tensor<Scalar>("k", p.seq_len, p.kv_heads, c.D, 2);
-  const auto v = random_tensor<Scalar>("v", p.seq_len, p.kv_heads, c.D, 3);
+  const auto q = random_tensor<Scalar>("q", 1, p.seq_len, p.heads, c.D, 1);
+  const auto k = random_tensor<Scalar>("k", 1, p.seq_len, p.kv_heads, c.D, 2);
+  const auto v = random_tensor<Scalar>("v", 1, p.seq_len, p.kv_heads, c.D, 3);
   ringattn::Tensor4<Scalar, Mem> o("o", std::size_t(1), std::size_t(p.seq_len),
                                    std::size_t(p.heads), std::size_t(c.D));
   ringattn::Tensor3<float, Mem> lse("lse", 1, p.heads, p.seq_len);

@@ -1,13 +1,15 @@
 #ifndef RINGATTN_PERF_COMMON_HPP
 #define RINGATTN_PERF_COMMON_HPP
 
-// What the kernel and backward benchmarks share: a case, the median, the
+// What the kernel, shapes and backward benchmarks share: random inputs in a
+// storage type, a case, the median, the
 // kept (query, key) pairs of a pattern (docs/SPEC.md section 6), and the
 // sgemm baseline of the QK^T shape from the CBLAS the kernel's tiles use.
 
 #include <RingAttn.hpp>
 
 #include <Kokkos_Core.hpp>
+#include <Kokkos_Random.hpp>
 #include <Kokkos_Timer.hpp>
 #ifdef RINGATTN_BENCH_SGEMM
 #include <kernels/detail/RingAttn_Cblas.hpp> // the provider the kernel uses
@@ -16,6 +18,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace ringattn::perf {
@@ -29,6 +32,29 @@ struct Case {
   ringattn::Pattern pattern;
   int D;
 };
+
+/// A [B, n, heads, D] tensor in storage type Scalar: uniform in [-1, 1)
+/// made in float, rounded to nearest even for the 16-bit types.
+template <class Scalar>
+ringattn::Tensor4<Scalar, Mem> random_tensor(const char *label, std::int64_t B, std::int64_t n,
+                                             int heads, int D, std::uint64_t seed) {
+  const std::string name(label);
+  T4 wide(name, std::size_t(B), std::size_t(n), std::size_t(heads), std::size_t(D));
+  Kokkos::Random_XorShift64_Pool<Exec> pool(seed);
+  Kokkos::fill_random(wide, pool, -1.0f, 1.0f);
+  if constexpr (std::is_same_v<Scalar, float>) {
+    return wide;
+  } else {
+    ringattn::Tensor4<Scalar, Mem> narrow(name, std::size_t(B), std::size_t(n), std::size_t(heads),
+                                          std::size_t(D));
+    Scalar *const dst = narrow.data();
+    const float *const src = wide.data();
+    Kokkos::parallel_for(
+        "round", Kokkos::RangePolicy<Exec>(0, narrow.span()),
+        KOKKOS_LAMBDA(const std::size_t i) { dst[i] = Scalar(src[i]); });
+    return narrow;
+  }
+}
 
 inline double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

@@ -3,7 +3,8 @@
 the CPU, float32, same shapes and threads, in one run.
 
     python3 perf_tests/compare_torch.py [--build build] [--threads 1,2]
-        [--n 4096,8192,16384] [--d 64,128] [--repeats 10] [--heads H] [--quick]
+        [--n 4096,8192,16384] [--d 64,128] [--repeats 10] [--heads H]
+        [--dtypes float32,bfloat16,float16] [--quick]
 
 PyTorch comes from PyPI into a virtual environment this script makes once
 ($HOME/.cache/ringattn/torch-venv, `pip install torch numpy`; the download is
@@ -17,6 +18,9 @@ SDPA in a worker process with torch.set_num_threads(threads). B = 1 and
 H = 8 at N = 4,096, H = 2 at 8,192, H = 1 at 16,384 (the same work per shape
 up to D), the same H for both. GFLOP/s count the (query, key) pairs kept at
 4 D flops each (docs/SPEC.md section 6): N^2 dense, N (N + 1) / 2 causal, for both.
+Each storage type in --dtypes is timed the same way: RingAttn stores Q, K, V
+and O in it (ringattn_shapes_benchmark --dtype), PyTorch gets tensors of the
+same torch dtype.
 
 Also in the same run, per thread count: the tile-GEMM ceiling of the CBLAS the
 kernel uses (ringattn_tile_gemm_probe: the tile loop without softmax, at the
@@ -38,11 +42,13 @@ torch.set_num_threads(int(sys.argv[1]))
 torch.manual_seed(0)
 cache = {}
 for line in sys.stdin:
-    N, H, D, causal, warm = (int(x) for x in line.split())
-    key = (N, H, D)
+    N, H, D, causal, warm, dtype = line.split()
+    N, H, D, causal, warm = int(N), int(H), int(D), int(causal), int(warm)
+    key = (N, H, D, dtype)
     if key not in cache:
         cache.clear()
-        cache[key] = [torch.rand(1, H, N, D) * 2 - 1 for _ in range(3)]
+        cache[key] = [(torch.rand(1, H, N, D) * 2 - 1).to(getattr(torch, dtype))
+                      for _ in range(3)]
     q, k, v = cache[key]
     with torch.no_grad():
         for _ in range(warm):
@@ -85,8 +91,9 @@ def median(v):
     return v[len(v) // 2]
 
 
-def ringattn_once(exe, env, n, h, d, causal):
-    out = subprocess.run([exe, "--warmup", "1", "--repeats", "1", f"1,{n},{h},{d},{causal}"],
+def ringattn_once(exe, env, n, h, d, causal, dtype):
+    out = subprocess.run([exe, "--warmup", "1", "--repeats", "1", "--dtype", dtype,
+                          f"1,{n},{h},{d},{causal}"],
                          env=env, capture_output=True, text=True, check=True).stdout
     line = [l for l in out.splitlines() if re.match(r"^\d+,", l)][-1]
     return float(line.split(",")[5])
@@ -122,6 +129,8 @@ def main():
     ap.add_argument("--provider", default=None,
                     help="CBLAS of the ceiling columns, as the probe names it (default: MKL if "
                          "the probe has it, else OpenBLAS): the one the kernel was built with")
+    ap.add_argument("--dtypes", default="float32",
+                    help="storage types to time, of float32, bfloat16, float16 (comma separated)")
     ap.add_argument("--quick", action="store_true", help="N 1,024 and 3 repeats (a smoke run)")
     a = ap.parse_args()
     if a.quick:
@@ -135,10 +144,14 @@ def main():
         return 0
     load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
     print(f"load average (1 min) at start: {load}")
-    print("| threads | case | N | H | D | RingAttn GFLOP/s | PyTorch SDPA GFLOP/s | ratio to "
+    dtypes = a.dtypes.split(",")
+    for dt in dtypes:
+        if dt not in ("float32", "bfloat16", "float16"):
+            sys.exit(f"[compare_torch] unknown storage type {dt!r}")
+    print("| threads | dtype | case | N | H | D | RingAttn GFLOP/s | PyTorch SDPA GFLOP/s | ratio to "
           "PyTorch | tile-GEMM ceiling GFLOP/s | ratio to ceiling | sgemm 2048^3 GFLOP/s | "
           "ratio to sgemm peak |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for t in [int(x) for x in a.threads.split(",")]:
         env = dict(os.environ, OMP_NUM_THREADS=str(t), OMP_PROC_BIND="false",
                    MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
@@ -152,24 +165,24 @@ def main():
                                rows[name]["peak"])
         worker = subprocess.Popen([py, "-c", WORKER, str(t)], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True, env=env)
-        for n in [int(x) for x in a.n.split(",")]:
+        for dt, n, d, causal in [(dt, n, d, causal) for dt in dtypes
+                         for n in [int(x) for x in a.n.split(",")]
+                         for d in [int(x) for x in a.d.split(",")] for causal in (0, 1)]:
             h = a.heads or heads(n)
-            for d in [int(x) for x in a.d.split(",")]:
-                for causal in (0, 1):
-                    rt, tt = [], []
-                    for r in range(a.repeats):
-                        rt.append(ringattn_once(exe, env, n, h, d, causal))
-                        worker.stdin.write(f"{n} {h} {d} {causal} {1 if r == 0 else 0}\n")
-                        worker.stdin.flush()
-                        tt.append(float(worker.stdout.readline()))
-                    g_r = gflops(n, h, d, causal, median(rt))
-                    g_t = gflops(n, h, d, causal, median(tt))
-                    c, p = ceil.get(d, (0, 0))
-                    cells = [str(t), "dense causal" if causal else "dense", f"{n}", str(h), str(d),
-                             f"{g_r:.1f}", f"{g_t:.1f}", f"{g_r / g_t:.2f}",
-                             f"{c:.1f}" if c else "-", f"{g_r / c:.2f}" if c else "-",
-                             f"{p:.1f}" if p else "-", f"{g_r / p:.2f}" if p else "-"]
-                    print("| " + " | ".join(cells) + " |", flush=True)
+            rt, tt = [], []
+            for r in range(a.repeats):
+                rt.append(ringattn_once(exe, env, n, h, d, causal, dt))
+                worker.stdin.write(f"{n} {h} {d} {causal} {1 if r == 0 else 0} {dt}\n")
+                worker.stdin.flush()
+                tt.append(float(worker.stdout.readline()))
+            g_r = gflops(n, h, d, causal, median(rt))
+            g_t = gflops(n, h, d, causal, median(tt))
+            c, p = ceil.get(d, (0, 0))
+            cells = [str(t), dt, "dense causal" if causal else "dense", f"{n}", str(h), str(d),
+                     f"{g_r:.1f}", f"{g_t:.1f}", f"{g_r / g_t:.2f}",
+                     f"{c:.1f}" if c else "-", f"{g_r / c:.2f}" if c else "-",
+                     f"{p:.1f}" if p else "-", f"{g_r / p:.2f}" if p else "-"]
+            print("| " + " | ".join(cells) + " |", flush=True)
         worker.stdin.close()
         worker.wait()
     load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"

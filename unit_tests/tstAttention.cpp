@@ -225,6 +225,23 @@ TEST_CASE("vectorizable exp matches std::exp on x <= 0", "[merge]") {
   CHECK(Details::exp_nonpositive(0.0f) == 1.0f);
 }
 
+#ifdef RINGATTN_ENABLE_BLAS
+TEST_CASE("the host path's base-2 exp matches std::exp2 on x <= 0", "[merge]") {
+  for (double x = -130; x <= 0; x += 0.001) {
+    const float e = Details::exp2_nonpositive_host(float(x));
+    const double ref = std::exp2(double(float(x)));
+    // relative error 1.9e-7 at most; flushed to 0 within 1/2 of 2^-127
+    REQUIRE(std::abs(e - ref) <= 3e-7 * ref + 1.2e-38);
+  }
+  CHECK(Details::exp2_nonpositive_host(0.0f) == 1.0f);
+  CHECK(Details::exp2_nonpositive_host(-1.0f) == 0.5f);
+  CHECK(Details::exp2_nonpositive_host(-127.0f) == 0.0f);
+  CHECK(Details::exp2_nonpositive_host(-1e30f) == 0.0f);
+  CHECK(Details::exp2_nonpositive_host(-std::numeric_limits<float>::infinity()) == 0.0f);
+  CHECK(Details::exp2_nonpositive_host(std::numeric_limits<float>::quiet_NaN()) == 0.0f);
+}
+#endif
+
 TEMPLATE_LIST_TEST_CASE("huge segment lengths and rates through the ring", "[attention][backend]",
                         ExecSpaces) {
   Problem p;

@@ -7,7 +7,9 @@
 #include "RingAttn_BackwardCase.hpp"
 #include "RingAttn_TestSpaces.hpp"
 
+#include <map>
 #include <random>
+#include <vector>
 
 using namespace ringattn;
 using namespace ringattn::test;
@@ -234,4 +236,77 @@ TEST_CASE("backward: ring traffic is the forward's rows plus the same rows of dK
       CHECK(b == 2 * block_bytes);
       CHECK(f <= block_bytes); // the forward's wire never holds more than the block
     }
+}
+
+TEST_CASE("backward: the fused pass's task sets partition the tasks and own their key runs",
+          "[backward][ring]") {
+  // Brute force over every (receiver, source) exchange of random patterns:
+  // each task is in exactly one set, no key run is read from two sets, and
+  // the tasks of one set are connected through shared runs (so the sets are
+  // the finest partition the fused kernel can run without a race).
+  std::mt19937_64 rng(515);
+  int sets_seen = 0;
+  for (int trial = 0; trial < 60; ++trial) {
+    const Problem p = random_problem(rng, 200);
+    const int R = 1 + trial % 5;
+    const Partition part(trial % 2 ? PartitionKind::zigzag : PartitionKind::contiguous, p.N, R);
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < R; ++j) {
+        const Details::Exchange ex = Details::plan_exchange(p.pattern(), part, r, j, true);
+        for (const auto &tasks : ex.tasks) {
+          const Details::FusedWork work = Details::make_fused_work(tasks);
+          const std::vector<double> pairs = Details::fused_set_work(tasks, work);
+          REQUIRE(pairs.size() == work.items.size());
+          std::vector<int> set_of(tasks.size(), -1);
+          for (std::size_t s = 0; s < work.items.size(); ++s)
+            for (auto t = work.items[s].task_begin; t < work.items[s].task_end; ++t) {
+              REQUIRE(set_of[std::size_t(work.task_order[std::size_t(t)])] == -1);
+              set_of[std::size_t(work.task_order[std::size_t(t)])] = int(s);
+            }
+          std::map<std::int64_t, int> run_set;
+          for (std::size_t t = 0; t < tasks.size(); ++t) {
+            REQUIRE(set_of[t] >= 0);
+            for (int k = 0; k < tasks[t].num_key_runs; ++k) {
+              const auto [it, fresh] = run_set.emplace(tasks[t].key_runs[k].block_row, set_of[t]);
+              CHECK(it->second == set_of[t]);
+            }
+          }
+          // connectivity: grow each set from its first task through shared runs
+          for (std::size_t s = 0; s < work.items.size(); ++s) {
+            std::vector<bool> reached(tasks.size(), false);
+            std::vector<std::int64_t> frontier{
+                work.task_order[std::size_t(work.items[s].task_begin)]};
+            reached[std::size_t(frontier[0])] = true;
+            while (!frontier.empty()) {
+              const auto t = std::size_t(frontier.back());
+              frontier.pop_back();
+              for (std::size_t u = 0; u < tasks.size(); ++u) {
+                if (reached[u]) continue;
+                bool share = false;
+                for (int a = 0; a < tasks[t].num_key_runs; ++a)
+                  for (int c = 0; c < tasks[u].num_key_runs; ++c)
+                    share |= tasks[t].key_runs[a].block_row == tasks[u].key_runs[c].block_row;
+                if (share) {
+                  reached[u] = true;
+                  frontier.push_back(std::int64_t(u));
+                }
+              }
+            }
+            for (auto t = work.items[s].task_begin; t < work.items[s].task_end; ++t)
+              CHECK(reached[std::size_t(work.task_order[std::size_t(t)])]);
+            ++sets_seen;
+          }
+        }
+      }
+  }
+  CHECK(sets_seen > 100);
+  // One thread always takes the fused pass; on more, its makespan (sets
+  // dealt in order to the least loaded thread) must stay under 1.4 x the
+  // evenly shared total.
+  CHECK(Details::use_fused_backward({5.0}, 1, 1));
+  CHECK_FALSE(Details::use_fused_backward({5.0}, 1, 2));           // one set: 5 vs 1.4 x 2.5
+  CHECK(Details::use_fused_backward({5.0, 5.0}, 1, 2));            // 5 < 7
+  CHECK(Details::use_fused_backward({5.0}, 2, 2));                 // two batch entries
+  CHECK_FALSE(Details::use_fused_backward({8.0, 1.0, 1.0}, 1, 2)); // 8 vs 7
+  CHECK(Details::use_fused_backward({6.0, 2.0, 2.0, 2.0}, 1, 2));  // 6 < 8.4
 }

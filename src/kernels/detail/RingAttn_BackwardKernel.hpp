@@ -18,6 +18,9 @@
 //    so each partial row is written by one team.
 // The partials go back to the block's owner, who adds them into its dK/dV
 // through the exchange's pack runs (unpack_add_block), in a fixed order.
+// On the host path a third form, one fused sweep per set of tasks that share
+// key runs (backward_fused, docs/backward.md), does a pair's work once
+// where there are enough sets to keep the threads busy.
 
 #include <api/RingAttn_Options.hpp>
 #include <core/RingAttn_Types.hpp>
@@ -29,6 +32,7 @@
 #include <kernels/detail/RingAttn_FastExp.hpp>
 #include <kernels/detail/RingAttn_KernelArgs.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <vector>
@@ -63,6 +67,80 @@ inline KeyWork make_key_work(const std::vector<BlockTask> &tasks, int k_tile) {
       work.items.push_back(KeyWorkItem{run, stride, k0, begin, end});
   }
   return work;
+}
+
+/// The fused pass's work of one branch: the tasks grouped into sets closed
+/// under sharing a key run (union-find on the runs' first block rows). Sets
+/// come in the order of their first task, tasks in index order.
+struct FusedWork {
+  std::vector<FusedWorkItem> items;
+  std::vector<std::int64_t> task_order;
+};
+
+inline FusedWork make_fused_work(const std::vector<BlockTask> &tasks) {
+  std::vector<std::int64_t> parent(tasks.size());
+  for (std::size_t t = 0; t < tasks.size(); ++t) parent[t] = std::int64_t(t);
+  const auto root = [&](std::int64_t t) {
+    while (parent[t] != t) t = parent[t] = parent[parent[t]];
+    return t;
+  };
+  std::map<std::int64_t, std::int64_t> reader; // a run's first block row -> a task reading it
+  for (std::size_t t = 0; t < tasks.size(); ++t)
+    for (int r = 0; r < tasks[t].num_key_runs; ++r) {
+      const auto [it, fresh] = reader.emplace(tasks[t].key_runs[r].block_row, std::int64_t(t));
+      if (!fresh) {
+        const std::int64_t a = root(it->second), c = root(std::int64_t(t));
+        parent[std::max(a, c)] = std::min(a, c); // the set's root is its first task
+      }
+    }
+  std::map<std::int64_t, std::vector<std::int64_t>> sets;
+  for (std::size_t t = 0; t < tasks.size(); ++t)
+    sets[root(std::int64_t(t))].push_back(std::int64_t(t));
+  FusedWork work;
+  for (const auto &[first, members] : sets) {
+    const std::int64_t begin = std::int64_t(work.task_order.size());
+    work.task_order.insert(work.task_order.end(), members.begin(), members.end());
+    work.items.push_back(FusedWorkItem{begin, std::int64_t(work.task_order.size())});
+  }
+  return work;
+}
+
+/// Pairs a task set of `work` meets, before causal masking (the fused
+/// pass's cost model): per task, its queries times its runs' keys.
+inline std::vector<double> fused_set_work(const std::vector<BlockTask> &tasks,
+                                          const FusedWork &work) {
+  std::vector<double> pairs;
+  for (const FusedWorkItem &item : work.items) {
+    double sum = 0;
+    for (std::int64_t t = item.task_begin; t < item.task_end; ++t) {
+      const BlockTask &task = tasks[std::size_t(work.task_order[std::size_t(t)])];
+      for (int r = 0; r < task.num_key_runs; ++r)
+        sum += double(task.q_count) * double(task.key_runs[r].count);
+    }
+    pairs.push_back(sum);
+  }
+  return pairs;
+}
+
+/// Whether the host path's fused backward takes a branch whose task sets
+/// meet `set_pairs` pairs each, over `batch` entries on `threads` threads.
+/// A set is one team's sequential work (dense single-head attention is one
+/// set), so the fused pass (10 D flops per pair) wins only if its makespan,
+/// the sets dealt in order to the least loaded thread as the dynamic
+/// schedule does, stays under the two passes' 14 D of evenly shared work:
+/// makespan < 1.4 x total / threads. Always on one thread.
+inline bool use_fused_backward(const std::vector<double> &set_pairs, std::int64_t batch,
+                               int threads) {
+  if (threads <= 1) return true;
+  std::vector<double> load(std::size_t(threads), 0.0);
+  double total = 0;
+  for (std::int64_t b = 0; b < batch; ++b)
+    for (const double pairs : set_pairs) {
+      *std::min_element(load.begin(), load.end()) += pairs;
+      total += pairs;
+    }
+  const double makespan = *std::max_element(load.begin(), load.end());
+  return makespan < 1.4 * total / threads;
 }
 
 /// Delta = rowsum(dO * O) per (batch, head, row), in the accumulate type.
@@ -374,6 +452,49 @@ void backward_dq(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &
             in,    tasks, part, dq, num_items, D, tiling.q_tile, tiling.k_tile, scratch_level,
             scale, causal};
       });
+}
+
+/// Fused pass of one branch on the host path, where it applies (float, a
+/// host space, the CBLAS path, use_fused_backward): dq += the block's
+/// contributions and the block rows' partial dK/dV += theirs, in one sweep.
+/// Returns false, doing nothing, where it does not apply.
+template <class ExecSpace, class Scalar>
+bool backward_fused(
+    [[maybe_unused]] const ExecSpace &exec,
+    [[maybe_unused]] const BackwardViews<ExecSpace, Scalar> &in,
+    [[maybe_unused]] const std::vector<BlockTask> &branch_tasks,
+    [[maybe_unused]] const Kokkos::View<const BlockTask *, typename ExecSpace::memory_space> &tasks,
+    [[maybe_unused]] const Tensor4<accumulate_t<Scalar>, typename ExecSpace::memory_space> &dq,
+    [[maybe_unused]] const Tensor4<accumulate_t<Scalar>, typename ExecSpace::memory_space> &partial,
+    [[maybe_unused]] accumulate_t<Scalar> scale, [[maybe_unused]] bool causal,
+    [[maybe_unused]] const Tiling &tiling) {
+#ifdef RINGATTN_ENABLE_BLAS
+  if constexpr (std::is_same_v<Scalar, float> && compat::is_host_execution_v<ExecSpace>) {
+    using Mem = typename ExecSpace::memory_space;
+    const std::int64_t B = std::int64_t(in.q.extent(0));
+    const int D = int(in.q.extent(3));
+    if (!host_blas_takes<ExecSpace, Scalar>(tasks, std::int64_t(in.q.extent(2)) * D, tiling))
+      return false;
+    const FusedWork work = make_fused_work(branch_tasks);
+    const std::int64_t sets = std::int64_t(work.items.size());
+    if (!use_fused_backward(fused_set_work(branch_tasks, work), B, exec.concurrency()))
+      return false;
+    if (sets == 0 || B == 0) return true;
+    // Host memory: the schedule is used where it is built.
+    const Kokkos::View<const FusedWorkItem *, Mem> items(work.items.data(), work.items.size());
+    const Kokkos::View<const std::int64_t *, Mem> order(work.task_order.data(),
+                                                        work.task_order.size());
+    for_each_launch(items, B, tiling, [&](const auto &part) {
+      const std::int64_t num_items = std::int64_t(part.extent(0));
+      launch_host_teams(exec, "ringattn::backward_fused_host", B * num_items, D, tiling,
+                        HostBackwardFusedFunctor<ExecSpace>{in, tasks, part, order, dq, partial,
+                                                            num_items, tiling.q_tile, tiling.k_tile,
+                                                            scale, causal});
+    });
+    return true;
+  }
+#endif
+  return false;
 }
 
 /// dK/dV pass of one branch: writes the partial dK/dV of every block row

@@ -1,8 +1,10 @@
 #ifndef RINGATTN_BACKWARDTASK_HPP
 #define RINGATTN_BACKWARDTASK_HPP
 
-// The unit of work of the backward's dK/dV pass (RingAttn_BackwardKernel.hpp):
-// a tile of the keys of one key run, against every task that reads the run.
+// The units of work of the backward (RingAttn_BackwardKernel.hpp): for the
+// dK/dV pass, a tile of the keys of one key run against every task that
+// reads the run; for the host path's fused pass, a set of tasks closed
+// under sharing a key run.
 
 #include <kernels/detail/RingAttn_BlockTask.hpp>
 
@@ -16,6 +18,14 @@ struct KeyWorkItem {
   KeyRun run;
   std::int64_t stride = 1;
   std::int64_t k_begin = 0;
+  std::int64_t task_begin = 0;
+  std::int64_t task_end = 0;
+};
+
+/// The unit of work of the host path's fused backward: the tasks
+/// task_order[task_begin, task_end) of a branch that share key runs, and so
+/// together own their dQ rows and their key runs' partial dK/dV rows.
+struct FusedWorkItem {
   std::int64_t task_begin = 0;
   std::int64_t task_end = 0;
 };

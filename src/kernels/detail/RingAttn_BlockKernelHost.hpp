@@ -3,11 +3,11 @@
 
 // Host fast path of the block kernel (docs/DESIGN.md layer 2): the same work items
 // and the same streaming softmax as the portable kernel, with the two tile
-// products S = scale Q K^T and O += P V done by CBLAS sgemm (OpenBLAS) on
-// one core each. Queries of a dilated task are rows q_row0 + c * r, which is
-// just a leading dimension of r * H * D for the GEMM; keys and values of a
-// run are contiguous in the K/V block. Float storage on host spaces only;
-// everything else takes the portable kernel, which is tested beside it.
+// products S = scale Q K^T and O += P V done by CBLAS sgemm (MKL or
+// OpenBLAS) on one core each, and the softmax in base 2. Queries of a dilated task are rows q_row0
+// + c * r, which is just a leading dimension of r * H * D for the GEMM; keys and values of a run
+// are contiguous in the K/V block. Float storage on host spaces only; everything else takes the
+// portable kernel, which is tested beside it.
 
 #include <RingAttn_Config.hpp>
 #include <core/RingAttn_Half.hpp>
@@ -66,38 +66,46 @@ inline To host_bit_cast(const From &from) {
 #endif
 }
 
-/// exp(x) for x <= 0: exp_nonpositive's polynomial with its clamps done on
-/// the float's bits. GCC keeps IEEE traps by default (-ftrapping-math) and
-/// then will not vectorize a float compare-and-select on AVX2; this form
-/// vectorizes (measured 0.30 instead of 2.4 ns per element on one core).
-/// x below -88, -inf and NaN give exactly 0 (a positive x is taken as -x;
-/// the kernel never passes one).
-inline float exp_nonpositive_host(float x) {
+/// 2^x for x <= 0, the host path's softmax weight. The host kernel keeps
+/// its scores in base 2 (the GEMM's alpha is scale * log2 e; docs/DESIGN.md,
+/// "host kernel"), so the weight needs no ln 2 range reduction: n = round(x),
+/// y = x - n exactly (|y| <= 1/2), 2^y by a degree-5 polynomial fitted for
+/// relative error on [-1/2, 1/2] (at most 1.9e-7 after float rounding,
+/// checked against std::exp2 in tstAttention.cpp), 2^n from exponent bits.
+/// The clamps are done on the float's bits: GCC keeps IEEE traps by default
+/// (-ftrapping-math) and then will not vectorize a float compare-and-select
+/// on AVX2; this form vectorizes. x at or below -127, -inf and NaN give
+/// exactly 0 (a positive x is taken as -x; the kernel never passes one).
+inline float exp2_nonpositive_host(float x) {
   // With the sign bit set, a float's bits as uint32 grow with its magnitude,
-  // so clamping x at -88 is an unsigned min (no select for GCC to branch on).
-  constexpr std::uint32_t lo = 0xC2B00000u; // -88.0f
+  // so clamping x at -127 is an unsigned min (no select for GCC to branch on).
+  constexpr std::uint32_t lo = 0xC2FE0000u; // -127.0f
   std::uint32_t u = host_bit_cast<std::uint32_t>(x) | 0x80000000u;
   u = u < lo ? u : lo;
   const float xc = host_bit_cast<float>(u);
-  // n = round(x log2 e) from the low mantissa bits of x log2 e + 1.5 * 2^23;
-  // y = x - n ln 2 in two steps (Cody-Waite); e^y by its degree-7 Taylor
-  // polynomial (|y| <= 0.35); 2^n from its exponent bits, n in [-127, 0]
-  // (n = -127 gives 0).
+  // n = round(x) from the low mantissa bits of x + 1.5 * 2^23 (no
+  // float-to-int conversion, which GCC will not vectorize under traps).
   constexpr float shifter = 12582912.0f;
-  const float shifted = xc * 1.4426950408889634f + shifter;
+  const float shifted = xc + shifter;
   const float fn = shifted - shifter;
   const std::int32_t n = host_bit_cast<std::int32_t>(shifted) - 0x4B400000;
-  const float y = (xc - fn * 0.693359375f) - fn * -2.12194440e-4f;
-  float p = 1.0f / 5040.0f;
-  p = p * y + 1.0f / 720.0f;
-  p = p * y + 1.0f / 120.0f;
-  p = p * y + 1.0f / 24.0f;
-  p = p * y + 1.0f / 6.0f;
-  p = p * y + 0.5f;
+  const float y = xc - fn;
+  // 2^y = 1 + y q(y), q of degree 4: exactly 1 at y = 0, so a weight or a
+  // rescale factor of an unchanged maximum is exactly 1.
+  float p = 1.326472731e-3f;
+  p = p * y + 9.671512991e-3f;
+  p = p * y + 5.550733581e-2f;
+  p = p * y + 2.402224243e-1f;
+  p = p * y + 6.931470037e-1f;
   p = p * y + 1.0f;
-  p = p * y + 1.0f;
+  // 2^n from its exponent bits, n in [-127, 0]: n = -127 (x clamped, or
+  // within 1/2 of it) gives the bits of 0, so the result is exactly 0.
   return p * host_bit_cast<float>((n + 127) << 23);
 }
+
+/// log2 e and ln 2: the host kernel's base-2 scores and their LSE.
+inline constexpr double host_log2e = 1.4426950408889634;
+inline constexpr float host_ln2 = 0.6931471805599453f;
 
 #ifdef RINGATTN_HAVE_MKL
 /// MKL's GEMMs of 16-bit inputs with float results (C = alpha A B^T-or-B +
@@ -177,6 +185,9 @@ struct HostBlockAttentionFunctor {
     const std::int64_t row_step = args.kv.row_step(stride);
     const int ldk_rows = int(row_step * std::int64_t(args.kv.k.stride_1()));
     const bool native_gemm = widen && host_native_16bit_gemm && native;
+    // Scores in base 2: S = (scale log2 e) Q K^T, so a weight is 2^(s - m)
+    // and the block's LSE is m ln 2 + ln l (exp2_nonpositive_host).
+    const float scale2 = float(double(args.scale) * host_log2e);
 
     ScratchView scratch(team.team_scratch(1), scratch_elements(QT, KT, D));
     float *const s = scratch.data();               // [QT][KT] scores, then probabilities
@@ -219,11 +230,11 @@ struct HostBlockAttentionFunctor {
 
         // S = scale Q K^T
         if constexpr (!widen) {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, args.scale, q_rows,
-                      ldq_rows, k_rows, ldk_rows, 0.0f, s, KT);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, scale2, q_rows, ldq_rows,
+                      k_rows, ldk_rows, 0.0f, s, KT);
         } else if (native_gemm) {
 #ifdef RINGATTN_HAVE_MKL
-          gemm_16bit(CblasNoTrans, CblasTrans, nq, nk, D, args.scale, q_rows, ldq_rows, k_rows,
+          gemm_16bit(CblasNoTrans, CblasTrans, nq, nk, D, scale2, q_rows, ldq_rows, k_rows,
                      ldk_rows, 0.0f, s, KT);
 #endif
         } else if (ldk_rows == D) {
@@ -238,8 +249,8 @@ struct HostBlockAttentionFunctor {
           }
         }
         if (widen && !native_gemm)
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, args.scale, qwide, D,
-                      kwide, D, 0.0f, s, KT);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, scale2, qwide, D, kwide,
+                      D, 0.0f, s, KT);
         for (int i = 0; i < nq; ++i) {
           float *const srow = s + std::size_t(i) * KT;
           // keys kept: j < nk, and kpos <= qpos when masked (positions share the stride)
@@ -259,7 +270,7 @@ struct HostBlockAttentionFunctor {
           float sum = 0;
 #pragma omp simd reduction(+ : sum)
           for (int j = 0; j < keep; ++j) {
-            const float p = exp_nonpositive_host(srow[j] - mnew);
+            const float p = exp2_nonpositive_host(srow[j] - mnew);
             srow[j] = p;
             sum += p;
           }
@@ -268,7 +279,7 @@ struct HostBlockAttentionFunctor {
           // mapping NaN to 0, would hide.
           if (!(mnew < compat::infinity<float>())) sum = NAN;
           for (int j = keep; j < nk; ++j) srow[j] = 0;
-          const float alpha = exp_nonpositive_host(mold - mnew);
+          const float alpha = exp2_nonpositive_host(mold - mnew);
           if (alpha != 1.0f) {
             float *const arow = acc + std::size_t(i) * D;
             for (int d = 0; d < D; ++d) arow[d] *= alpha;
@@ -301,7 +312,8 @@ struct HostBlockAttentionFunctor {
       const float l = lrow[i];
       if (l == 0.0f) continue; // saw no key in this block (l is NaN after a NaN score)
       const std::int64_t row = query.qrow(i);
-      const MergeWeights<float> w = lse_merge<float>(args.lse(b, h, row), mrow[i] + compat::log(l));
+      const MergeWeights<float> w =
+          lse_merge<float>(args.lse(b, h, row), mrow[i] * host_ln2 + compat::log(l));
       const float wb = w.wb / l;
       float *const orow = &args.o(b, row - args.o_row0, h, 0);
       const float *const arow = acc + std::size_t(i) * D;

@@ -70,7 +70,8 @@ public:
   }
 
   /// `in.kv` is the block of `ex`: dq += its share; partial = the block
-  /// rows' dK/dV. One dQ and one dK/dV launch per branch.
+  /// rows' dK/dV. Per branch, one fused launch (host path) or one dQ and
+  /// one dK/dV launch.
   void consume(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &in,
                const Exchange &ex, const Tensor4<Acc, memory_space> &dq,
                const Tensor4<Acc, memory_space> &partial) const {
@@ -78,6 +79,10 @@ public:
     for (const auto &branch_tasks : ex.tasks) {
       if (branch_tasks.empty()) continue;
       auto tasks_d = backward_to_device<BlockTask, memory_space>(branch_tasks, "ringattn::tasks");
+      // On the host path, one fused sweep where there is parallel work for it.
+      if (backward_fused<ExecSpace, Scalar>(exec, in, branch_tasks, tasks_d, dq, partial, scale_,
+                                            pattern_.causal, tiling_))
+        continue;
       auto items_d = backward_to_device<WorkItem, memory_space>(
           make_work_items(branch_tasks, tiling_.q_tile), "ringattn::items");
       backward_dq<ExecSpace, Scalar>(exec, in, tasks_d, items_d, dq, scale_, pattern_.causal,
