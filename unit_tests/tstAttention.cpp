@@ -398,6 +398,9 @@ void check_nonfinite_everywhere(const Problem &p, const Poisoned &poisoned) {
   for (const RingOptions &o : {fast, forced, ring}) {
     check_nonfinite_rule<ExecSpace, float>(p, o, tol_float, poisoned);
     check_nonfinite_rule<ExecSpace, double>(p, o, 1e-12, poisoned);
+    // bfloat16 (inputs rounded to it; NaN and +-inf are exact): the host
+    // path's AMX kernel where the CPU has it, else its widened tiles
+    check_nonfinite_rule<ExecSpace, bfloat16_t>(rounded_to<bfloat16_t>(p), o, 1e-2, poisoned);
   }
 }
 } // namespace
@@ -456,6 +459,11 @@ TEMPLATE_LIST_TEST_CASE("a NaN or +inf score makes its row NaN, a -inf score wei
         CHECK(max_abs_error(run_api<TestType, float>(p, o).lse, ref.lse) <= tol_float);
         CHECK(max_abs_error(run_api<TestType, double>(p, o).o, ref.o) <= 1e-12);
         CHECK(max_abs_error(run_api<TestType, double>(p, o).lse, ref.lse) <= 1e-12);
+        const Problem p16 = rounded_to<bfloat16_t>(p);
+        const Reference ref16 = reference_attention(p16.literal(), p16.B, p16.D,
+                                                    p16.effective_scale(), p16.q, p16.k, p16.v);
+        CHECK(max_abs_error(run_api<TestType, bfloat16_t>(p16, o).o, ref16.o) <= 1e-2);
+        CHECK(max_abs_error(run_api<TestType, bfloat16_t>(p16, o).lse, ref16.lse) <= 1e-3);
       }
     }
   }

@@ -42,13 +42,17 @@ void check_problem(const Problem &raw) {
   const Problem p = rounded_to<Scalar>(raw);
   INFO(p.describe());
   // the host path with tiles widened to float, with MKL's 16-bit GEMMs
-  // (where built with MKL), and the portable kernel
-  for (int kernel : {0, 1, 2})
+  // (where built with MKL), the portable kernel, and (bfloat16, where the
+  // build and the CPU have it) the host path on AMX
+  for (int kernel : {0, 1, 2, 3})
     for (int members : {1, 3}) {
       if (kernel == 1 && !Details::host_native_16bit_gemm) continue;
+      if (kernel == 3 && !(std::is_same_v<Scalar, bfloat16_t> && Details::amx_permitted()))
+        continue;
       INFO((kernel == 0   ? "host, widened"
             : kernel == 1 ? "host, 16-bit GEMM"
-                          : "portable")
+            : kernel == 2 ? "portable"
+                          : "host, AMX")
            << ", members " << members);
       RingOptions options;
       options.members = members;
@@ -56,6 +60,7 @@ void check_problem(const Problem &raw) {
       Tiling tiling =
           kernel == 2 ? small_portable_tiles<ExecSpace>() : default_tiling<ExecSpace, Scalar>(p.D);
       tiling.native_16bit_gemm = kernel == 1;
+      tiling.host_amx = kernel == 3;
       options.tiling = tiling;
       check_16bit<ExecSpace, Scalar>(p, options);
     }

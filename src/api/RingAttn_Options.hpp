@@ -27,6 +27,11 @@ struct Tiling {
   /// elsewhere. The default is the faster of the two as measured
   /// (perf_tests/KernelBenchmark.cpp, README).
   bool native_16bit_gemm = false;
+  /// bfloat16 storage on the host fast path: tile products on Intel AMX
+  /// where the build targets it (-march with AMX-BF16) and Linux grants the
+  /// process the tile state; elsewhere ignored. Takes precedence over
+  /// native_16bit_gemm. Probabilities are rounded to bfloat16 for P V.
+  bool host_amx = true;
   /// Most teams one kernel launch may have (Kokkos league sizes are int):
   /// batch x work items beyond it are launched in turns.
   std::int64_t max_league_size = INT_MAX;

@@ -55,6 +55,18 @@ Tiling default_tiling([[maybe_unused]] int head_dim) {
     // twice the query rows per tile halve that cost (ringattn_kernel_benchmark,
     // storage table, with RINGATTN_TILES=256,256 against the default).
     if constexpr (is_16bit_storage_v<Scalar>) t.q_tile = 256;
+    // bfloat16 on AMX (RingAttn_BlockKernelAmx.hpp): each key tile is packed
+    // into the tile unit's layout once per query tile, so long query tiles;
+    // 256 keys keep a 32-row block of scores in L1. Measured with
+    // RINGATTN_TILES over 256/512/1024 x 128/256/512 (ringattn_shapes_benchmark
+    // --dtype bfloat16, N 4,096 H 8 D 64 and N 8,192 H 2 D 128, one thread):
+    // 512 x 256 the fastest at both D, dense and causal (256 x 256: 0.86-0.92).
+    if constexpr (std::is_same_v<Scalar, bfloat16_t>) {
+      if (Details::amx_takes_head_dim(head_dim) && Details::amx_permitted()) {
+        t.q_tile = 512;
+        t.k_tile = 256;
+      }
+    }
 #else
     t.q_tile = 64;
     t.k_tile = head_dim <= 64 ? 128 : 64;

@@ -190,8 +190,10 @@ void block_attention(const ExecSpace &exec,
       [&]([[maybe_unused]] const auto &part, [[maybe_unused]] std::int64_t num_items) {
 #ifdef RINGATTN_ENABLE_BLAS
         if constexpr (host_tile_type_v<Scalar>)
-          return HostBlockAttentionFunctor<ExecSpace, Scalar>{args(part, num_items),
-                                                              tiling.native_16bit_gemm};
+          return HostBlockAttentionFunctor<ExecSpace, Scalar>{
+              args(part, num_items), tiling.native_16bit_gemm,
+              std::is_same_v<Scalar, bfloat16_t> && tiling.host_amx &&
+                  amx_takes_head_dim(head_dim) && amx_permitted()};
 #endif
       },
       [&](const auto &part, std::int64_t num_items, int scratch_level) {

@@ -11,6 +11,7 @@
 
 #include <RingAttn_Config.hpp>
 #include <core/RingAttn_Half.hpp>
+#include <kernels/detail/RingAttn_BlockKernelAmx.hpp>
 
 #include <type_traits>
 
@@ -158,16 +159,36 @@ struct HostBlockAttentionFunctor {
   /// probabilities rounded to the storage type for P V) instead of widened
   /// tiles and sgemm (Tiling::native_16bit_gemm; MKL only).
   bool native = false;
+  /// bfloat16 storage: the tile products on Intel AMX (amx_takes, set by
+  /// the launch; RingAttn_BlockKernelAmx.hpp).
+  bool amx = false;
 
   static std::size_t scratch_elements(int QT, int KT, int D) {
     // widened Q, K, V tiles, or (native) the probabilities in 16 bits
     const std::size_t widened = widen ? std::max(std::size_t(QT) * D + 2 * std::size_t(KT) * D,
                                                  (std::size_t(QT) * KT + 1) / 2)
                                       : 0;
-    return std::size_t(QT) * KT + std::size_t(QT) * D + 2 * std::size_t(QT) + widened;
+    const std::size_t tiles =
+        std::size_t(QT) * KT + std::size_t(QT) * D + 2 * std::size_t(QT) + widened;
+    if constexpr (std::is_same_v<Scalar, bfloat16_t>)
+      return std::max(tiles, amx_scratch_floats(QT, KT, D));
+    return tiles;
   }
 
   void operator()(const member_type &team) const {
+#ifdef RINGATTN_HAVE_HOST_AMX
+    if constexpr (std::is_same_v<Scalar, bfloat16_t>) {
+      if (amx) {
+        ScratchView scratch(team.team_scratch(1),
+                            scratch_elements(args.q_tile, args.k_tile, int(args.q.extent(3))));
+        amx_attention_query_tile(args,
+                                 QueryTile::of_team(team.league_rank(), args.num_items, args.items,
+                                                    args.tasks, args.q_tile),
+                                 scratch.data());
+        return;
+      }
+    }
+#endif
     constexpr float ninf = -compat::infinity<float>();
     const int H = int(args.q.extent(2)), D = int(args.q.extent(3));
     const int QT = args.q_tile, KT = args.k_tile;

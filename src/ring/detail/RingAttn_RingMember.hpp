@@ -85,13 +85,16 @@ public:
     // by index, not by span: the caller's out may be a padded LayoutRight view
     const std::int64_t N = rows.size(), H = std::int64_t(o.extent(2)),
                        D = std::int64_t(o.extent(3)), t0 = rows.begin;
-    const std::int64_t size = std::int64_t(o.extent(0)) * N * H * D;
+    // one (b, t, h) row of D values per index: the index arithmetic once per
+    // row, the conversion loop over contiguous values
+    const std::int64_t size = std::int64_t(o.extent(0)) * N * H;
     Kokkos::parallel_for(
         "ringattn::o_to_storage",
         Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(exec, 0, size),
         KOKKOS_LAMBDA(const std::int64_t i) {
-          const std::int64_t b = i / (N * H * D), t = (i / (H * D)) % N, h = (i / D) % H, d = i % D;
-          out(b, out_row0 + t, h, d) = Scalar(o(b, t0 + t, h, d));
+          const std::int64_t b = i / (N * H), t = (i / H) % N, h = i % H;
+          for (std::int64_t d = 0; d < D; ++d)
+            out(b, out_row0 + t, h, d) = Scalar(o(b, t0 + t, h, d));
         });
   }
 
