@@ -32,10 +32,11 @@ struct Measurement {
 
 /// Median time of `repeats` forward passes (after one warm-up) of one
 /// member over the whole sequence, and GFLOP/s on the pairs the pattern
-/// keeps; storage type Scalar (16-bit: `native` picks MKL's 16-bit GEMMs
-/// over widened tiles).
+/// keeps; storage type Scalar (16-bit: `path` picks the host path's way to
+/// multiply 16-bit tiles).
+enum class Path { widened, mkl_16bit, amx };
 template <class Scalar = float>
-Measurement measure(const Case &c, int repeats, bool native = false) {
+Measurement measure(const Case &c, int repeats, Path path = Path::widened) {
   const auto &p = c.pattern;
   const auto q = random_tensor<Scalar>("q", 1, p.seq_len, p.heads, c.D, 1);
   const auto k = random_tensor<Scalar>("k", 1, p.seq_len, p.kv_heads, c.D, 2);
@@ -44,10 +45,15 @@ Measurement measure(const Case &c, int repeats, bool native = false) {
                                    std::size_t(p.heads), std::size_t(c.D));
   ringattn::Tensor3<float, Mem> lse("lse", 1, p.heads, p.seq_len);
   ringattn::RingOptions options;
-  ringattn::Tiling t = ringattn::default_tiling<Exec, Scalar>(c.D);
+  // widened and MKL's 16-bit GEMMs at the tiles of widened 16-bit storage
+  // (float16's), AMX at bfloat16's defaults
+  ringattn::Tiling t = std::is_same_v<Scalar, float> || path == Path::amx
+                           ? ringattn::default_tiling<Exec, Scalar>(c.D)
+                           : ringattn::default_tiling<Exec, ringattn::float16_t>(c.D);
   if (const char *tiles = std::getenv("RINGATTN_TILES")) // "QT,KT" to explore tilings
     std::sscanf(tiles, "%d,%d", &t.q_tile, &t.k_tile);
-  t.native_16bit_gemm = native;
+  t.native_16bit_gemm = path == Path::mkl_16bit;
+  t.host_amx = path == Path::amx;
   options.tiling = t;
   ringattn::RingAttention<Exec, Scalar> attention(p, options);
   std::vector<double> times;
@@ -95,25 +101,30 @@ int main(int argc, char *argv[]) {
     }
 
     // 16-bit storage against float32 on the same case, in the same run:
-    // tiles widened to float for sgemm, and (MKL) MKL's 16-bit GEMMs.
+    // tiles widened to float for sgemm, (MKL) MKL's 16-bit GEMMs, and
+    // (bfloat16, where built for AMX and granted) the tile unit.
     std::printf("\n| storage, host path (seconds; ratio to float32) | case | D | float32 | "
-                "bfloat16 widened | bfloat16 MKL gemm_bf16bf16f32 | float16 widened | "
-                "float16 MKL gemm_f16f16f32 |\n");
-    std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+                "bfloat16 widened | bfloat16 MKL gemm_bf16bf16f32 | bfloat16 AMX | "
+                "float16 widened | float16 MKL gemm_f16f16f32 |\n");
+    std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (const Case &c : cases) {
       const double f32 = measure<float>(c, repeats).seconds;
-      const double bw = measure<ringattn::bfloat16_t>(c, repeats, false).seconds;
-      const double fw = measure<ringattn::float16_t>(c, repeats, false).seconds;
+      const double bw = measure<ringattn::bfloat16_t>(c, repeats, Path::widened).seconds;
+      const double fw = measure<ringattn::float16_t>(c, repeats, Path::widened).seconds;
       const bool mkl = ringattn::Details::host_native_16bit_gemm;
-      const double bn = mkl ? measure<ringattn::bfloat16_t>(c, repeats, true).seconds : 0;
-      const double fn = mkl ? measure<ringattn::float16_t>(c, repeats, true).seconds : 0;
-      auto cell = [&](double x) {
+      const bool amx = ringattn::Details::amx_permitted();
+      const double bn =
+          mkl ? measure<ringattn::bfloat16_t>(c, repeats, Path::mkl_16bit).seconds : 0;
+      const double fn = mkl ? measure<ringattn::float16_t>(c, repeats, Path::mkl_16bit).seconds : 0;
+      const double ba = amx ? measure<ringattn::bfloat16_t>(c, repeats, Path::amx).seconds : 0;
+      auto cell = [&](double x, const char *none) {
         return x > 0 ? std::to_string(x).substr(0, 6) + " (" +
                            std::to_string(x / f32).substr(0, 4) + ")"
-                     : std::string("no MKL");
+                     : std::string(none);
       };
-      std::printf("| | %s | %d | %.4f | %s | %s | %s | %s |\n", c.name.c_str(), c.D, f32,
-                  cell(bw).c_str(), cell(bn).c_str(), cell(fw).c_str(), cell(fn).c_str());
+      std::printf("| | %s | %d | %.4f | %s | %s | %s | %s | %s |\n", c.name.c_str(), c.D, f32,
+                  cell(bw, "").c_str(), cell(bn, "no MKL").c_str(), cell(ba, "no AMX").c_str(),
+                  cell(fw, "").c_str(), cell(fn, "no MKL").c_str());
     }
 
     // Dilated attention's work is linear in N: time(2N) / time(N) should stay
