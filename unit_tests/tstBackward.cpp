@@ -310,3 +310,73 @@ TEST_CASE("backward: the fused pass's task sets partition the tasks and own thei
   CHECK_FALSE(Details::use_fused_backward({8.0, 1.0, 1.0}, 1, 2)); // 8 vs 7
   CHECK(Details::use_fused_backward({6.0, 2.0, 2.0, 2.0}, 1, 2));  // 6 < 8.4
 }
+
+TEST_CASE("backward: split task sets cover each set's query tiles once, balanced by pairs",
+          "[backward][ring]") {
+  // For fewer task sets than threads the fused pass cuts each set into
+  // chunks of consecutive query tiles. Brute force: the chunks of a set
+  // cover its tiles [0, T) in order, chunk c tagged c < chunks, and no
+  // chunk holds more than its share of the set's kept pairs plus one tile's
+  // (pairs counted here by enumerating positions).
+  std::mt19937_64 rng(516);
+  int split_sets = 0;
+  for (int trial = 0; trial < 40; ++trial) {
+    const Problem p = random_problem(rng, 200);
+    const int R = 1 + trial % 3;
+    const Partition part(trial % 2 ? PartitionKind::zigzag : PartitionKind::contiguous, p.N, R);
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < R; ++j) {
+        const Details::Exchange ex = Details::plan_exchange(p.pattern(), part, r, j, true);
+        for (const auto &tasks : ex.tasks) {
+          const Details::FusedWork work = Details::make_fused_work(tasks);
+          for (const int chunks : {2, 3})
+            for (const int q_tile : {4, 16}) {
+              const std::vector<Details::FusedWorkItem> split =
+                  Details::split_fused_work(tasks, work, chunks, q_tile, p.causal);
+              for (const Details::FusedWorkItem &set : work.items) {
+                // the set's tiles' pairs, brute force
+                std::vector<double> tile_pairs;
+                for (auto t = set.task_begin; t < set.task_end; ++t) {
+                  const Details::BlockTask &task =
+                      tasks[std::size_t(work.task_order[std::size_t(t)])];
+                  for (std::int64_t q0 = 0; q0 < task.q_count; q0 += q_tile) {
+                    double pairs = 0;
+                    for (std::int64_t c = q0; c < std::min(task.q_count, q0 + q_tile); ++c) {
+                      const std::int64_t qpos = task.q_pos0 + c * task.stride;
+                      for (int k = 0; k < task.num_key_runs; ++k)
+                        for (std::int64_t u = 0; u < task.key_runs[k].count; ++u)
+                          pairs += !p.causal || task.key_runs[k].pos0 + u * task.stride <= qpos;
+                    }
+                    tile_pairs.push_back(pairs);
+                  }
+                }
+                double total = 0, largest = 0;
+                for (double x : tile_pairs) {
+                  total += x;
+                  largest = std::max(largest, x);
+                }
+                std::int64_t next = 0;
+                int chunk = 0;
+                for (const Details::FusedWorkItem &item : split) {
+                  if (item.task_begin != set.task_begin) continue;
+                  CHECK(item.task_end == set.task_end);
+                  CHECK(item.tile_begin == next);
+                  CHECK(item.tile_end > item.tile_begin);
+                  CHECK(item.chunk == chunk);
+                  CHECK(item.chunk < chunks);
+                  double pairs = 0;
+                  for (auto i = item.tile_begin; i < item.tile_end; ++i)
+                    pairs += tile_pairs[std::size_t(i)];
+                  CHECK(pairs <= total / chunks + largest);
+                  next = item.tile_end;
+                  ++chunk;
+                }
+                CHECK(next == std::int64_t(tile_pairs.size()));
+                split_sets += chunk > 1;
+              }
+            }
+        }
+      }
+  }
+  CHECK(split_sets > 50);
+}

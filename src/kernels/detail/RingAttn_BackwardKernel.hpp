@@ -18,9 +18,10 @@
 //    so each partial row is written by one team.
 // The partials go back to the block's owner, who adds them into its dK/dV
 // through the exchange's pack runs (unpack_add_block), in a fixed order.
-// On the host path a third form, one fused sweep per set of tasks that share
-// key runs (backward_fused, docs/backward.md), does a pair's work once
-// where there are enough sets to keep the threads busy.
+// On the host path (float, CBLAS) the backward is instead one fused sweep per
+// set of tasks that share key runs (backward_fused, docs/backward.md), which
+// does a pair's work once; with fewer sets than threads, each set in chunks
+// of its query tiles with private dK/dV partials summed in a fixed order.
 
 #include <api/RingAttn_Options.hpp>
 #include <core/RingAttn_Types.hpp>
@@ -120,6 +121,61 @@ inline std::vector<double> fused_set_work(const std::vector<BlockTask> &tasks,
     pairs.push_back(sum);
   }
   return pairs;
+}
+
+/// Pairs of each query tile of `task` (tiles of q_tile queries, in order),
+/// causal masking counted: the split's balance.
+inline void append_tile_pairs(const BlockTask &task, int q_tile, bool causal,
+                              std::vector<double> &pairs) {
+  for (std::int64_t q0 = 0; q0 < task.q_count; q0 += q_tile) {
+    const QueryTile query = QueryTile::of_task(0, task, q0, task.stride, q_tile);
+    double sum = 0;
+    for (int r = 0; r < task.num_key_runs; ++r) {
+      const KeyRun &run = task.key_runs[r];
+      if (!causal) {
+        sum += double(query.nq) * double(run.count);
+        continue;
+      }
+      for (int i = 0; i < query.nq; ++i) { // keys at or before the query
+        const std::int64_t qpos = query.qpos(i);
+        if (qpos >= run.pos0)
+          sum += double(std::min(run.count, (qpos - run.pos0) / task.stride + 1));
+      }
+    }
+    pairs.push_back(sum);
+  }
+}
+
+/// The fused pass's work with every set of `work` cut into at most `chunks`
+/// consecutive runs of its query tiles (counted over its tasks in order)
+/// of about equal pairs, chunk c of a set tagged c: for fewer sets than
+/// threads. Chunks of a set own disjoint dQ rows; their dK/dV go to private
+/// partials (FusedWorkItem).
+inline std::vector<FusedWorkItem> split_fused_work(const std::vector<BlockTask> &tasks,
+                                                   const FusedWork &work, int chunks, int q_tile,
+                                                   bool causal) {
+  std::vector<FusedWorkItem> items;
+  for (const FusedWorkItem &set : work.items) {
+    std::vector<double> pairs;
+    for (std::int64_t t = set.task_begin; t < set.task_end; ++t)
+      append_tile_pairs(tasks[std::size_t(work.task_order[std::size_t(t)])], q_tile, causal, pairs);
+    double total = 0;
+    for (const double p : pairs) total += p;
+    const std::int64_t tiles = std::int64_t(pairs.size());
+    std::int64_t begin = 0;
+    double sum = 0;
+    int c = 0;
+    for (std::int64_t i = 0; i < tiles; ++i) {
+      sum += pairs[std::size_t(i)];
+      if (c + 1 < chunks && i + 1 < tiles && sum >= total * double(c + 1) / chunks) {
+        items.push_back(FusedWorkItem{set.task_begin, set.task_end, begin, i + 1, c++});
+        begin = i + 1;
+      }
+    }
+    if (begin < tiles)
+      items.push_back(FusedWorkItem{set.task_begin, set.task_end, begin, tiles, c});
+  }
+  return items;
 }
 
 /// Whether the host path's fused backward takes a branch whose task sets
@@ -440,13 +496,8 @@ void backward_dq(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &
   launch_block_kernel<ExecSpace, Scalar>(
       exec, "ringattn::backward_dq", items, tasks, std::int64_t(in.q.extent(0)),
       std::int64_t(in.q.extent(2)) * D, D, tiling,
-      [&]([[maybe_unused]] const auto &part, [[maybe_unused]] std::int64_t num_items) {
-#ifdef RINGATTN_ENABLE_BLAS
-        if constexpr (std::is_same_v<Scalar, float>) // the host path is float-only here
-          return HostBackwardDqFunctor<ExecSpace>{
-              in, tasks, part, dq, num_items, tiling.q_tile, tiling.k_tile, scale, causal};
-#endif
-      },
+      // no host functor: the host path's backward is the fused pass
+      [](const auto &, std::int64_t) {},
       [&](const auto &part, std::int64_t num_items, int scratch_level) {
         return BackwardDqFunctor<ExecSpace, Scalar>{
             in,    tasks, part, dq, num_items, D, tiling.q_tile, tiling.k_tile, scratch_level,
@@ -455,9 +506,13 @@ void backward_dq(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &
 }
 
 /// Fused pass of one branch on the host path, where it applies (float, a
-/// host space, the CBLAS path, use_fused_backward): dq += the block's
-/// contributions and the block rows' partial dK/dV += theirs, in one sweep.
-/// Returns false, doing nothing, where it does not apply.
+/// host space, the CBLAS path): dq += the block's contributions and the
+/// block rows' partial dK/dV += theirs, in one sweep. With enough task sets
+/// for the threads (use_fused_backward) one team per set; else each set in
+/// as many chunks of its query tiles as there are threads, chunks 1, 2, ...
+/// into private partials that are then summed into `partial` in chunk order
+/// (per element, so the result repeats bitwise for a thread count). Returns
+/// false, doing nothing, where it does not apply.
 template <class ExecSpace, class Scalar>
 bool backward_fused(
     [[maybe_unused]] const ExecSpace &exec,
@@ -476,21 +531,46 @@ bool backward_fused(
     if (!host_blas_takes<ExecSpace, Scalar>(tasks, std::int64_t(in.q.extent(2)) * D, tiling))
       return false;
     const FusedWork work = make_fused_work(branch_tasks);
-    const std::int64_t sets = std::int64_t(work.items.size());
-    if (!use_fused_backward(fused_set_work(branch_tasks, work), B, exec.concurrency()))
-      return false;
-    if (sets == 0 || B == 0) return true;
+    if (work.items.empty() || B == 0) return true;
+    const int threads = exec.concurrency();
+    const int chunks =
+        use_fused_backward(fused_set_work(branch_tasks, work), B, threads) ? 1 : threads;
+    const std::vector<FusedWorkItem> split =
+        chunks == 1 ? work.items
+                    : split_fused_work(branch_tasks, work, chunks, tiling.q_tile, causal);
+    int used = 1; // chunks some set was cut into
+    for (const FusedWorkItem &item : split) used = std::max(used, item.chunk + 1);
+    using ChunkPartial = Kokkos::View<float *****, Kokkos::LayoutRight, Mem>;
+    const ChunkPartial chunk_partial(
+        Kokkos::view_alloc(exec, std::string("ringattn::backward_chunk_partial")),
+        std::size_t(used - 1), partial.extent(0), partial.extent(1), partial.extent(2),
+        partial.extent(3));
     // Host memory: the schedule is used where it is built.
-    const Kokkos::View<const FusedWorkItem *, Mem> items(work.items.data(), work.items.size());
+    const Kokkos::View<const FusedWorkItem *, Mem> items(split.data(), split.size());
     const Kokkos::View<const std::int64_t *, Mem> order(work.task_order.data(),
                                                         work.task_order.size());
     for_each_launch(items, B, tiling, [&](const auto &part) {
       const std::int64_t num_items = std::int64_t(part.extent(0));
       launch_host_teams(exec, "ringattn::backward_fused_host", B * num_items, D, tiling,
                         HostBackwardFusedFunctor<ExecSpace>{in, tasks, part, order, dq, partial,
-                                                            num_items, tiling.q_tile, tiling.k_tile,
-                                                            scale, causal});
+                                                            chunk_partial, num_items, tiling.q_tile,
+                                                            tiling.k_tile, scale, causal});
     });
+    if (used > 1) {
+      // partial += the chunks' partials, in chunk order, element by element
+      const std::int64_t size = std::int64_t(partial.size());
+      float *const sum = partial.data();
+      const float *const parts = chunk_partial.data();
+      Kokkos::parallel_for(
+          "ringattn::backward_chunk_sum",
+          Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(exec, 0, size),
+          [=](const std::int64_t e) {
+            float x = sum[e];
+            for (int c = 0; c + 1 < used; ++c) x += parts[std::int64_t(c) * size + e];
+            sum[e] = x;
+          });
+      exec.fence();
+    }
     return true;
   }
 #endif
@@ -511,14 +591,8 @@ void backward_dkv(
   launch_block_kernel<ExecSpace, Scalar>(
       exec, "ringattn::backward_dkv", items, tasks, std::int64_t(in.q.extent(0)),
       std::int64_t(in.q.extent(2)) * D, D, tiling,
-      [&]([[maybe_unused]] const auto &part, [[maybe_unused]] std::int64_t num_items) {
-#ifdef RINGATTN_ENABLE_BLAS
-        if constexpr (std::is_same_v<Scalar, float>)
-          return HostBackwardDkvFunctor<ExecSpace>{in,      tasks,     part,          task_index,
-                                                   partial, num_items, tiling.q_tile, tiling.k_tile,
-                                                   scale,   causal};
-#endif
-      },
+      // no host functor: the host path's backward is the fused pass
+      [](const auto &, std::int64_t) {},
       [&](const auto &part, std::int64_t num_items, int scratch_level) {
         return BackwardDkvFunctor<ExecSpace, Scalar>{
             in, tasks,         part,          task_index,    partial, num_items,
