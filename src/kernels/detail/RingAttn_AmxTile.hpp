@@ -20,6 +20,7 @@
 // dims to a multiple of 32.
 
 #include <core/RingAttn_Half.hpp>
+#include <kernels/detail/RingAttn_HostSoftmax.hpp>
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) &&                   \
     defined(__AVX512F__) && defined(__AVX512BW__) && defined(__linux__)
@@ -259,82 +260,6 @@ inline void amx_accumulate_block(const std::uint16_t *p, int ldp, const std::uin
   }
 }
 
-/// 2^x for x <= 0 on 16 lanes: exp2_nonpositive_host's polynomial and
-/// clamp (a NaN lane gives 0: max_ps returns its second operand then).
-inline __m512 amx_exp2_nonpositive(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-127.0f));
-  const __m512 fn = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 y = _mm512_sub_ps(x, fn);
-  __m512 p = _mm512_set1_ps(1.326472731e-3f);
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(9.671512991e-3f));
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(5.550733581e-2f));
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(2.402224243e-1f));
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(6.931470037e-1f));
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(1.0f));
-  const __m512i n = _mm512_add_epi32(_mm512_cvtps_epi32(fn), _mm512_set1_epi32(127));
-  return _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(n, 23)));
-}
-
-/// 2^x for x <= 0 on 16 lanes, for the probabilities only: as
-/// amx_exp2_nonpositive, with 2^n by VSCALEFPS and x below -125 (-inf and
-/// NaN too) giving exactly 0, by a mask, so no lane computes a subnormal
-/// (which may cost a microcode assist): the weights under 2^-125 of the
-/// row's largest are flushed.
-inline __m512 amx_exp2_weights(__m512 x, __mmask16 lanes) {
-  lanes = _mm512_mask_cmp_ps_mask(lanes, x, _mm512_set1_ps(-125.0f), _CMP_GE_OQ);
-  x = _mm512_max_ps(x, _mm512_set1_ps(-125.0f));
-  const __m512 fn = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 y = _mm512_sub_ps(x, fn);
-  __m512 p = _mm512_set1_ps(1.326472731e-3f);
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(9.671512991e-3f));
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(5.550733581e-2f));
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(2.402224243e-1f));
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(6.931470037e-1f));
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(1.0f));
-  return _mm512_maskz_scalef_ps(lanes, p, fn);
-}
-
-/// Lanes [0, n) of 16, n clamped to [0, 16].
-inline __mmask16 amx_lanes(int n) {
-  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
-}
-
-/// The row's largest score scale2 * s[j], j < keep: +inf when a score is
-/// NaN or +inf (score_for_max), -inf when keep is 0. For scale2 > 0 the
-/// maximum of the raw scores is scaled once (one load, max and NaN test per
-/// 16 scores).
-inline float amx_row_max(const float *s, int keep, float scale2) {
-  constexpr float inf = __builtin_inff();
-  if (scale2 > 0.0f) {
-    __m512 mx = _mm512_set1_ps(-inf);
-    __mmask16 nan = 0;
-    int j = 0;
-    for (; j + 16 <= keep; j += 16) {
-      const __m512 x = _mm512_loadu_ps(s + j);
-      mx = _mm512_max_ps(mx, x);
-      nan = _kor_mask16(nan, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q));
-    }
-    if (j < keep) {
-      const __mmask16 lanes = amx_lanes(keep - j);
-      const __m512 x = _mm512_maskz_loadu_ps(lanes, s + j);
-      mx = _mm512_mask_max_ps(mx, lanes, mx, x);
-      nan = _kor_mask16(nan, _mm512_mask_cmp_ps_mask(lanes, x, x, _CMP_UNORD_Q));
-    }
-    if (nan != 0) return inf;
-    const float m = _mm512_reduce_max_ps(mx) * scale2;
-    return m < inf ? m : inf;
-  }
-  const __m512 c = _mm512_set1_ps(scale2);
-  __m512 mx = _mm512_set1_ps(-inf);
-  for (int j = 0; j < keep; j += 16) {
-    const __mmask16 lanes = amx_lanes(keep - j);
-    __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, s + j), c);
-    x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_set1_ps(inf));
-    mx = _mm512_mask_max_ps(mx, lanes, mx, x);
-  }
-  return _mm512_reduce_max_ps(mx);
-}
-
 /// p[j] = bfloat16(2^(scale2 s[j] - m)) for j < keep, 0 for keep <= j < n
 /// (n a multiple of 32); returns the float sum of the weights.
 inline float amx_row_weights(const float *s, int keep, int n, float scale2, float m,
@@ -344,14 +269,14 @@ inline float amx_row_weights(const float *s, int keep, int n, float scale2, floa
   int j = 0;
   for (; j + 16 <= keep; j += 16) {
     const __m512 w =
-        amx_exp2_weights(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), c, vm), __mmask16(0xFFFF));
+        avx512_exp2_weights(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), c, vm), __mmask16(0xFFFF));
     sum = _mm512_add_ps(sum, w);
     _mm256_storeu_si256(reinterpret_cast<__m256i *>(p + j), (__m256i)_mm512_cvtneps_pbh(w));
   }
   for (; j < n; j += 16) {
-    const __mmask16 lanes = amx_lanes(keep - j);
+    const __mmask16 lanes = avx512_lanes(keep - j);
     const __m512 x = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(lanes, s + j), c, vm);
-    const __m512 w = amx_exp2_weights(x, lanes);
+    const __m512 w = avx512_exp2_weights(x, lanes);
     sum = _mm512_add_ps(sum, w);
     _mm256_storeu_si256(reinterpret_cast<__m256i *>(p + j), (__m256i)_mm512_cvtneps_pbh(w));
   }

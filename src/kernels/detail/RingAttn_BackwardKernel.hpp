@@ -225,9 +225,11 @@ void backward_delta(
 
 /// Adds a block's partial dK/dV [2, B, rows, D] into the owner's local dK,
 /// dV [B, n, Hkv, D] through the pack runs that built the block. A row can
-/// appear in several runs (one per branch), so threads split (batch, kv
-/// head, d) and each walks the runs in order: no two threads touch one
-/// element, and the order of the sums is fixed.
+/// appear in several runs (one per branch), so one team per (batch, kv
+/// head) walks the runs in order, its threads splitting the head dim the
+/// same way for every row: no two threads touch one element, the order of
+/// the sums is fixed, and a row's D values are read and written
+/// contiguously.
 template <class ExecSpace, class Acc>
 void unpack_add_block(const ExecSpace &exec,
                       const Kokkos::View<const Acc ****, Kokkos::LayoutRight,
@@ -240,18 +242,20 @@ void unpack_add_block(const ExecSpace &exec,
   const std::int64_t D = std::int64_t(dk.extent(3));
   const std::int64_t num_runs = std::int64_t(runs.extent(0));
   if (B * G * D == 0 || num_runs == 0) return;
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
   Kokkos::parallel_for(
-      "ringattn::unpack_add_block",
-      Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(exec, 0, B * G * D),
-      KOKKOS_LAMBDA(const std::int64_t idx) {
-        const std::int64_t b = idx / (G * D), g = (idx / D) % G, d = idx % D;
+      "ringattn::unpack_add_block", Policy(exec, int(B * G), Kokkos::AUTO),
+      KOKKOS_LAMBDA(const typename Policy::member_type &team) {
+        const std::int64_t b = team.league_rank() / G, g = team.league_rank() % G;
         for (std::int64_t r = 0; r < num_runs; ++r) {
           const PackRun run = runs(r);
           if (run.kv_head != g) continue;
           for (std::int64_t c = 0; c < run.count; ++c) {
-            const std::int64_t src = run.src_row0 + c * run.stride;
-            dk(b, src, g, d) += partial(0, b, run.block_row + c, d);
-            dv(b, src, g, d) += partial(1, b, run.block_row + c, d);
+            const std::int64_t src = run.src_row0 + c * run.stride, row = run.block_row + c;
+            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, D), [&](const std::int64_t d) {
+              dk(b, src, g, d) += partial(0, b, row, d);
+              dv(b, src, g, d) += partial(1, b, row, d);
+            });
           }
         }
       });

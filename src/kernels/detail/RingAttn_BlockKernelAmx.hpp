@@ -108,7 +108,7 @@ void amx_attention_query_tile(const Args &args, const QueryTile &query, float *s
           std::uint16_t *const prow = p + std::size_t(i) * KTp;
           const int keep = i < rows ? bounds.kept(query, key, i0 + i) : 0;
           const float mold = i < rows ? mrow[i0 + i] : ninf;
-          const float mx = amx_row_max(s + std::size_t(i) * KTp, keep, scale2);
+          const float mx = avx512_row_max(s + std::size_t(i) * KTp, keep, scale2);
           const float mnew = mx > mold ? mx : mold;
           if (mnew == ninf) { // no key seen yet: a row of zero weights
             for (int j = 0; j < kp; ++j) prow[j] = 0;
@@ -117,7 +117,8 @@ void amx_attention_query_tile(const Args &args, const QueryTile &query, float *s
           float sum = amx_row_weights(s + std::size_t(i) * KTp, keep, kp, scale2, mnew, prow);
           // a NaN or +inf score: the row becomes NaN (docs/reliability.md)
           if (!(mnew < __builtin_inff())) sum = NAN;
-          const float alpha = _mm512_cvtss_f32(amx_exp2_nonpositive(_mm512_set1_ps(mold - mnew)));
+          const float alpha =
+              _mm512_cvtss_f32(avx512_exp2_nonpositive(_mm512_set1_ps(mold - mnew)));
           if (alpha != 1.0f) {
             float *const arow = acc + std::size_t(i0 + i) * Dp;
             for (int d = 0; d < Dp; ++d) arow[d] *= alpha;

@@ -37,6 +37,7 @@ inline constexpr bool host_native_16bit_gemm = false;
 #include <core/detail/RingAttn_KokkosCompat.hpp>
 #include <kernels/detail/RingAttn_BlockTask.hpp>
 #include <kernels/detail/RingAttn_FastExp.hpp>
+#include <kernels/detail/RingAttn_HostSoftmax.hpp>
 #include <kernels/detail/RingAttn_KernelArgs.hpp>
 #include <kernels/detail/RingAttn_Merge.hpp>
 
@@ -276,18 +277,25 @@ struct HostBlockAttentionFunctor {
           float *const srow = s + std::size_t(i) * KT;
           // keys kept: j < nk, and kpos <= qpos when masked (positions share the stride)
           const int keep = bounds.kept(query, key, i);
+#ifdef RINGATTN_HAVE_HOST_AVX512
+          const float mx = avx512_row_max(srow, keep, 1.0f); // RingAttn_HostSoftmax.hpp
+#else
           float mx = ninf;
 #pragma omp simd reduction(max : mx)
           for (int j = 0; j < keep; ++j) {
             const float sm = score_for_max(srow[j]); // NaN, +inf: +inf (FastExp.hpp)
             mx = sm > mx ? sm : mx;
           }
+#endif
           const float mold = mrow[i];
           const float mnew = mx > mold ? mx : mold;
           if (mnew == ninf) {
             for (int j = 0; j < nk; ++j) srow[j] = 0;
             continue;
           }
+#ifdef RINGATTN_HAVE_HOST_AVX512
+          float sum = avx512_row_weights_in_place(srow, keep, nk, 1.0f, mnew);
+#else
           float sum = 0;
 #pragma omp simd reduction(+ : sum)
           for (int j = 0; j < keep; ++j) {
@@ -295,11 +303,12 @@ struct HostBlockAttentionFunctor {
             srow[j] = p;
             sum += p;
           }
+          for (int j = keep; j < nk; ++j) srow[j] = 0;
+#endif
           // A NaN or +inf score made the maximum +inf (score_for_max): the
           // row becomes NaN (docs/reliability.md), which the vector exp,
           // mapping NaN to 0, would hide.
           if (!(mnew < compat::infinity<float>())) sum = NAN;
-          for (int j = keep; j < nk; ++j) srow[j] = 0;
           const float alpha = exp2_nonpositive_host(mold - mnew);
           if (alpha != 1.0f) {
             float *const arow = acc + std::size_t(i) * D;

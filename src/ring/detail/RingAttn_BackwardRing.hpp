@@ -136,16 +136,17 @@ void copy_member_rows(const ExecSpace &exec, const Partition &partition, int p, 
             dst.access(b, h, dst0 + t) = Value(src.access(b, h, src0 + t));
           });
     } else {
+      // one (b, t, x) row of D values per index: the index arithmetic once
+      // per row, the copy over contiguous values
       const std::int64_t B = std::int64_t(src.extent(0)), X = std::int64_t(src.extent(2)),
                          D = std::int64_t(src.extent(3));
       Kokkos::parallel_for(
           "ringattn::copy_member_rows",
-          Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(exec, 0,
-                                                                          B * rows * X * D),
+          Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(exec, 0, B * rows * X),
           KOKKOS_LAMBDA(const std::int64_t idx) {
-            const std::int64_t b = idx / (rows * X * D), t = (idx / (X * D)) % rows,
-                               x = (idx / D) % X, d = idx % D;
-            dst.access(b, dst0 + t, x, d) = Value(src.access(b, src0 + t, x, d));
+            const std::int64_t b = idx / (rows * X), t = (idx / X) % rows, x = idx % X;
+            for (std::int64_t d = 0; d < D; ++d)
+              dst.access(b, dst0 + t, x, d) = Value(src.access(b, src0 + t, x, d));
           });
     }
   }
