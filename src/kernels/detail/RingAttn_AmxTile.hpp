@@ -72,6 +72,7 @@ inline bool amx_takes_head_dim(int D) { return D > 0 && D % 2 == 0 && D <= 512; 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 /// Palette 1 with all eight tiles at 16 rows x 64 bytes: C tiles of 16 x 16
@@ -264,23 +265,9 @@ inline void amx_accumulate_block(const std::uint16_t *p, int ldp, const std::uin
 /// (n a multiple of 32); returns the float sum of the weights.
 inline float amx_row_weights(const float *s, int keep, int n, float scale2, float m,
                              std::uint16_t *p) {
-  const __m512 c = _mm512_set1_ps(scale2), vm = _mm512_set1_ps(m);
-  __m512 sum = _mm512_setzero_ps();
-  int j = 0;
-  for (; j + 16 <= keep; j += 16) {
-    const __m512 w =
-        avx512_exp2_weights(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), c, vm), __mmask16(0xFFFF));
-    sum = _mm512_add_ps(sum, w);
+  return avx512_row_weights(s, keep, n, scale2, m, [p](int j, __m512 w, __mmask16) {
     _mm256_storeu_si256(reinterpret_cast<__m256i *>(p + j), (__m256i)_mm512_cvtneps_pbh(w));
-  }
-  for (; j < n; j += 16) {
-    const __mmask16 lanes = avx512_lanes(keep - j);
-    const __m512 x = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(lanes, s + j), c, vm);
-    const __m512 w = avx512_exp2_weights(x, lanes);
-    sum = _mm512_add_ps(sum, w);
-    _mm256_storeu_si256(reinterpret_cast<__m256i *>(p + j), (__m256i)_mm512_cvtneps_pbh(w));
-  }
-  return _mm512_reduce_add_ps(sum);
+  });
 }
 
 #if defined(__GNUC__) && !defined(__clang__)

@@ -86,11 +86,7 @@ void amx_attention_query_tile(const Args &args, const QueryTile &query, float *s
     const KeyRun run = query.task.key_runs[r];
     for (std::int64_t k0 = 0; k0 < run.count; k0 += KT) {
       KeyTile key = KeyTile::of_run(run, k0, stride, KT, row_step);
-      if (args.causal) {
-        if (key.kpos_first > query.qpos_last) break;
-        const std::int64_t seen = (query.qpos_last - key.kpos_first) / stride + 1;
-        if (seen < key.nk) key.nk = int(seen);
-      }
+      if (args.causal && !key.trim_to_causal(query.qpos_last)) break;
       const CausalBounds bounds = CausalBounds::of(args.causal, query, key);
       const int nk = key.nk;
       amx_pack_keys(&args.kv.k(b, key.krow_first, g, 0), ldk_rows, nk, D, Dp, kpack);

@@ -238,13 +238,8 @@ struct HostBlockAttentionFunctor {
       const KeyRun run = query.task.key_runs[r];
       for (std::int64_t k0 = 0; k0 < run.count; k0 += KT) {
         KeyTile key = KeyTile::of_run(run, k0, stride, KT, row_step);
-        if (args.causal) {
-          if (key.kpos_first > query.qpos_last) break;
-          // keys past the tile's last query are masked for every row: leave
-          // them out of both GEMMs (a diagonal tile is then at most QT wide)
-          const std::int64_t seen = (query.qpos_last - key.kpos_first) / stride + 1;
-          if (seen < key.nk) key.nk = int(seen);
-        }
+        // a diagonal tile is then at most QT wide
+        if (args.causal && !key.trim_to_causal(query.qpos_last)) break;
         const CausalBounds bounds = CausalBounds::of(args.causal, query, key);
         const int nk = key.nk;
         const Scalar *const k_rows = &args.kv.k(b, key.krow_first, g, 0);

@@ -127,6 +127,16 @@ struct KeyTile {
   KOKKOS_INLINE_FUNCTION std::int64_t kpos_last() const { return kpos_first + (nk - 1) * stride; }
   KOKKOS_INLINE_FUNCTION std::int64_t krow(int j) const { return krow_first + j * row_step; }
 
+  /// Causal: leaves out the keys past the last query's position `qpos_last`
+  /// (masked for every query of the tile, so out of both tile products);
+  /// false when none is left, nor in any later tile of the run.
+  KOKKOS_INLINE_FUNCTION bool trim_to_causal(std::int64_t qpos_last) {
+    if (kpos_first > qpos_last) return false;
+    const std::int64_t seen = (qpos_last - kpos_first) / stride + 1;
+    if (seen < nk) nk = int(seen);
+    return true;
+  }
+
   KOKKOS_INLINE_FUNCTION static KeyTile of_run(const KeyRun &run, std::int64_t k_begin,
                                                std::int64_t stride, int k_tile,
                                                std::int64_t row_step = 1) {

@@ -25,7 +25,19 @@ namespace ringattn::Details {
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
+
+/// 2^y for |y| <= 1/2 on 16 lanes: exp2_nonpositive_host's degree-5
+/// polynomial, 1 + y q(y).
+inline __m512 avx512_exp2_fraction(__m512 y) {
+  __m512 p = _mm512_set1_ps(1.326472731e-3f);
+  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(9.671512991e-3f));
+  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(5.550733581e-2f));
+  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(2.402224243e-1f));
+  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(6.931470037e-1f));
+  return _mm512_fmadd_ps(p, y, _mm512_set1_ps(1.0f));
+}
 
 /// 2^x for x <= 0 on 16 lanes: exp2_nonpositive_host's polynomial and
 /// clamp (a NaN lane gives 0: max_ps returns its second operand then).
@@ -33,12 +45,7 @@ inline __m512 avx512_exp2_nonpositive(__m512 x) {
   x = _mm512_max_ps(x, _mm512_set1_ps(-127.0f));
   const __m512 fn = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 y = _mm512_sub_ps(x, fn);
-  __m512 p = _mm512_set1_ps(1.326472731e-3f);
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(9.671512991e-3f));
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(5.550733581e-2f));
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(2.402224243e-1f));
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(6.931470037e-1f));
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(1.0f));
+  const __m512 p = avx512_exp2_fraction(y);
   const __m512i n = _mm512_add_epi32(_mm512_cvtps_epi32(fn), _mm512_set1_epi32(127));
   return _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(n, 23)));
 }
@@ -53,12 +60,7 @@ inline __m512 avx512_exp2_weights(__m512 x, __mmask16 lanes) {
   x = _mm512_max_ps(x, _mm512_set1_ps(-125.0f));
   const __m512 fn = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 y = _mm512_sub_ps(x, fn);
-  __m512 p = _mm512_set1_ps(1.326472731e-3f);
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(9.671512991e-3f));
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(5.550733581e-2f));
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(2.402224243e-1f));
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(6.931470037e-1f));
-  p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(1.0f));
+  const __m512 p = avx512_exp2_fraction(y);
   return _mm512_maskz_scalef_ps(lanes, p, fn);
 }
 
@@ -103,9 +105,12 @@ inline float avx512_row_max(const float *s, int keep, float scale2) {
   return _mm512_reduce_max_ps(mx);
 }
 
-/// In place: s[j] = 2^(scale2 s[j] - m) for j < keep, 0 for keep <= j < n;
-/// returns the sum of the weights (float P for the float host path).
-inline float avx512_row_weights_in_place(float *s, int keep, int n, float scale2, float m) {
+/// The weights w[j] = 2^(scale2 s[j] - m) of a row, j < keep, and 0 for
+/// keep <= j < n, 16 at a time: store(j, w, lanes) writes lanes j .. j + 15
+/// (`lanes`: those below n); returns the float sum of the weights.
+template <class Store>
+float avx512_row_weights(const float *s, int keep, int n, float scale2, float m,
+                         const Store &store) {
   const __m512 c = _mm512_set1_ps(scale2), vm = _mm512_set1_ps(m);
   __m512 sum = _mm512_setzero_ps();
   int j = 0;
@@ -113,16 +118,24 @@ inline float avx512_row_weights_in_place(float *s, int keep, int n, float scale2
     const __m512 w =
         avx512_exp2_weights(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), c, vm), __mmask16(0xFFFF));
     sum = _mm512_add_ps(sum, w);
-    _mm512_storeu_ps(s + j, w);
+    store(j, w, __mmask16(0xFFFF));
   }
   for (; j < n; j += 16) {
     const __mmask16 lanes = avx512_lanes(keep - j);
     const __m512 x = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(lanes, s + j), c, vm);
     const __m512 w = avx512_exp2_weights(x, lanes);
     sum = _mm512_add_ps(sum, w);
-    _mm512_mask_storeu_ps(s + j, avx512_lanes(n - j), w);
+    store(j, w, avx512_lanes(n - j));
   }
   return _mm512_reduce_add_ps(sum);
+}
+
+/// In place: s[j] = 2^(scale2 s[j] - m) for j < keep, 0 for keep <= j < n;
+/// returns the sum of the weights (float P for the float host path).
+inline float avx512_row_weights_in_place(float *s, int keep, int n, float scale2, float m) {
+  return avx512_row_weights(s, keep, n, scale2, m, [s](int j, __m512 w, __mmask16 lanes) {
+    _mm512_mask_storeu_ps(s + j, lanes, w);
+  });
 }
 
 #if defined(__GNUC__) && !defined(__clang__)
