@@ -71,7 +71,7 @@ void check_rank_gradients(MPI_Comm comm, const Problem &p, PartitionKind kind, b
   options.overlap = overlap;
   if (p.scale > 0) options.scale = p.scale;
   RingAttention<Exec, Scalar> attention(p.pattern(), options);
-  attention.forward(comm, q, k, v, o, lse);
+  const RingStats forward = attention.forward(comm, q, k, v, o, lse);
   auto tolerance = [](const std::vector<double> &g) {
     if constexpr (!is_16bit_storage_v<Scalar>) return 1e-4;
     double m = 1;
@@ -81,7 +81,15 @@ void check_rank_gradients(MPI_Comm comm, const Problem &p, PartitionKind kind, b
   std::vector<double> first[3];
   for (int run = 0; run < 2; ++run) {
     auto dq = make(p.H), dk = make(p.Hkv), dv = make(p.Hkv);
-    attention.backward(comm, q, k, v, o, lse, d_o, dq, dk, dv);
+    const RingStats backward = attention.backward(comm, q, k, v, o, lse, d_o, dq, dk, dv);
+    // Traffic (docs/SPEC.md section 7), over the ring: the forward's K/V
+    // wire, each needed (kv head, row) once, plus the same rows of dK/dV in
+    // the accumulate type (a receiver sends those back).
+    std::int64_t sent[2] = {forward.bytes_sent[rank], backward.bytes_sent[rank]}, total[2];
+    MPI_Allreduce(sent, total, 2, MPI_INT64_T, MPI_SUM, comm);
+    CHECK(total[1] == total[0] / std::int64_t(sizeof(Scalar)) *
+                          std::int64_t(sizeof(Scalar) + sizeof(accumulate_t<Scalar>)));
+    CHECK(backward.hops_made == forward.hops_made);
     std::vector<double> mine, want;
     collect(dq, ref.dq, p, p.H, part, rank, mine, want);
     CHECK(max_abs_error(mine, want) <= tolerance(ref.dq));

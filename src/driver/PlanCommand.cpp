@@ -299,47 +299,66 @@ void print_backward(std::ostream &out, const RunConfig &cfg, const PlanProblem &
   const Partition part(pp.partition, ra.seq_len, ra.members);
   out << "\nbackward (attention.backward: dQ, dK, dV from dO, docs/SPEC.md section 7)\n";
   Table t({true, true});
-  // memory beyond the forward's, for the largest member (mpi) or the process
-  // (simulated: whole-sequence views, N rows)
-  // (the backward moves K/V and the dK/dV partials in the kernels' block
-  // layout, its own block included: block rows, not wire rows)
-  std::int64_t n = ra.seq_len, recv_rows = ra.process_extent.block_rows;
+  // Memory beyond the forward's, for the largest member (mpi) or the process
+  // (simulated: whole-sequence views, N rows, and one member's copies).
+  // K/V cross on the forward's wire and the dK/dV partials come back on it;
+  // a hop that expands its wire computes its partial in the block layout
+  // first (expand_rows). The member's own block is packed (block_rows
+  // bounds it).
+  std::int64_t n = ra.seq_len;
+  ringattn::ExchangeExtent e = ra.process_extent;
   if (mpi) {
     const int big = ra.largest_member();
     n = part.local_size(ra.evaluated[big]);
-    recv_rows = ra.extents[big].block_rows;
+    e = ra.extents[big];
   }
+  const std::int64_t row_bytes = 2 * B * D; // values per K/V (or dK/dV) row, both halves
   const std::int64_t tensors = B * n * (2 * H + 2 * Hkv) * D * s; // dO, dQ, dK, dV
   const std::int64_t inputs = mpi ? 0 : B * n * (2 * H + 2 * Hkv) * D * s + B * H * n * s;
-  const std::int64_t delta = B * H * n * acc;
-  const std::int64_t accumulators = acc == s ? 0 : B * n * (H + 2 * Hkv) * D * acc;
-  const std::int64_t partials = (mpi ? 4 : 1) * recv_rows * 2 * B * D * acc;
+  // mpi: dQ, dK, dV of the member in float (16-bit storage only)
+  // simulated: whole-sequence float dK, dV (16-bit only), one member's float dQ
+  const std::int64_t member_n = mpi ? n : ra.process_rows;
+  const std::int64_t delta = B * H * member_n * acc;
+  const std::int64_t accumulators =
+      mpi ? (acc == s ? 0 : B * n * (H + 2 * Hkv) * D * acc)
+          : (acc == s ? 0 : B * n * 2 * Hkv * D * acc) + B * member_n * H * D * acc;
+  // simulated: one member's Q, O, dO, K, V and LSE
+  const std::int64_t copies =
+      mpi ? 0 : B * member_n * (3 * H + 2 * Hkv) * D * s + B * H * member_n * acc;
+  const std::int64_t kv_blocks =
+      mpi ? e.block_rows * row_bytes * s                  // the own block, packed
+          : (e.recv_rows + e.block_rows) * row_bytes * s; // one wire and its block
+  const std::int64_t partial_rows = mpi ? std::max(e.block_rows, e.recv_rows_at[0]) +
+                                              e.recv_rows_at[1] + 2 * e.send_rows + e.expand_rows
+                                        : e.recv_rows + e.block_rows;
+  const std::int64_t partials = partial_rows * row_bytes * acc;
   t.row({"memory",
-         bytes_text(tensors + inputs + delta + accumulators + partials) + " more per " +
-             (mpi ? std::string("member (the largest)") : std::string("process")) +
+         bytes_text(tensors + inputs + delta + accumulators + copies + kv_blocks + partials) +
+             " more per " + (mpi ? std::string("member (the largest)") : std::string("process")) +
              ": dO, dQ, dK, dV " + bytes_text(tensors) +
-             (mpi ? std::string() : ", whole-sequence Q, K, V, O, LSE " + bytes_text(inputs)) +
+             (mpi ? std::string()
+                  : ", whole-sequence Q, K, V, O, LSE " + bytes_text(inputs) +
+                        ", one member's Q, O, dO, K, V, LSE " + bytes_text(copies)) +
              ", Delta " + bytes_text(delta) +
-             (accumulators ? ", float accumulators " + bytes_text(accumulators) : "") +
-             ", dK/dV partial blocks " + bytes_text(partials)});
-  // traffic: the forward's K/V rows, plus the same rows of dK/dV going back
+             (accumulators ? ", float accumulators " + bytes_text(accumulators) : "") + ", K/V " +
+             (mpi ? "own block " : "wire and block ") + bytes_text(kv_blocks) +
+             ", dK/dV partials " + bytes_text(partials)});
+  // traffic: the forward's K/V wire rows, plus the same rows of dK/dV going back
   long double kv = 0, back = 0;
   std::int64_t worst = 0;
   int worst_member = 0;
   for (std::size_t k = 0; k < ra.evaluated.size(); ++k) {
     const int p = ra.evaluated[k];
-    // The backward moves K/V in the kernels' per-branch block layout (not
-    // yet the forward's deduplicated wire), and the partials come back in it.
-    std::int64_t rows = 0, sent_rows = 0;
+    std::int64_t rows = 0, sent_rows = 0; // received (partials go back), sent
     for (int j = 0; j < ra.members; ++j)
       if (j != p) {
-        rows += ringattn::Details::plan_exchange(pat, part, p, j, false).block_rows;
-        sent_rows += ringattn::Details::plan_exchange(pat, part, j, p, false).block_rows;
+        rows += ringattn::Details::plan_exchange(pat, part, p, j, false).rows;
+        sent_rows += ringattn::Details::plan_exchange(pat, part, j, p, false).rows;
       }
-    const std::int64_t kv_bytes = sent_rows * 2 * B * D * s;
-    const std::int64_t bytes = kv_bytes + rows * 2 * B * D * acc;
+    const std::int64_t kv_bytes = sent_rows * row_bytes * s;
+    const std::int64_t bytes = kv_bytes + rows * row_bytes * acc;
     kv += kv_bytes;
-    back += (long double)rows * 2 * B * D * acc;
+    back += (long double)rows * row_bytes * acc;
     if (bytes > worst) {
       worst = bytes;
       worst_member = p;
@@ -350,7 +369,7 @@ void print_backward(std::ostream &out, const RunConfig &cfg, const PlanProblem &
   t.row({"communication",
          "max " + bytes_text(worst) + " per member (member " + std::to_string(worst_member) +
              "), " + approx + human_bytes((kv + back) * scale) + " in all: K/V blocks " + approx +
-             human_bytes(kv * scale) + " in the per-branch block layout, dK/dV partials " + approx +
+             human_bytes(kv * scale) + " (the forward's wire), dK/dV partials " + approx +
              human_bytes(back * scale) + " (rows of " + std::to_string(acc) + "-byte values)"});
   const long double pairs = pairs_in_range(pat, 0, ra.seq_len) * B;
   t.row({"FLOPs", human_count(10 * D * pairs, "FLOP") + " (10 * D per kept pair; " +

@@ -4,7 +4,8 @@
 // Gathers the rows an exchange names (PackRun list) from a member's local
 // K and V [B, n, Hkv, D] into one contiguous K/V block [2, B, rows, D]:
 // one buffer, one message per ring hop. On the receiver, expand_block copies
-// the rows that crossed (each once) to every place the kernels read them.
+// the rows that crossed (each once) to every place the kernels read them;
+// contract_block sums the backward's partials back the other way.
 
 #include <core/RingAttn_Types.hpp>
 #include <kernels/detail/RingAttn_BlockTask.hpp>
@@ -86,6 +87,49 @@ void expand_block(const ExecSpace &exec,
         for (int d = 0; d < D; ++d) {
           block(0, b, dst, d) = wire(0, b, src, d);
           block(1, b, dst, d) = wire(1, b, src, d);
+        }
+      });
+}
+
+/// The adjoint of expand_block, for the backward's dK/dV partials: wire =
+/// 0, then wire(:, b, src_row0 + c * src_stride, :) += block(:, b, dst_row0 +
+/// c * dst_stride, :) for every run in order and c < count. A wire row that
+/// several block rows read (one per branch or phase) gets their sum, in run
+/// order: one team per (half, batch entry, 16 head dims) walks the runs, its
+/// threads splitting the 16 dims the same way for every row, so no two
+/// threads touch one element and the order of the sums is fixed (bitwise
+/// repeatable on every backend).
+template <class ExecSpace, class Acc>
+void contract_block(const ExecSpace &exec,
+                    const Kokkos::View<const Acc ****, Kokkos::LayoutRight,
+                                       typename ExecSpace::memory_space> &block,
+                    const Kokkos::View<const ExpandRun *, typename ExecSpace::memory_space> &runs,
+                    const Tensor4<Acc, typename ExecSpace::memory_space> &wire) {
+  Kokkos::deep_copy(exec, wire, Acc(0));
+  const std::int64_t batch = std::int64_t(wire.extent(1));
+  const std::int64_t D = std::int64_t(wire.extent(3));
+  const std::int64_t num_runs = std::int64_t(runs.extent(0));
+  constexpr std::int64_t dims = 16; // one 64-byte line of float per team and row
+  const std::int64_t chunks = (D + dims - 1) / dims;
+  if (batch * D == 0 || num_runs == 0) return;
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  Kokkos::parallel_for(
+      "ringattn::contract_block", Policy(exec, int(2 * batch * chunks), Kokkos::AUTO),
+      KOKKOS_LAMBDA(const typename Policy::member_type &team) {
+        const std::int64_t league = team.league_rank();
+        const int half = int(league / (batch * chunks));
+        const std::int64_t b = (league / chunks) % batch;
+        const std::int64_t d0 = (league % chunks) * dims;
+        const std::int64_t d1 = d0 + dims < D ? d0 + dims : D;
+        for (std::int64_t r = 0; r < num_runs; ++r) {
+          const ExpandRun run = runs(r);
+          for (std::int64_t c = 0; c < run.count; ++c) {
+            const std::int64_t src = run.src_row0 + c * run.src_stride;
+            const std::int64_t dst = run.dst_row0 + c * run.dst_stride;
+            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, d0, d1), [&](const std::int64_t d) {
+              wire(half, b, src, d) += block(half, b, dst, d);
+            });
+          }
         }
       });
 }

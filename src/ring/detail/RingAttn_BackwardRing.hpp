@@ -1,14 +1,19 @@
 #ifndef RINGATTN_BACKWARDRING_HPP
 #define RINGATTN_BACKWARDRING_HPP
 
-// The backward pass through the ring (docs/SPEC.md section 7). The K/V blocks travel exactly
-// as in the forward (same Exchange plans, same pack runs, same skipped hops).
-// At step s member p holds the block of j = p - s: it adds the block's share
-// to its own dQ and computes the block's partial dK/dV [2, B, rows, D] (the
-// accumulate type), which goes back to j. j adds the partials it gets into
-// its dK/dV through the pack runs that built the block, in step order, so a
-// pass is bitwise reproducible for a given P, partition and thread count.
-// Traffic: the forward's K/V rows plus the same rows of dK/dV.
+// The backward pass through the ring (docs/SPEC.md section 7). The K/V rows
+// travel exactly as in the forward: the same Exchange plans, the same
+// skipped hops, and on the wire each needed (kv head, position) row once
+// (RingAttn_Exchange.hpp), which the receiver expands into the block its
+// kernels read. At step s member p holds the block of j = p - s: it adds
+// the block's share to its own dQ and computes the block's partial dK/dV
+// [2, B, block rows, D] (the accumulate type). Where the wire expanded, the
+// partial is summed back onto the wire rows (contract_block, the adjoint of
+// the expansion), so the partial goes back to j on the wire too, and j adds
+// it into its dK/dV through the pack runs that built the wire. Partials are
+// added in step order and every sum has a fixed order, so a pass is bitwise
+// reproducible for a given P, partition and thread count.
+// Traffic: the forward's wire rows of K/V plus the same rows of dK/dV.
 
 #include <RingAttn_Config.hpp>
 #include <api/RingAttn_Options.hpp>
@@ -43,6 +48,31 @@ Kokkos::View<const T *, MemorySpace> backward_to_device(const std::vector<T> &ho
   return dev;
 }
 
+/// Pack runs of member `owner` with their rows made positions (a run lies in
+/// one of the owner's ranges, so its rows stay a progression of one stride).
+inline std::vector<PackRun> pack_runs_by_position(std::vector<PackRun> runs,
+                                                  const Partition &partition, int owner) {
+  for (PackRun &run : runs) run.src_row0 = partition.global_position(owner, run.src_row0);
+  return runs;
+}
+
+/// dst = src converted to dst's value type, for [B, N, X, D] views of one
+/// shape (by index: either may be padded).
+template <class ExecSpace, class Dst, class Src>
+void convert_tensor(const ExecSpace &exec, const Dst &dst, const Src &src) {
+  using Value = typename Dst::non_const_value_type;
+  const std::int64_t N = std::int64_t(src.extent(1)), X = std::int64_t(src.extent(2)),
+                     D = std::int64_t(src.extent(3));
+  Kokkos::parallel_for(
+      "ringattn::convert_tensor",
+      Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(
+          exec, 0, std::int64_t(src.extent(0)) * N * X),
+      KOKKOS_LAMBDA(const std::int64_t idx) {
+        const std::int64_t b = idx / (N * X), t = (idx / X) % N, x = idx % X;
+        for (std::int64_t d = 0; d < D; ++d) dst(b, t, x, d) = Value(src(b, t, x, d));
+      });
+}
+
 /// One member's side of the backward: consume a K/V block (dQ and the
 /// block's partial dK/dV) and add partials that come back.
 template <class ExecSpace, class Scalar>
@@ -63,18 +93,38 @@ public:
     return plan_exchange(pattern_, partition_, rank_, source, true);
   }
 
+  /// Packs the wire of `ex` (each needed (kv head, row) once) from local K/V.
   void pack(const ExecSpace &exec, const ConstTensor4 &k, const ConstTensor4 &v, const Exchange &ex,
-            const Tensor4<Scalar, memory_space> &block) const {
-    auto runs = backward_to_device<PackRun, memory_space>(ex.gather, "ringattn::gather_runs");
-    pack_block<ExecSpace, Scalar>(exec, k, v, runs, block);
+            const Tensor4<Scalar, memory_space> &wire) const {
+    auto runs = backward_to_device<PackRun, memory_space>(ex.pack, "ringattn::pack_runs");
+    pack_block<ExecSpace, Scalar>(exec, k, v, runs, wire);
   }
 
-  /// `in.kv` is the block of `ex`: dq += its share; partial = the block
-  /// rows' dK/dV. Per branch, one fused launch (host path) or one dQ and
-  /// one dK/dV launch.
+  /// The block the kernels read: the wire itself, or (ex.expands()) the
+  /// wire expanded into `expanded`.
+  ConstTensor4 block_of(const ExecSpace &exec, const Tensor4<Scalar, memory_space> &wire,
+                        const Exchange &ex, BlockBuffer<Scalar, memory_space> &expanded) const {
+    if (!ex.expands()) return wire;
+    const Tensor4<Scalar, memory_space> block =
+        expanded.view(std::int64_t(wire.extent(1)), ex.block_rows, std::int64_t(wire.extent(3)));
+    auto runs = backward_to_device<ExpandRun, memory_space>(ex.expand, "ringattn::expand_runs");
+    expand_block<ExecSpace, Scalar>(exec, wire, runs, ex.block_rows, block);
+    return block;
+  }
+
+  /// `in.kv` is the block of `ex`: dq += its share; `wire_partial` [2, B,
+  /// ex.rows, D] = the partial dK/dV of the wire rows. Where the wire
+  /// expanded, the block's partial goes to `block_partial` first and is
+  /// summed onto the wire rows. Per branch, one fused launch (host path) or
+  /// one dQ and one dK/dV launch.
   void consume(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &in,
                const Exchange &ex, const Tensor4<Acc, memory_space> &dq,
-               const Tensor4<Acc, memory_space> &partial) const {
+               const Tensor4<Acc, memory_space> &wire_partial,
+               BlockBuffer<Acc, memory_space> &block_partial) const {
+    const std::int64_t B = std::int64_t(wire_partial.extent(1)),
+                       D = std::int64_t(wire_partial.extent(3));
+    const Tensor4<Acc, memory_space> partial =
+        ex.expands() ? block_partial.view(B, ex.block_rows, D) : wire_partial;
     Kokkos::deep_copy(exec, partial, Acc(0));
     for (const auto &branch_tasks : ex.tasks) {
       if (branch_tasks.empty()) continue;
@@ -95,15 +145,21 @@ public:
       backward_dkv<ExecSpace, Scalar>(exec, in, tasks_d, key_items_d, index_d, partial, scale_,
                                       pattern_.causal, tiling_);
     }
+    if (ex.expands()) {
+      auto runs = backward_to_device<ExpandRun, memory_space>(ex.expand, "ringattn::expand_runs");
+      contract_block<ExecSpace, Acc>(exec, partial, runs, wire_partial);
+    }
   }
 
-  /// Adds the partial dK/dV of a block this member packed (`ex` from
-  /// plan_send) into its local dk, dv.
-  void accumulate(const ExecSpace &exec, const Tensor4<Acc, memory_space> &partial,
-                  const Exchange &ex, const Tensor4<Acc, memory_space> &dk,
+  /// Adds a wire partial dK/dV into dk, dv through `runs`: the pack runs
+  /// that built the wire (Exchange::pack of the sender's plan, or of the
+  /// member's own block), in local rows, or by position
+  /// (pack_runs_by_position) for whole-sequence dk, dv.
+  void accumulate(const ExecSpace &exec, const Tensor4<Acc, memory_space> &wire_partial,
+                  const std::vector<PackRun> &runs, const Tensor4<Acc, memory_space> &dk,
                   const Tensor4<Acc, memory_space> &dv) const {
-    auto runs = backward_to_device<PackRun, memory_space>(ex.gather, "ringattn::gather_runs");
-    unpack_add_block<ExecSpace, Acc>(exec, partial, runs, dk, dv);
+    auto runs_d = backward_to_device<PackRun, memory_space>(runs, "ringattn::pack_runs");
+    unpack_add_block<ExecSpace, Acc>(exec, wire_partial, runs_d, dk, dv);
   }
 
 private:
@@ -153,8 +209,13 @@ void copy_member_rows(const ExecSpace &exec, const Partition &partition, int p, 
 }
 
 /// Simulated ring backward over whole-sequence views: R members one after
-/// another, on the MPI ring's schedule. Member j's dK/dV accumulate the
-/// partials of members 0, 1, ..., R-1 in that order.
+/// another, on the MPI ring's schedule and wire (each hop packs the wire,
+/// expands it and sums the partial back onto it, as the MPI ring does).
+/// dK/dV accumulate by position in the caller's dk, dv (or, for 16-bit
+/// storage, one float copy of them), member j's rows taking the partials of
+/// members 0, 1, ..., R-1 in that order. Beyond the caller's tensors the
+/// pass holds one member's Q, O, dO, K, V, LSE, Delta and dQ at a time and
+/// one hop's wire and block: memory grows as N / R.
 template <class ExecSpace, class Scalar>
 RingStats run_simulated_backward(
     const ExecSpace &exec, const Pattern &pattern, const Partition &partition,
@@ -181,14 +242,19 @@ RingStats run_simulated_backward(
   RingStats stats;
   stats.resize(R);
 
-  std::vector<A4> dk_acc(R), dv_acc(R);
-  std::int64_t n_max = 0;
-  for (int j = 0; j < R; ++j) {
-    const std::int64_t n = partition.local_size(j);
-    n_max = std::max(n_max, n);
-    dk_acc[j] = A4("ringattn::dk_acc", B, n, Hkv, D);
-    dv_acc[j] = A4("ringattn::dv_acc", B, n, Hkv, D);
+  // dK/dV by position: the outputs themselves when they hold the accumulate type.
+  A4 dk_acc, dv_acc;
+  if constexpr (std::is_same_v<Acc, Scalar>) {
+    dk_acc = dk;
+    dv_acc = dv;
+  } else {
+    dk_acc = A4("ringattn::dk_acc", dk.extent(0), dk.extent(1), dk.extent(2), dk.extent(3));
+    dv_acc = A4("ringattn::dv_acc", dv.extent(0), dv.extent(1), dv.extent(2), dv.extent(3));
   }
+  Kokkos::deep_copy(exec, dk_acc, Acc(0));
+  Kokkos::deep_copy(exec, dv_acc, Acc(0));
+  std::int64_t n_max = 0;
+  for (int j = 0; j < R; ++j) n_max = std::max(n_max, partition.local_size(j));
   Kokkos::View<Scalar *, Mem> q_buf("ringattn::q", B * n_max * H * D);
   Kokkos::View<Scalar *, Mem> o_buf("ringattn::o", B * n_max * H * D);
   Kokkos::View<Scalar *, Mem> do_buf("ringattn::do", B * n_max * H * D);
@@ -197,8 +263,9 @@ RingStats run_simulated_backward(
   Kokkos::View<Acc *, Mem> dq_buf("ringattn::dq_acc", B * n_max * H * D);
   Kokkos::View<Scalar *, Mem> k_buf("ringattn::k", B * n_max * Hkv * D);
   Kokkos::View<Scalar *, Mem> v_buf("ringattn::v", B * n_max * Hkv * D);
-  BlockBuffer<Scalar, Mem> block_buf("ringattn::block");
+  BlockBuffer<Scalar, Mem> wire_buf("ringattn::wire"), expanded_buf("ringattn::expanded");
   BlockBuffer<Acc, Mem> partial_buf("ringattn::dkv_partial");
+  BlockBuffer<Acc, Mem> block_partial_buf("ringattn::dkv_block_partial");
 
   for (int p = 0; p < R; ++p) {
     const std::int64_t n = partition.local_size(p);
@@ -227,20 +294,22 @@ RingStats run_simulated_backward(
         const auto vl = wrap_view<T4>(v_buf.data(), B, nj, Hkv, D);
         copy_member_rows(exec, partition, source, kl, k, false);
         copy_member_rows(exec, partition, source, vl, v, false);
-        const T4 block = block_buf.view(B, ex.block_rows, D);
-        const A4 partial = partial_buf.view(B, ex.block_rows, D);
-        member.pack(exec, kl, vl, ex, block);
-        if (step > 0) {
+        const T4 wire = wire_buf.view(B, ex.rows, D);
+        const A4 wire_partial = partial_buf.view(B, ex.rows, D);
+        member.pack(exec, kl, vl, ex, wire);
+        if (step > 0) { // what the MPI ring sends: the wire, and its partial back
           ++stats.hops_made;
-          stats.bytes_sent[source] += std::int64_t(block.span() * sizeof(Scalar));
-          stats.bytes_sent[p] += std::int64_t(partial.span() * sizeof(Acc));
+          stats.bytes_sent[source] += std::int64_t(wire.span() * sizeof(Scalar));
+          stats.bytes_sent[p] += std::int64_t(wire_partial.span() * sizeof(Acc));
         }
         exec.fence();
         Kokkos::Timer timer;
-        BackwardViews<ExecSpace, Scalar> in{ql, dol, lsel, delta, block};
-        member.consume(exec, in, ex, dql, partial);
-        // the source adds the partial through its own pack runs (the same list)
-        member.accumulate(exec, partial, ex, dk_acc[source], dv_acc[source]);
+        BackwardViews<ExecSpace, Scalar> in{ql, dol, lsel, delta,
+                                            member.block_of(exec, wire, ex, expanded_buf)};
+        member.consume(exec, in, ex, dql, wire_partial, block_partial_buf);
+        // the source adds the partial through the pack runs of its wire
+        member.accumulate(exec, wire_partial, pack_runs_by_position(ex.pack, partition, source),
+                          dk_acc, dv_acc);
         exec.fence();
         stats.compute_seconds[p] += timer.seconds();
       }
@@ -248,9 +317,9 @@ RingStats run_simulated_backward(
     }
     copy_member_rows(exec, partition, p, dq, dql, true);
   }
-  for (int j = 0; j < R; ++j) {
-    copy_member_rows(exec, partition, j, dk, dk_acc[j], true);
-    copy_member_rows(exec, partition, j, dv, dv_acc[j], true);
+  if constexpr (!std::is_same_v<Acc, Scalar>) {
+    convert_tensor(exec, dk, dk_acc); // rounds to the storage type
+    convert_tensor(exec, dv, dv_acc);
   }
   exec.fence();
   return stats;
@@ -258,10 +327,10 @@ RingStats run_simulated_backward(
 
 #ifdef RINGATTN_ENABLE_MPI
 /// MPI ring backward on the caller's communicator: local rows in, local dQ,
-/// dK, dV out. Step s: K/V from p - s and to p + s as in the forward
-/// (non-blocking, the next step's blocks in flight while this one computes);
-/// the partial dK/dV of the block from p - s goes back to it, and the
-/// partial of p's block comes back from p + s, added once step s + 1 has
+/// dK, dV out. Step s: K/V wires from p - s and to p + s as in the forward
+/// (non-blocking, the next step's wires in flight while this one computes);
+/// the wire partial dK/dV of the wire from p - s goes back to it, and the
+/// partial of p's wire comes back from p + s, added once step s + 1 has
 /// been computed (its messages overlap that compute), in step order.
 template <class ExecSpace, class Scalar>
 RingStats run_mpi_backward(
@@ -323,7 +392,11 @@ RingStats run_mpi_backward(
   Tensor3<Acc, Mem> delta("ringattn::delta", batch, H, n);
   backward_delta<ExecSpace, Scalar>(exec, o, dout, delta);
 
+  // K/V wires (each needed (kv head, row) once), the block they expand to,
+  // the partial dK/dV of that block and the wire partials sent and received.
   Buffer recv[2], send;
+  BlockBuffer<Scalar, Mem> expanded("ringattn::expanded");
+  BlockBuffer<Acc, Mem> block_partial("ringattn::dkv_block_partial");
   PartialBuffer part_send[2], part_recv[2];
   const MPI_Datatype type = mpi_type<Scalar>();
   const MPI_Datatype acc_type = mpi_type<Acc>();
@@ -344,8 +417,7 @@ RingStats run_mpi_backward(
   };
 
   struct Step {
-    Exchange ex;  // the block from p - s
-    Exchange out; // the block to p + s (its partial comes back)
+    Exchange ex; // the wire from p - s
     Buffer *buffer = nullptr;
     MPI_Request req[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
   };
@@ -353,29 +425,29 @@ RingStats run_mpi_backward(
     Step st;
     const int dst = (p + s) % P, src = (p - s + P) % P;
     st.ex = member.plan_receive(src);
-    st.out = member.plan_send(dst);
     st.buffer = &recv[s % 2];
-    if (!st.out.empty() && !options.skip_messages) {
-      send.shape(batch, st.out.block_rows, dim);
-      member.pack(exec, k, v, st.out, send.block);
+    const Exchange out = member.plan_send(dst);
+    if (!out.empty() && !options.skip_messages) {
+      send.shape(batch, out.rows, dim);
+      member.pack(exec, k, v, out, send.block);
       exec.fence();
       send.to_host();
-      start(true, send.mpi_data(), count_of(st.out.block_rows), type, dst, s, &st.req[1]);
-      stats.bytes_sent[p] += count_of(st.out.block_rows) * std::int64_t(sizeof(Scalar));
+      start(true, send.mpi_data(), count_of(out.rows), type, dst, s, &st.req[1]);
+      stats.bytes_sent[p] += count_of(out.rows) * std::int64_t(sizeof(Scalar));
     }
     if (!st.ex.empty()) {
-      st.buffer->shape(batch, st.ex.block_rows, dim);
+      st.buffer->shape(batch, st.ex.rows, dim);
       if (!options.skip_messages)
-        start(false, st.buffer->mpi_data(), count_of(st.ex.block_rows), type, src, s, &st.req[0]);
+        start(false, st.buffer->mpi_data(), count_of(st.ex.rows), type, src, s, &st.req[0]);
       else
         Kokkos::deep_copy(exec, st.buffer->block, Scalar(0));
     }
     return st;
   };
 
-  // Partial dK/dV messages of one step: ours to p - s, p + s's to us.
+  // Wire partial dK/dV messages of one step: ours to p - s, p + s's to us.
   struct PartialStep {
-    Exchange out;
+    Exchange out; // the wire p sent to p + s: its partial comes back
     PartialBuffer *buffer = nullptr;
     MPI_Request req[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
     bool active = false;
@@ -386,15 +458,16 @@ RingStats run_mpi_backward(
     MPI_Waitall(2, ps.req, MPI_STATUSES_IGNORE);
     if (!ps.out.empty() && !options.skip_messages) {
       ps.buffer->from_host();
-      member.accumulate(exec, ps.buffer->block, ps.out, dk_acc, dv_acc);
+      member.accumulate(exec, ps.buffer->block, ps.out.pack, dk_acc, dv_acc);
     }
     ps.active = false;
   };
 
+  // Step 0: the member's own block (its wire is its block).
   Step current;
   current.ex = member.plan_receive(p);
   current.buffer = &recv[0];
-  current.buffer->shape(batch, current.ex.block_rows, dim);
+  current.buffer->shape(batch, current.ex.rows, dim);
   if (!current.ex.empty()) member.pack(exec, k, v, current.ex, current.buffer->block);
   Step pending;
   for (int s = 0; s < P; ++s) {
@@ -411,16 +484,17 @@ RingStats run_mpi_backward(
     if (options.overlap && s + 1 < P) pending = post(s + 1);
     PartialBuffer &mine = part_send[s % 2];
     if (!current.ex.empty()) {
-      mine.shape(batch, current.ex.block_rows, dim);
+      mine.shape(batch, current.ex.rows, dim);
       exec.fence();
       Kokkos::Timer timer;
-      BackwardViews<ExecSpace, Scalar> in{q, dout, lse, delta, current.buffer->block};
-      member.consume(exec, in, current.ex, dq_acc, mine.block);
+      BackwardViews<ExecSpace, Scalar> in{
+          q, dout, lse, delta, member.block_of(exec, current.buffer->block, current.ex, expanded)};
+      member.consume(exec, in, current.ex, dq_acc, mine.block, block_partial);
       exec.fence();
       stats.compute_seconds[p] += timer.seconds();
     }
     if (s == 0) {
-      if (!current.ex.empty()) member.accumulate(exec, mine.block, current.ex, dk_acc, dv_acc);
+      if (!current.ex.empty()) member.accumulate(exec, mine.block, current.ex.pack, dk_acc, dv_acc);
     } else {
       const int dst = (p + s) % P, src = (p - s + P) % P;
       PartialStep ps;
@@ -430,13 +504,12 @@ RingStats run_mpi_backward(
       if (!options.skip_messages) {
         if (!current.ex.empty()) {
           mine.to_host();
-          start(true, mine.mpi_data(), count_of(current.ex.block_rows), acc_type, src, P + s,
-                &ps.req[1]);
-          stats.bytes_sent[p] += count_of(current.ex.block_rows) * std::int64_t(sizeof(Acc));
+          start(true, mine.mpi_data(), count_of(current.ex.rows), acc_type, src, P + s, &ps.req[1]);
+          stats.bytes_sent[p] += count_of(current.ex.rows) * std::int64_t(sizeof(Acc));
         }
         if (!ps.out.empty()) {
-          ps.buffer->shape(batch, ps.out.block_rows, dim);
-          start(false, ps.buffer->mpi_data(), count_of(ps.out.block_rows), acc_type, dst, P + s,
+          ps.buffer->shape(batch, ps.out.rows, dim);
+          start(false, ps.buffer->mpi_data(), count_of(ps.out.rows), acc_type, dst, P + s,
                 &ps.req[0]);
         }
       }
