@@ -7,6 +7,10 @@
 //
 //   OMP_NUM_THREADS=1 build/perf_tests/ringattn_backward_benchmark
 //   OMP_NUM_THREADS=2 OMP_PROC_BIND=false build/perf_tests/ringattn_backward_benchmark
+//   build/perf_tests/ringattn_backward_benchmark --case N,H,D,causal[,repeats] [--dtype T]
+//       one dense case, B = 1, storage T (float32, bfloat16, float16), after one warm-up: prints
+//       "N,H,D,causal,forward_s,backward_s" (medians; perf_tests/compare_torch.py
+//       --backward times PyTorch's backward beside it)
 #include "RingAttn_PerfCommon.hpp"
 
 #include <RingAttn.hpp>
@@ -30,20 +34,20 @@ struct Times {
   double backward = 0;
 };
 
-/// Median times of `repeats` forward and backward passes (after a warm-up).
+/// Median times of `repeats` forward and backward passes (after a warm-up),
+/// Q, K, V, dO and the outputs in storage type Scalar.
+template <class Scalar = float>
 Times measure(const Case &c, int repeats) {
   const auto &p = c.pattern;
-  T4 q("q", 1, p.seq_len, p.heads, c.D), k("k", 1, p.seq_len, p.kv_heads, c.D),
-      v("v", 1, p.seq_len, p.kv_heads, c.D), o("o", 1, p.seq_len, p.heads, c.D),
-      dout("do", 1, p.seq_len, p.heads, c.D), dq("dq", 1, p.seq_len, p.heads, c.D),
+  using S4 = ringattn::Tensor4<Scalar, Mem>;
+  const S4 q = random_tensor<Scalar>("q", 1, p.seq_len, p.heads, c.D, 1),
+           k = random_tensor<Scalar>("k", 1, p.seq_len, p.kv_heads, c.D, 2),
+           v = random_tensor<Scalar>("v", 1, p.seq_len, p.kv_heads, c.D, 3),
+           dout = random_tensor<Scalar>("do", 1, p.seq_len, p.heads, c.D, 4);
+  S4 o("o", 1, p.seq_len, p.heads, c.D), dq("dq", 1, p.seq_len, p.heads, c.D),
       dk("dk", 1, p.seq_len, p.kv_heads, c.D), dv("dv", 1, p.seq_len, p.kv_heads, c.D);
   ringattn::Tensor3<float, Mem> lse("lse", 1, p.heads, p.seq_len);
-  Kokkos::Random_XorShift64_Pool<Exec> pool(1);
-  Kokkos::fill_random(q, pool, -1.0f, 1.0f);
-  Kokkos::fill_random(k, pool, -1.0f, 1.0f);
-  Kokkos::fill_random(v, pool, -1.0f, 1.0f);
-  Kokkos::fill_random(dout, pool, -1.0f, 1.0f);
-  ringattn::RingAttention<Exec, float> attention(p);
+  ringattn::RingAttention<Exec, Scalar> attention(p);
   std::vector<double> fwd, bwd;
   for (int r = 0; r < repeats + 1; ++r) {
     Kokkos::fence();
@@ -63,6 +67,34 @@ Times measure(const Case &c, int repeats) {
 
 int main(int argc, char *argv[]) {
   Kokkos::initialize(argc, argv);
+  if (argc > 2 && std::strcmp(argv[1], "--case") == 0) {
+    long long n = 0, causal = 0;
+    int h = 0, d = 0, repeats = 1;
+    if (std::sscanf(argv[2], "%lld,%d,%d,%lld,%d", &n, &h, &d, &causal, &repeats) < 4 || n < 1 ||
+        h < 1 || d < 1 || repeats < 1) {
+      std::fprintf(stderr, "--case wants N,H,D,causal[,repeats], e.g. 4096,8,64,1\n");
+      Kokkos::finalize();
+      return 2;
+    }
+    const std::string dtype =
+        argc > 4 && std::strcmp(argv[3], "--dtype") == 0 ? argv[4] : "float32";
+    const Case c{"dense", ringattn::Pattern::dense(n, h, h, causal != 0), d};
+    Times t;
+    if (dtype == "float32")
+      t = measure<float>(c, repeats);
+    else if (dtype == "bfloat16")
+      t = measure<ringattn::bfloat16_t>(c, repeats);
+    else if (dtype == "float16")
+      t = measure<ringattn::float16_t>(c, repeats);
+    else {
+      std::fprintf(stderr, "--dtype wants float32, bfloat16 or float16\n");
+      Kokkos::finalize();
+      return 2;
+    }
+    std::printf("%lld,%d,%d,%lld,%.6f,%.6f\n", n, h, d, causal, t.forward, t.backward);
+    Kokkos::finalize();
+    return 0;
+  }
   {
     const bool smoke = argc > 1 && std::strcmp(argv[argc - 1], "--smoke") == 0;
     const std::int64_t N = smoke ? 512 : 8192;

@@ -3,7 +3,8 @@
 // float64 reference computed from the rounded inputs (in [-1, 1)): O within
 // 1e-2 (bfloat16) and 2e-3 (float16), LSE within 1e-3, on the host fast path
 // and the portable kernel, one member and simulated rings, every backend.
-// The backward in 16 bits (dO in, dQ, dK, dV out, float32 inside): against
+// The backward in 16 bits (dO in, dQ, dK, dV out, float32 inside; on the
+// host the widened float sweep and the portable kernels): against
 // the float64 gradients of the rounded inputs, within 2e-2 (bfloat16) and
 // 3e-3 (float16) of max(1, the largest gradient).
 #include <catch2/catch.hpp>
@@ -102,21 +103,25 @@ TEMPLATE_LIST_TEST_CASE("16-bit storage: the backward matches the float64 gradie
     for (double &e : dout) e = double(float(Scalar(e)));
     const Gradients ref =
         reference_gradients(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v, dout);
-    for (int members : {1, 3}) {
-      INFO("members " << members);
-      RingOptions options;
-      options.members = members;
-      const Gradients got =
-          run_api_backward<Kokkos::DefaultHostExecutionSpace, Scalar>(p, dout, options);
-      auto scale_of = [](const std::vector<double> &g) {
-        double m = 1;
-        for (double x : g) m = std::max(m, std::abs(x));
-        return m;
-      };
-      CHECK(max_abs_error(got.dq, ref.dq) <= tol * scale_of(ref.dq));
-      CHECK(max_abs_error(got.dk, ref.dk) <= tol * scale_of(ref.dk));
-      CHECK(max_abs_error(got.dv, ref.dv) <= tol * scale_of(ref.dv));
-    }
+    // The host's widened float sweep (the default with CBLAS) and the
+    // portable 16-bit kernels.
+    for (int members : {1, 3})
+      for (bool portable : {false, true}) {
+        INFO("members " << members << (portable ? " portable" : ""));
+        RingOptions options;
+        options.members = members;
+        if (portable) options.tiling = small_portable_tiles();
+        const Gradients got =
+            run_api_backward<Kokkos::DefaultHostExecutionSpace, Scalar>(p, dout, options);
+        auto scale_of = [](const std::vector<double> &g) {
+          double m = 1;
+          for (double x : g) m = std::max(m, std::abs(x));
+          return m;
+        };
+        CHECK(max_abs_error(got.dq, ref.dq) <= tol * scale_of(ref.dq));
+        CHECK(max_abs_error(got.dk, ref.dk) <= tol * scale_of(ref.dk));
+        CHECK(max_abs_error(got.dv, ref.dv) <= tol * scale_of(ref.dv));
+      }
   }
 }
 

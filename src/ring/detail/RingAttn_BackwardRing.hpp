@@ -86,6 +86,33 @@ public:
                  const Tiling &tiling)
       : pattern_(pattern), partition_(partition), rank_(rank), scale_(scale), tiling_(tiling) {}
 
+  /// 16-bit storage on the host with CBLAS: the backward widens to float and
+  /// runs the float fused sweep (as the forward's host path widens its
+  /// tiles): the member's Q and dO once (widen_queries), each block as it
+  /// is consumed. The gradients accumulate in float either way.
+#ifdef RINGATTN_ENABLE_BLAS
+  static constexpr bool widens =
+      is_16bit_storage_v<Scalar> && compat::is_host_execution_v<ExecSpace>;
+#else
+  static constexpr bool widens = false;
+#endif
+
+  /// Float copies of the member's Q and dO for the widened sweep (only
+  /// where `widens`); call before consume, again when they change.
+  void widen_queries(const ExecSpace &exec, const ConstTensor4 &q, const ConstTensor4 &dout) {
+    if constexpr (widens) {
+      auto like = [](const ConstTensor4 &t, const char *label) {
+        return Tensor4<float, memory_space>(
+            Kokkos::view_alloc(std::string(label), Kokkos::WithoutInitializing), t.extent(0),
+            t.extent(1), t.extent(2), t.extent(3));
+      };
+      q_wide_ = like(q, "ringattn::q_float");
+      dout_wide_ = like(dout, "ringattn::do_float");
+      convert_tensor(exec, q_wide_, q);
+      convert_tensor(exec, dout_wide_, dout);
+    }
+  }
+
   Exchange plan_send(int receiver) const {
     return plan_exchange(pattern_, partition_, receiver, rank_, false);
   }
@@ -126,13 +153,33 @@ public:
     const Tensor4<Acc, memory_space> partial =
         ex.expands() ? block_partial.view(B, ex.block_rows, D) : wire_partial;
     Kokkos::deep_copy(exec, partial, Acc(0));
+    // 16-bit storage on the host: the float sweep over widened copies
+    // (kv empty where it does not run)
+    using Wide = BackwardViews<ExecSpace, float>;
+    [[maybe_unused]] const Wide wide = [&] {
+      if constexpr (widens)
+        if (q_wide_.extent(0) == in.q.extent(0) && q_wide_.extent(1) == in.q.extent(1)) {
+          const Tensor4<float, memory_space> block =
+              block_wide_.view(std::int64_t(in.kv.extent(1)), std::int64_t(in.kv.extent(2)),
+                               std::int64_t(in.kv.extent(3)));
+          convert_tensor(exec, block, in.kv);
+          return Wide{q_wide_, dout_wide_, in.lse, in.delta, block};
+        }
+      return Wide{};
+    }();
     for (const auto &branch_tasks : ex.tasks) {
       if (branch_tasks.empty()) continue;
       auto tasks_d = backward_to_device<BlockTask, memory_space>(branch_tasks, "ringattn::tasks");
-      // On the host path, one fused sweep where there is parallel work for it.
-      if (backward_fused<ExecSpace, Scalar>(exec, in, branch_tasks, tasks_d, dq, partial, scale_,
-                                            pattern_.causal, tiling_))
+      // On the host path, one fused sweep.
+      if constexpr (widens) {
+        if (wide.kv.data() != nullptr &&
+            backward_fused<ExecSpace, float>(exec, wide, branch_tasks, tasks_d, dq, partial, scale_,
+                                             pattern_.causal, tiling_))
+          continue;
+      } else if (backward_fused<ExecSpace, Scalar>(exec, in, branch_tasks, tasks_d, dq, partial,
+                                                   scale_, pattern_.causal, tiling_)) {
         continue;
+      }
       auto items_d = backward_to_device<WorkItem, memory_space>(
           make_work_items(branch_tasks, tiling_.q_tile), "ringattn::items");
       backward_dq<ExecSpace, Scalar>(exec, in, tasks_d, items_d, dq, scale_, pattern_.causal,
@@ -168,6 +215,8 @@ private:
   int rank_;
   Acc scale_;
   Tiling tiling_;
+  Tensor4<float, memory_space> q_wide_, dout_wide_; // widens: float Q and dO
+  mutable BlockBuffer<float, memory_space> block_wide_{"ringattn::block_float"};
 };
 
 /// Copies member p's rows between whole-sequence [B, N, X, D] (or LSE
@@ -282,6 +331,7 @@ RingStats run_simulated_backward(
     Kokkos::deep_copy(exec, dql, Acc(0));
     backward_delta<ExecSpace, Scalar>(exec, ol, dol, delta);
     BackwardMember<ExecSpace, Scalar> member(pattern, partition, p, scale, tiling);
+    member.widen_queries(exec, ql, dol);
 
     for (int step = 0; step < R; ++step) {
       const int source = (p - step + R) % R;
@@ -374,6 +424,7 @@ RingStats run_mpi_backward(
   RingStats stats;
   stats.resize(P);
   BackwardMember<ExecSpace, Scalar> member(pattern, partition, p, scale, tiling);
+  member.widen_queries(exec, q, dout);
 
   // Accumulators: the outputs themselves when they hold the accumulate type.
   A4 dq_acc, dk_acc, dv_acc;
