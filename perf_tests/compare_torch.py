@@ -5,6 +5,8 @@ the CPU, float32, same shapes and threads, in one run.
     python3 perf_tests/compare_torch.py [--build build] [--threads 1,2]
         [--n 4096,8192,16384] [--d 64,128] [--repeats 10] [--heads H]
         [--dtypes float32,bfloat16,float16] [--quick]
+    python3 perf_tests/compare_torch.py --backward [--build build] [--threads 1,2]
+        [--n 4096,8192] [--d 64,128] [--repeats 5]
 
 PyTorch comes from PyPI into a virtual environment this script makes once
 ($HOME/.cache/ringattn/torch-venv, `pip install torch numpy`; the download is
@@ -26,6 +28,13 @@ Also in the same run, per thread count: the tile-GEMM ceiling of the CBLAS the
 kernel uses (ringattn_tile_gemm_probe: the tile loop without softmax, at the
 kernel's default tiles for that D) and that provider's large square sgemm
 (2048^3, the core's peak); the table gives RingAttn's rate over each.
+
+--backward times the backward pass instead (float32, dense and causal):
+RingAttn's `backward` (ringattn_backward_benchmark --case, one member over
+the whole sequence, after its forward) against PyTorch's SDPA backward
+(torch.autograd.grad of the SDPA output with respect to Q, K and V, given a
+random dO), alternately, one pass each per round after a warm-up. GFLOP/s
+count 10 D flops per kept pair for both (recompute Q K^T, dP, dV, dQ, dK).
 """
 import argparse
 import os
@@ -47,9 +56,21 @@ for line in sys.stdin:
     key = (N, H, D, dtype)
     if key not in cache:
         cache.clear()
-        cache[key] = [(torch.rand(1, H, N, D) * 2 - 1).to(getattr(torch, dtype))
+        cache[key] = [(torch.rand(1, H, N, D) * 2 - 1).to(getattr(torch, dtype.replace("bwd-", "")))
                       for _ in range(3)]
     q, k, v = cache[key]
+    if dtype.startswith("bwd-"):  # the backward alone: grad of SDPA's output
+        if len(cache) == 1:
+            for x in (q, k, v):
+                x.requires_grad_(True)
+            cache["do"] = torch.rand(1, H, N, D) * 2 - 1
+        for r in range(warm + 1):
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal))
+            t0 = time.perf_counter()
+            torch.autograd.grad(out, (q, k, v), cache["do"])
+            t = time.perf_counter() - t0
+        print(t, flush=True)
+        continue
     with torch.no_grad():
         for _ in range(warm):
             F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal))
@@ -117,6 +138,51 @@ def probe(exe, env, repeats, tiles, provider):
     return rows
 
 
+def ringattn_backward_once(exe, env, n, h, d, causal):
+    """(forward s, backward s) of one pass of RingAttention::backward after its forward."""
+    out = subprocess.run([exe, "--case", f"{n},{h},{d},{causal},1"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    cells = [l for l in out.splitlines() if re.match(r"^\d+,", l)][-1].split(",")
+    return float(cells[4]), float(cells[5])
+
+
+def main_backward(a, py):
+    exe = os.path.join(a.build, "perf_tests", "ringattn_backward_benchmark")
+    if not os.access(exe, os.X_OK):
+        sys.exit(f"[compare_torch] {exe} not found: build the target ringattn_backward_benchmark")
+    print("| threads | case | N | H | D | RingAttn backward s | PyTorch backward s | "
+          "RingAttn GFLOP/s | PyTorch GFLOP/s | ratio to PyTorch | RingAttn backward / forward |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for t in [int(x) for x in a.threads.split(",")]:
+        env = dict(os.environ, OMP_NUM_THREADS=str(t), OMP_PROC_BIND="false",
+                   MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+        worker = subprocess.Popen([py, "-c", WORKER, str(t)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True, env=env)
+        for n, d, causal in [(n, d, causal) for n in [int(x) for x in a.n.split(",")]
+                             for d in [int(x) for x in a.d.split(",")] for causal in (0, 1)]:
+            h = a.heads or heads(n)
+            rf, rb, tb = [], [], []
+            for r in range(a.repeats):
+                f, b = ringattn_backward_once(exe, env, n, h, d, causal)
+                rf.append(f)
+                rb.append(b)
+                worker.stdin.write(f"{n} {h} {d} {causal} {1 if r == 0 else 0} bwd-float32\n")
+                worker.stdin.flush()
+                tb.append(float(worker.stdout.readline()))
+            b_r, b_t = median(rb), median(tb)
+            g_r = gflops(n, h, d, causal, b_r) * 10 / 4
+            g_t = gflops(n, h, d, causal, b_t) * 10 / 4
+            cells = [str(t), "dense causal" if causal else "dense", f"{n}", str(h), str(d),
+                     f"{b_r:.3f}", f"{b_t:.3f}", f"{g_r:.1f}", f"{g_t:.1f}", f"{b_t / b_r:.2f}",
+                     f"{b_r / median(rf):.2f}"]
+            print("| " + " | ".join(cells) + " |", flush=True)
+        worker.stdin.close()
+        worker.wait()
+    load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
+    print(f"load average (1 min) at end: {load}")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default="build")
@@ -132,9 +198,18 @@ def main():
     ap.add_argument("--dtypes", default="float32",
                     help="storage types to time, of float32, bfloat16, float16 (comma separated)")
     ap.add_argument("--quick", action="store_true", help="N 1,024 and 3 repeats (a smoke run)")
+    ap.add_argument("--backward", action="store_true",
+                    help="time the backward pass (float32) against PyTorch's SDPA backward")
     a = ap.parse_args()
     if a.quick:
         a.n, a.repeats = "1024", 3
+    if a.backward:
+        py = ensure_torch()
+        if py is None:
+            return 0
+        load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
+        print(f"load average (1 min) at start: {load}")
+        return main_backward(a, py)
     exe = os.path.join(a.build, "perf_tests", "ringattn_shapes_benchmark")
     probe_exe = os.path.join(a.build, "perf_tests", "ringattn_tile_gemm_probe")
     if not os.access(exe, os.X_OK):

@@ -166,9 +166,11 @@ struct HostBackwardFusedFunctor {
         for (int r = 0; r < task.num_key_runs; ++r) {
           const KeyRun run = task.key_runs[r];
           for (std::int64_t k0 = 0; k0 < run.count; k0 += KT) {
-            const KeyTile key = KeyTile::of_run(run, k0, stride, KT);
+            KeyTile key = KeyTile::of_run(run, k0, stride, KT);
+            // keys past the last query are out of all five products (a
+            // diagonal tile is then at most QT wide); none left: nor later
+            if (causal && !key.trim_to_causal(query.qpos_last)) break;
             const CausalBounds bounds = CausalBounds::of(causal, query, key);
-            if (bounds.skip) break; // and every later tile of the run
             const int nk = key.nk;
             const float *const kbase = &in.kv(0, b, key.krow_first, 0);
             const float *const vbase = &in.kv(1, b, key.krow_first, 0);
