@@ -104,9 +104,10 @@ public:
   using memory_space = typename ExecSpace::memory_space;
   using value_type = Scalar;
   using ConstTensor4 = Kokkos::View<const Scalar ****, Kokkos::LayoutRight, memory_space>;
-  /// What forward reads Q, K and V as: any layout whose head dim is
-  /// contiguous (stride 1), e.g. LayoutRight views, or subviews of one packed
-  /// [B, N, 3, H, D] projection, read in place with no copy.
+  /// What forward reads Q, K and V as (and backward Q, K, V, O and dO): any
+  /// layout whose head dim is contiguous (stride 1), e.g. LayoutRight views,
+  /// or subviews of one packed [B, N, 3, H, D] projection, read in place
+  /// with no copy.
   using InTensor4 = Kokkos::View<const Scalar ****, Kokkos::LayoutStride, memory_space>;
   using OutTensor4 = Tensor4<Scalar, memory_space>;
   /// LSE is in the accumulate type: float for float, bfloat16 and float16
@@ -181,14 +182,14 @@ public:
   /// o and lse and the gradient dout [B, N, H, D] of a loss with respect to
   /// O, writes dq [B, N, H, D] and dk, dv [B, N, Hkv, D]. Runs
   /// options().members virtual members on the forward's ring schedule.
-  RingStats backward(const ConstTensor4 &q, const ConstTensor4 &k, const ConstTensor4 &v,
-                     const ConstTensor4 &o, const ConstTensor3 &lse, const ConstTensor4 &dout,
-                     const OutTensor4 &dq, const OutTensor4 &dk, const OutTensor4 &dv) const {
+  RingStats backward(const InTensor4 &q, const InTensor4 &k, const InTensor4 &v, const InTensor4 &o,
+                     const ConstTensor3 &lse, const InTensor4 &dout, const OutTensor4 &dq,
+                     const OutTensor4 &dk, const OutTensor4 &dv) const {
     return backward(ExecSpace(), q, k, v, o, lse, dout, dq, dk, dv);
   }
-  RingStats backward(const ExecSpace &exec, const ConstTensor4 &q, const ConstTensor4 &k,
-                     const ConstTensor4 &v, const ConstTensor4 &o, const ConstTensor3 &lse,
-                     const ConstTensor4 &dout, const OutTensor4 &dq, const OutTensor4 &dk,
+  RingStats backward(const ExecSpace &exec, const InTensor4 &q, const InTensor4 &k,
+                     const InTensor4 &v, const InTensor4 &o, const ConstTensor3 &lse,
+                     const InTensor4 &dout, const OutTensor4 &dq, const OutTensor4 &dk,
                      const OutTensor4 &dv) const {
     check_backward_shapes(q, k, v, o, lse, dout, dq, dk, dv, pattern_.seq_len);
     check_tiling(tiling(q.extent(3)), std::int64_t(q.extent(3)));
@@ -201,10 +202,10 @@ public:
 #ifdef RINGATTN_ENABLE_MPI
   /// MPI ring backward over `comm`: each rank passes its own rows (docs/SPEC.md section 3's
   /// partition with P = size of comm) and gets dQ, dK, dV of those rows.
-  RingStats backward(MPI_Comm comm, const ConstTensor4 &q, const ConstTensor4 &k,
-                     const ConstTensor4 &v, const ConstTensor4 &o, const ConstTensor3 &lse,
-                     const ConstTensor4 &dout, const OutTensor4 &dq, const OutTensor4 &dk,
-                     const OutTensor4 &dv, const MpiRingOptions &mpi_options = {},
+  RingStats backward(MPI_Comm comm, const InTensor4 &q, const InTensor4 &k, const InTensor4 &v,
+                     const InTensor4 &o, const ConstTensor3 &lse, const InTensor4 &dout,
+                     const OutTensor4 &dq, const OutTensor4 &dk, const OutTensor4 &dv,
+                     const MpiRingOptions &mpi_options = {},
                      const ExecSpace &exec = ExecSpace()) const {
     return backward_mpi(comm, q, k, v, o, lse, dout, dq, dk, dv,
                         Details::MpiRingSettings{mpi_options.overlap, false}, exec);
@@ -232,11 +233,10 @@ private:
     });
   }
 
-  RingStats backward_mpi(MPI_Comm comm, const ConstTensor4 &q, const ConstTensor4 &k,
-                         const ConstTensor4 &v, const ConstTensor4 &o, const ConstTensor3 &lse,
-                         const ConstTensor4 &dout, const OutTensor4 &dq, const OutTensor4 &dk,
-                         const OutTensor4 &dv, Details::MpiRingSettings settings,
-                         const ExecSpace &exec) const {
+  RingStats backward_mpi(MPI_Comm comm, const InTensor4 &q, const InTensor4 &k, const InTensor4 &v,
+                         const InTensor4 &o, const ConstTensor3 &lse, const InTensor4 &dout,
+                         const OutTensor4 &dq, const OutTensor4 &dk, const OutTensor4 &dv,
+                         Details::MpiRingSettings settings, const ExecSpace &exec) const {
     agree_on_mpi_arguments(
         comm, "ringattn::RingAttention::backward", q.extent(0), q.extent(3), settings,
         [&](std::int64_t rows) { check_backward_shapes(q, k, v, o, lse, dout, dq, dk, dv, rows); });
@@ -298,10 +298,10 @@ private:
                                   " need more than 1 GiB of team scratch; use smaller tiles");
   }
 
-  void check_backward_shapes(const ConstTensor4 &q, const ConstTensor4 &k, const ConstTensor4 &v,
-                             const ConstTensor4 &o, const ConstTensor3 &lse,
-                             const ConstTensor4 &dout, const OutTensor4 &dq, const OutTensor4 &dk,
-                             const OutTensor4 &dv, std::int64_t rows) const {
+  void check_backward_shapes(const InTensor4 &q, const InTensor4 &k, const InTensor4 &v,
+                             const InTensor4 &o, const ConstTensor3 &lse, const InTensor4 &dout,
+                             const OutTensor4 &dq, const OutTensor4 &dk, const OutTensor4 &dv,
+                             std::int64_t rows) const {
     auto fail = [](const std::string &what) {
       throw std::invalid_argument("ringattn::RingAttention::backward: " + what);
     };
@@ -327,6 +327,10 @@ private:
     if (lse.extent(0) != B || int(lse.extent(1)) != pattern_.heads ||
         std::int64_t(lse.extent(2)) != rows)
       fail("lse must be [B, H, N]");
+    for (const auto *t : {&q, &k, &v, &o, &dout})
+      if (t->extent(3) > 1 && t->stride_3() != 1)
+        fail("q, k, v, o and dout must have a contiguous head dim (stride 1), e.g. LayoutRight "
+             "or a subview of one");
   }
 
   void check_shapes(const InTensor4 &q, const InTensor4 &k, const InTensor4 &v, const OutTensor4 &o,

@@ -201,12 +201,12 @@ inline bool use_fused_backward(const std::vector<double> &set_pairs, std::int64_
 
 /// Delta = rowsum(dO * O) per (batch, head, row), in the accumulate type.
 template <class ExecSpace, class Scalar>
-void backward_delta(
-    const ExecSpace &exec,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &o,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space>
-        &dout,
-    const Tensor3<accumulate_t<Scalar>, typename ExecSpace::memory_space> &delta) {
+void backward_delta(const ExecSpace &exec,
+                    const Kokkos::View<const Scalar ****, Kokkos::LayoutStride,
+                                       typename ExecSpace::memory_space> &o,
+                    const Kokkos::View<const Scalar ****, Kokkos::LayoutStride,
+                                       typename ExecSpace::memory_space> &dout,
+                    const Tensor3<accumulate_t<Scalar>, typename ExecSpace::memory_space> &delta) {
   using Acc = accumulate_t<Scalar>;
   const std::int64_t B = std::int64_t(o.extent(0)), n = std::int64_t(o.extent(1));
   const std::int64_t H = std::int64_t(o.extent(2));
@@ -532,8 +532,9 @@ bool backward_fused(
     using Mem = typename ExecSpace::memory_space;
     const std::int64_t B = std::int64_t(in.q.extent(0));
     const int D = int(in.q.extent(3));
-    if (!host_blas_takes<ExecSpace, Scalar>(tasks, std::int64_t(in.q.extent(2)) * D, tiling))
-      return false;
+    // the GEMMs' leading dimensions: stride x the row pitch of Q and of dO
+    const std::int64_t pitch = std::int64_t(std::max(in.q.stride_1(), in.dout.stride_1()));
+    if (!host_blas_takes<ExecSpace, Scalar>(tasks, pitch, tiling)) return false;
     const FusedWork work = make_fused_work(branch_tasks);
     if (work.items.empty() || B == 0) return true;
     const int threads = exec.concurrency();

@@ -7,9 +7,11 @@
 // nq queries x nk keys:
 //   S = scale Q K^T, dP = dO V^T, then P and dS = P (dP - Delta),
 //   dQ += dS K (scale applied at the end), dV += P^T dO, dK += scale dS^T Q.
-// Strided (dilated) query rows are a leading dimension of stride * H * D.
-// Elsewhere (no BLAS, 16-bit storage, device spaces) the backward takes the
-// portable kernels' two passes (RingAttn_BackwardKernel.hpp).
+// Strided (dilated) query rows are a leading dimension of stride x the row
+// pitch of Q (H * D for LayoutRight; more for a subview of a packed
+// projection). 16-bit storage arrives widened to float (BackwardMember);
+// elsewhere (no BLAS, device spaces) the backward takes the portable
+// kernels' two passes (RingAttn_BackwardKernel.hpp).
 
 #include <RingAttn_Config.hpp>
 
@@ -136,7 +138,7 @@ struct HostBackwardFusedFunctor {
   }
 
   void operator()(const member_type &team) const {
-    const int H = int(in.q.extent(2)), D = int(in.q.extent(3)), QT = q_tile, KT = k_tile;
+    const int D = int(in.q.extent(3)), QT = q_tile, KT = k_tile;
     // base-2 scores and LSE (host_probabilities)
     const float scale2 = float(double(scale) * host_log2e);
     const std::int64_t b = team.league_rank() / num_items;
@@ -154,7 +156,10 @@ struct HostBackwardFusedFunctor {
     for (std::int64_t ti = item.task_begin; ti < item.task_end && tile < item.tile_end; ++ti) {
       const BlockTask task = tasks(task_order(ti));
       const std::int64_t stride = task.stride;
-      const int ldq = int(stride * H * D);
+      // leading dimensions: `stride` rows of Q and of dO (either may be a
+      // strided view, e.g. of a packed projection)
+      const int ldq = int(stride * std::int64_t(in.q.stride_1()));
+      const int lddo = int(stride * std::int64_t(in.dout.stride_1()));
       for (std::int64_t q0 = 0; q0 < task.q_count; q0 += QT, ++tile) {
         if (tile < item.tile_begin || tile >= item.tile_end) continue;
         const QueryTile query = QueryTile::of_task(b, task, q0, stride, QT);
@@ -176,13 +181,13 @@ struct HostBackwardFusedFunctor {
             const float *const vbase = &in.kv(1, b, key.krow_first, 0);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, scale2, qbase, ldq,
                         kbase, D, 0.0f, s, KT);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, 1.0f, dobase, ldq,
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, 1.0f, dobase, lddo,
                         vbase, D, 0.0f, dp, KT);
             host_probabilities(s, dp, KT, query, key, bounds, lrow, drow);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, dp, KT, kbase,
                         D, 1.0f, acc, D);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, 1.0f, s, KT, dobase,
-                        ldq, 1.0f, partial_row(1, key.krow_first), D);
+                        lddo, 1.0f, partial_row(1, key.krow_first), D);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, scale, dp, KT, qbase,
                         ldq, 1.0f, partial_row(0, key.krow_first), D);
           }

@@ -78,11 +78,12 @@ template <class ExecSpace, class Scalar>
 struct BackwardViews {
   using Mem = typename ExecSpace::memory_space;
   using Acc = accumulate_t<Scalar>;
-  Kokkos::View<const Scalar ****, Kokkos::LayoutRight, Mem> q;    // [B, n, H, D]
-  Kokkos::View<const Scalar ****, Kokkos::LayoutRight, Mem> dout; // [B, n, H, D]
-  Kokkos::View<const Acc ***, Kokkos::LayoutRight, Mem> lse;      // [B, H, n]
-  Kokkos::View<const Acc ***, Kokkos::LayoutRight, Mem> delta;    // [B, H, n]
-  Kokkos::View<const Scalar ****, Kokkos::LayoutRight, Mem> kv;   // [2, B, rows, D]
+  // Q and dO as the caller holds them: strided, the head dim contiguous
+  Kokkos::View<const Scalar ****, Kokkos::LayoutStride, Mem> q;    // [B, n, H, D]
+  Kokkos::View<const Scalar ****, Kokkos::LayoutStride, Mem> dout; // [B, n, H, D]
+  Kokkos::View<const Acc ***, Kokkos::LayoutRight, Mem> lse;       // [B, H, n]
+  Kokkos::View<const Acc ***, Kokkos::LayoutRight, Mem> delta;     // [B, H, n]
+  Kokkos::View<const Scalar ****, Kokkos::LayoutRight, Mem> kv;    // [2, B, rows, D]
 };
 
 } // namespace ringattn::Details

@@ -73,6 +73,12 @@ void convert_tensor(const ExecSpace &exec, const Dst &dst, const Src &src) {
       });
 }
 
+/// Q, K, V, O and dO as the caller holds them: strided, the head dim
+/// contiguous (RingAttention checks), e.g. subviews of a packed projection.
+template <class ExecSpace, class Scalar>
+using InView =
+    Kokkos::View<const Scalar ****, Kokkos::LayoutStride, typename ExecSpace::memory_space>;
+
 /// One member's side of the backward: consume a K/V block (dQ and the
 /// block's partial dK/dV) and add partials that come back.
 template <class ExecSpace, class Scalar>
@@ -81,6 +87,7 @@ public:
   using memory_space = typename ExecSpace::memory_space;
   using Acc = accumulate_t<Scalar>;
   using ConstTensor4 = Kokkos::View<const Scalar ****, Kokkos::LayoutRight, memory_space>;
+  using InTensor4 = InView<ExecSpace, Scalar>;
 
   BackwardMember(const Pattern &pattern, const Partition &partition, int rank, Acc scale,
                  const Tiling &tiling)
@@ -99,9 +106,9 @@ public:
 
   /// Float copies of the member's Q and dO for the widened sweep (only
   /// where `widens`); call before consume, again when they change.
-  void widen_queries(const ExecSpace &exec, const ConstTensor4 &q, const ConstTensor4 &dout) {
+  void widen_queries(const ExecSpace &exec, const InTensor4 &q, const InTensor4 &dout) {
     if constexpr (widens) {
-      auto like = [](const ConstTensor4 &t, const char *label) {
+      auto like = [](const InTensor4 &t, const char *label) {
         return Tensor4<float, memory_space>(
             Kokkos::view_alloc(std::string(label), Kokkos::WithoutInitializing), t.extent(0),
             t.extent(1), t.extent(2), t.extent(3));
@@ -121,7 +128,7 @@ public:
   }
 
   /// Packs the wire of `ex` (each needed (kv head, row) once) from local K/V.
-  void pack(const ExecSpace &exec, const ConstTensor4 &k, const ConstTensor4 &v, const Exchange &ex,
+  void pack(const ExecSpace &exec, const InTensor4 &k, const InTensor4 &v, const Exchange &ex,
             const Tensor4<Scalar, memory_space> &wire) const {
     auto runs = backward_to_device<PackRun, memory_space>(ex.pack, "ringattn::pack_runs");
     pack_block<ExecSpace, Scalar>(exec, k, v, runs, wire);
@@ -266,21 +273,18 @@ void copy_member_rows(const ExecSpace &exec, const Partition &partition, int p, 
 /// pass holds one member's Q, O, dO, K, V, LSE, Delta and dQ at a time and
 /// one hop's wire and block: memory grows as N / R.
 template <class ExecSpace, class Scalar>
-RingStats run_simulated_backward(
-    const ExecSpace &exec, const Pattern &pattern, const Partition &partition,
-    accumulate_t<Scalar> scale, const Tiling &tiling,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &q,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &k,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &v,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &o,
-    const Kokkos::View<const accumulate_t<Scalar> ***, Kokkos::LayoutRight,
-                       typename ExecSpace::memory_space> &lse,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space>
-        &dout,
-    const Tensor4<Scalar, typename ExecSpace::memory_space> &dq,
-    const Tensor4<Scalar, typename ExecSpace::memory_space> &dk,
-    const Tensor4<Scalar, typename ExecSpace::memory_space> &dv,
-    const ProgressCallback &progress = {}) {
+RingStats
+run_simulated_backward(const ExecSpace &exec, const Pattern &pattern, const Partition &partition,
+                       accumulate_t<Scalar> scale, const Tiling &tiling,
+                       const InView<ExecSpace, Scalar> &q, const InView<ExecSpace, Scalar> &k,
+                       const InView<ExecSpace, Scalar> &v, const InView<ExecSpace, Scalar> &o,
+                       const Kokkos::View<const accumulate_t<Scalar> ***, Kokkos::LayoutRight,
+                                          typename ExecSpace::memory_space> &lse,
+                       const InView<ExecSpace, Scalar> &dout,
+                       const Tensor4<Scalar, typename ExecSpace::memory_space> &dq,
+                       const Tensor4<Scalar, typename ExecSpace::memory_space> &dk,
+                       const Tensor4<Scalar, typename ExecSpace::memory_space> &dv,
+                       const ProgressCallback &progress = {}) {
   using Mem = typename ExecSpace::memory_space;
   using Acc = accumulate_t<Scalar>;
   using T4 = Tensor4<Scalar, Mem>;
@@ -383,21 +387,18 @@ RingStats run_simulated_backward(
 /// partial of p's wire comes back from p + s, added once step s + 1 has
 /// been computed (its messages overlap that compute), in step order.
 template <class ExecSpace, class Scalar>
-RingStats run_mpi_backward(
-    const ExecSpace &exec, MPI_Comm comm, const Pattern &pattern, PartitionKind partition_kind,
-    accumulate_t<Scalar> scale, const Tiling &tiling, const MpiRingSettings &options,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &q,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &k,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &v,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space> &o,
-    const Kokkos::View<const accumulate_t<Scalar> ***, Kokkos::LayoutRight,
-                       typename ExecSpace::memory_space> &lse,
-    const Kokkos::View<const Scalar ****, Kokkos::LayoutRight, typename ExecSpace::memory_space>
-        &dout,
-    const Tensor4<Scalar, typename ExecSpace::memory_space> &dq,
-    const Tensor4<Scalar, typename ExecSpace::memory_space> &dk,
-    const Tensor4<Scalar, typename ExecSpace::memory_space> &dv,
-    const ProgressCallback &progress = {}) {
+RingStats run_mpi_backward(const ExecSpace &exec, MPI_Comm comm, const Pattern &pattern,
+                           PartitionKind partition_kind, accumulate_t<Scalar> scale,
+                           const Tiling &tiling, const MpiRingSettings &options,
+                           const InView<ExecSpace, Scalar> &q, const InView<ExecSpace, Scalar> &k,
+                           const InView<ExecSpace, Scalar> &v, const InView<ExecSpace, Scalar> &o,
+                           const Kokkos::View<const accumulate_t<Scalar> ***, Kokkos::LayoutRight,
+                                              typename ExecSpace::memory_space> &lse,
+                           const InView<ExecSpace, Scalar> &dout,
+                           const Tensor4<Scalar, typename ExecSpace::memory_space> &dq,
+                           const Tensor4<Scalar, typename ExecSpace::memory_space> &dk,
+                           const Tensor4<Scalar, typename ExecSpace::memory_space> &dv,
+                           const ProgressCallback &progress = {}) {
   using Mem = typename ExecSpace::memory_space;
   using Acc = accumulate_t<Scalar>;
   using A4 = Tensor4<Acc, Mem>;
