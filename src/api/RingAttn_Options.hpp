@@ -24,8 +24,9 @@ struct Tiling {
   /// 16-bit storage on the host fast path with MKL: tile products by MKL's
   /// 16-bit GEMMs with float results (probabilities rounded to the storage
   /// type for P V) instead of tiles widened to float for sgemm. Ignored
-  /// elsewhere. The default is the faster of the two as measured
-  /// (perf_tests/KernelBenchmark.cpp, README).
+  /// elsewhere. default_tiling picks the faster of the two as measured
+  /// (perf_tests/KernelBenchmark.cpp, README): on for bfloat16 where the
+  /// CPU has AVX512-BF16 and AMX does not run, off otherwise.
   bool native_16bit_gemm = false;
   /// bfloat16 storage on the host fast path: tile products on Intel AMX
   /// where the build targets it (-march with AMX-BF16) and Linux grants the
