@@ -3,9 +3,11 @@
 // ring's cost of R members against one, all measured in the same run.
 //
 //   OMP_NUM_THREADS=1 mpirun -np 2 --oversubscribe build/perf_tests/ringattn_ring_benchmark [N] [D]
-//       [--ring-only]
+//       [--ring-only | --backward]
 //
-// --ring-only times the MPI ring cases alone (no single-process baselines).
+// --ring-only times the MPI ring cases alone (no single-process baselines);
+// --backward times the MPI ring's backward the same way (overlap on, off,
+// messages skipped), after one forward for O and LSE.
 // Where messages cost something: Open MPI's TCP transport on loopback,
 //   OMPI_MCA_btl_tcp_if_include=lo OMP_NUM_THREADS=1 mpirun -np 2 --mca btl tcp,self
 //       build/perf_tests/ringattn_ring_benchmark 65536 64 --ring-only   (one command line)
@@ -48,15 +50,18 @@ double time_median(MPI_Comm comm, int repeats, const std::function<void()> &fn) 
 }
 
 struct Local {
-  T4 q, k, v, o;
+  T4 q, k, v, o, dout, dq, dk, dv;
   T3 lse;
-  Local(std::int64_t n, int H, int D)
+  Local(std::int64_t n, int H, int D, bool backward = false)
       : q("q", 1, n, H, D), k("k", 1, n, H, D), v("v", 1, n, H, D), o("o", 1, n, H, D),
+        dout("do", 1, backward ? n : 0, H, D), dq("dq", 1, backward ? n : 0, H, D),
+        dk("dk", 1, backward ? n : 0, H, D), dv("dv", 1, backward ? n : 0, H, D),
         lse("lse", 1, H, n) {
     Kokkos::Random_XorShift64_Pool<Exec> pool(17);
     Kokkos::fill_random(q, pool, -1.0f, 1.0f);
     Kokkos::fill_random(k, pool, -1.0f, 1.0f);
     Kokkos::fill_random(v, pool, -1.0f, 1.0f);
+    if (backward) Kokkos::fill_random(dout, pool, -1.0f, 1.0f);
   }
 };
 
@@ -71,7 +76,8 @@ int main(int argc, char *argv[]) {
     MPI_Comm_size(MPI_COMM_WORLD, &P);
     const std::int64_t N = argc > 1 ? std::atoll(argv[1]) : 32768;
     const int D = argc > 2 ? std::atoi(argv[2]) : 64;
-    const bool ring_only = argc > 3 && std::string(argv[3]) == "--ring-only";
+    const bool backward = argc > 3 && std::string(argv[3]) == "--backward";
+    const bool ring_only = backward || (argc > 3 && std::string(argv[3]) == "--ring-only");
     const int H = 1, repeats = 3;
     const auto pattern = ringattn::Pattern::dense(N, H, H, true);
     ringattn::RingOptions options;
@@ -101,12 +107,18 @@ int main(int argc, char *argv[]) {
 
     // The ring over all ranks.
     const ringattn::Partition part(options.partition, N, P);
-    Local mine(part.local_size(rank), H, D);
+    Local mine(part.local_size(rank), H, D, backward);
     ringattn::RingAttention<Exec, float> ring(pattern, options);
+    if (backward) ring.forward(MPI_COMM_WORLD, mine.q, mine.k, mine.v, mine.o, mine.lse);
+    using Access = ringattn::Details::RingBenchmarkAccess;
     auto run = [&](bool overlap, bool skip) {
       return time_median(MPI_COMM_WORLD, repeats, [&] {
-        ringattn::Details::RingBenchmarkAccess::forward(ring, MPI_COMM_WORLD, mine.q, mine.k,
-                                                        mine.v, mine.o, mine.lse, overlap, skip);
+        if (backward)
+          Access::backward(ring, MPI_COMM_WORLD, mine.q, mine.k, mine.v, mine.o, mine.lse,
+                           mine.dout, mine.dq, mine.dk, mine.dv, overlap, skip);
+        else
+          Access::forward(ring, MPI_COMM_WORLD, mine.q, mine.k, mine.v, mine.o, mine.lse, overlap,
+                          skip);
       });
     };
     const double t_overlap = run(true, false);
@@ -114,8 +126,8 @@ int main(int argc, char *argv[]) {
     const double t_skip = run(true, true);
 
     if (rank == 0) {
-      std::printf("dense causal zigzag, N=%lld, H=%d, D=%d, %d threads per rank\n", (long long)N, H,
-                  D, Exec().concurrency());
+      std::printf("dense causal zigzag, N=%lld, H=%d, D=%d, %d threads per rank%s\n", (long long)N,
+                  H, D, Exec().concurrency(), backward ? ", backward" : "");
       std::printf("| case | seconds | ratio |\n| --- | --- | --- |\n");
       if (ring_only) {
         std::printf("| %d ranks, messages skipped | %.4f | 1.000 |\n", P, t_skip);

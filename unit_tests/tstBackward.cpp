@@ -452,3 +452,67 @@ TEST_CASE("backward reads Q, K, V, O and dO as subviews of packed tensors", "[ba
       CHECK(max_error(dv, ref.dv) <= tol_grad);
     }
 }
+
+TEST_CASE("backward: the fused sweep in pieces (message progress) repeats one launch bitwise",
+          "[backward][ring]") {
+  // The MPI ring progresses messages between sequential pieces of the host
+  // path's fused sweep (fused_work_pieces): each set's query tiles still run
+  // in order into the same partials, so dQ and the partial dK/dV must be
+  // bitwise those of one launch, on every standard problem (one member's
+  // own block, threads as the backend has them).
+  using Exec = Kokkos::DefaultHostExecutionSpace;
+  using Mem = Exec::memory_space;
+  using T4 = Tensor4<float, Mem>;
+  std::mt19937_64 rng(5);
+  const Exec exec;
+  for (const Problem &p : standard_problems()) {
+    INFO(p.describe());
+    auto upload = [&](const std::vector<double> &x, int heads) {
+      T4 view("t", std::size_t(p.B), std::size_t(p.N), std::size_t(heads), std::size_t(p.D));
+      for (std::size_t i = 0; i < x.size(); ++i) view.data()[i] = float(x[i]);
+      return view;
+    };
+    const T4 q = upload(p.q, p.H), k = upload(p.k, p.Hkv), v = upload(p.v, p.Hkv),
+             d_o = upload(random_dout(rng, std::size_t(p.B) * p.N * p.H * p.D), p.H);
+    T4 o("o", std::size_t(p.B), std::size_t(p.N), std::size_t(p.H), std::size_t(p.D));
+    Tensor3<float, Mem> lse("lse", std::size_t(p.B), std::size_t(p.H), std::size_t(p.N)),
+        delta("delta", std::size_t(p.B), std::size_t(p.H), std::size_t(p.N));
+    Tiling tiling = default_tiling<Exec>(p.D);
+    tiling.q_tile = 16; // several query tiles per set, so several pieces
+    tiling.k_tile = 32;
+    RingOptions options;
+    options.tiling = tiling;
+    RingAttention<Exec, float>(p.pattern(), options).forward(q, k, v, o, lse);
+    Details::backward_delta<Exec, float>(exec, o, d_o, delta);
+    const Partition part(PartitionKind::contiguous, p.N, 1);
+    Details::BackwardMember<Exec, float> member(p.pattern(), part, 0,
+                                                float(p.effective_scale()), tiling);
+    const Details::Exchange ex = member.plan_receive(0);
+    T4 block("block", 2, std::size_t(p.B), std::size_t(ex.rows), std::size_t(p.D));
+    member.pack(exec, k, v, ex, block);
+    const Details::BackwardViews<Exec, float> in{q, d_o, lse, delta, block};
+    std::vector<float> first[2];
+    int pieces = 0;
+    for (bool in_pieces : {false, true}) {
+      T4 dq("dq", std::size_t(p.B), std::size_t(p.N), std::size_t(p.H), std::size_t(p.D));
+      T4 partial("partial", 2, std::size_t(p.B), std::size_t(ex.rows), std::size_t(p.D));
+      Details::BlockBuffer<float, Mem> block_partial("block_partial");
+      member.consume(exec, in, ex, dq, partial, block_partial,
+                     in_pieces ? std::function<void()>([&] { ++pieces; })
+                               : std::function<void()>{});
+      exec.fence();
+      const std::vector<float> got_dq(dq.data(), dq.data() + dq.size());
+      const std::vector<float> got_partial(partial.data(), partial.data() + partial.size());
+      if (!in_pieces) {
+        first[0] = got_dq;
+        first[1] = got_partial;
+      } else {
+        CHECK(got_dq == first[0]);
+        CHECK(got_partial == first[1]);
+      }
+    }
+#ifdef RINGATTN_ENABLE_BLAS
+    CHECK(pieces > 1); // the host path took the fused sweep, in pieces
+#endif
+  }
+}

@@ -35,6 +35,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -177,6 +178,34 @@ inline std::vector<FusedWorkItem> split_fused_work(const std::vector<BlockTask> 
   }
   return items;
 }
+
+/// The fused items cut into `pieces` sequential launches by query tiles
+/// (for message progress between them, as the forward's chunks): launch p
+/// holds the p-th consecutive share of every item's tiles, so each set's
+/// tiles still run in order into the same partial and the result is
+/// bitwise the same as one launch.
+inline std::vector<std::vector<FusedWorkItem>>
+fused_work_pieces(const std::vector<BlockTask> &tasks, const std::vector<std::int64_t> &task_order,
+                  const std::vector<FusedWorkItem> &items, int q_tile, int pieces) {
+  std::vector<std::vector<FusedWorkItem>> launches(std::size_t(std::max(pieces, 1)));
+  for (const FusedWorkItem &item : items) {
+    std::int64_t tiles = 0; // the set's tiles, counted over its tasks
+    for (std::int64_t t = item.task_begin; t < item.task_end; ++t)
+      tiles += (tasks[std::size_t(task_order[std::size_t(t)])].q_count + q_tile - 1) / q_tile;
+    const std::int64_t begin = item.tile_begin, end = std::min(item.tile_end, tiles);
+    for (int p = 0; p < int(launches.size()); ++p) {
+      FusedWorkItem piece = item;
+      piece.tile_begin = begin + (end - begin) * p / std::int64_t(launches.size());
+      piece.tile_end = begin + (end - begin) * (p + 1) / std::int64_t(launches.size());
+      if (piece.tile_begin < piece.tile_end) launches[std::size_t(p)].push_back(piece);
+    }
+  }
+  return launches;
+}
+
+/// At most this many sequential launches per branch of the fused backward
+/// when it progresses messages between them.
+inline constexpr int max_progress_pieces = 64;
 
 /// Whether the host path's fused backward takes a branch whose task sets
 /// meet `set_pairs` pairs each, over `batch` entries on `threads` threads.
@@ -526,7 +555,8 @@ bool backward_fused(
     [[maybe_unused]] const Tensor4<accumulate_t<Scalar>, typename ExecSpace::memory_space> &dq,
     [[maybe_unused]] const Tensor4<accumulate_t<Scalar>, typename ExecSpace::memory_space> &partial,
     [[maybe_unused]] accumulate_t<Scalar> scale, [[maybe_unused]] bool causal,
-    [[maybe_unused]] const Tiling &tiling) {
+    [[maybe_unused]] const Tiling &tiling,
+    [[maybe_unused]] const std::function<void()> &between = {}) {
 #ifdef RINGATTN_ENABLE_BLAS
   if constexpr (std::is_same_v<Scalar, float> && compat::is_host_execution_v<ExecSpace>) {
     using Mem = typename ExecSpace::memory_space;
@@ -551,16 +581,29 @@ bool backward_fused(
         std::size_t(used - 1), partial.extent(0), partial.extent(1), partial.extent(2),
         partial.extent(3));
     // Host memory: the schedule is used where it is built.
-    const Kokkos::View<const FusedWorkItem *, Mem> items(split.data(), split.size());
     const Kokkos::View<const std::int64_t *, Mem> order(work.task_order.data(),
                                                         work.task_order.size());
-    for_each_launch(items, B, tiling, [&](const auto &part) {
-      const std::int64_t num_items = std::int64_t(part.extent(0));
-      launch_host_teams(exec, "ringattn::backward_fused_host", B * num_items, D, tiling,
-                        HostBackwardFusedFunctor<ExecSpace>{in, tasks, part, order, dq, partial,
-                                                            chunk_partial, num_items, tiling.q_tile,
-                                                            tiling.k_tile, scale, causal});
-    });
+    // With `between` (the MPI ring's message progress): in sequential
+    // pieces, `between` after each.
+    const std::vector<std::vector<FusedWorkItem>> launches =
+        between ? fused_work_pieces(branch_tasks, work.task_order, split, tiling.q_tile,
+                                    max_progress_pieces)
+                : std::vector<std::vector<FusedWorkItem>>{split};
+    for (const std::vector<FusedWorkItem> &launch : launches) {
+      if (launch.empty()) continue;
+      const Kokkos::View<const FusedWorkItem *, Mem> items(launch.data(), launch.size());
+      for_each_launch(items, B, tiling, [&](const auto &part) {
+        const std::int64_t num_items = std::int64_t(part.extent(0));
+        launch_host_teams(exec, "ringattn::backward_fused_host", B * num_items, D, tiling,
+                          HostBackwardFusedFunctor<ExecSpace>{
+                              in, tasks, part, order, dq, partial, chunk_partial, num_items,
+                              tiling.q_tile, tiling.k_tile, scale, causal});
+      });
+      if (between) {
+        exec.fence();
+        between();
+      }
+    }
     if (used > 1) {
       // partial += the chunks' partials, in chunk order, element by element
       const std::int64_t size = std::int64_t(partial.size());

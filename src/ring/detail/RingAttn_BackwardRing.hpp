@@ -31,6 +31,7 @@
 
 #include <Kokkos_Timer.hpp>
 
+#include <functional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -154,7 +155,8 @@ public:
   void consume(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &in,
                const Exchange &ex, const Tensor4<Acc, memory_space> &dq,
                const Tensor4<Acc, memory_space> &wire_partial,
-               BlockBuffer<Acc, memory_space> &block_partial) const {
+               BlockBuffer<Acc, memory_space> &block_partial,
+               const std::function<void()> &between = {}) const {
     const std::int64_t B = std::int64_t(wire_partial.extent(1)),
                        D = std::int64_t(wire_partial.extent(3));
     const Tensor4<Acc, memory_space> partial =
@@ -181,10 +183,10 @@ public:
       if constexpr (widens) {
         if (wide.kv.data() != nullptr &&
             backward_fused<ExecSpace, float>(exec, wide, branch_tasks, tasks_d, dq, partial, scale_,
-                                             pattern_.causal, tiling_))
+                                             pattern_.causal, tiling_, between))
           continue;
       } else if (backward_fused<ExecSpace, Scalar>(exec, in, branch_tasks, tasks_d, dq, partial,
-                                                   scale_, pattern_.causal, tiling_)) {
+                                                   scale_, pattern_.causal, tiling_, between)) {
         continue;
       }
       auto items_d = backward_to_device<WorkItem, memory_space>(
@@ -520,8 +522,16 @@ RingStats run_mpi_backward(const ExecSpace &exec, MPI_Comm comm, const Pattern &
   current.ex = member.plan_receive(p);
   current.buffer = &recv[0];
   current.buffer->shape(batch, current.ex.rows, dim);
-  if (!current.ex.empty()) member.pack(exec, k, v, current.ex, current.buffer->block);
   Step pending;
+  // Between pieces of the fused sweep: let MPI move the next step's wires
+  // and the previous step's partials (an MPI such as Open MPI over TCP
+  // moves a large message only inside MPI calls).
+  const std::function<void()> progress_messages = [&] {
+    int done = 0;
+    MPI_Testall(2, pending.req, &done, MPI_STATUSES_IGNORE);
+    if (previous.active) MPI_Testall(2, previous.req, &done, MPI_STATUSES_IGNORE);
+  };
+  if (!current.ex.empty()) member.pack(exec, k, v, current.ex, current.buffer->block);
   for (int s = 0; s < P; ++s) {
     if (s > 0) {
       if (!options.overlap) pending = post(s);
@@ -541,7 +551,12 @@ RingStats run_mpi_backward(const ExecSpace &exec, MPI_Comm comm, const Pattern &
       Kokkos::Timer timer;
       BackwardViews<ExecSpace, Scalar> in{
           q, dout, lse, delta, member.block_of(exec, current.buffer->block, current.ex, expanded)};
-      member.consume(exec, in, current.ex, dq_acc, mine.block, block_partial);
+      const bool in_flight =
+          pending.req[0] != MPI_REQUEST_NULL || pending.req[1] != MPI_REQUEST_NULL ||
+          (previous.active &&
+           (previous.req[0] != MPI_REQUEST_NULL || previous.req[1] != MPI_REQUEST_NULL));
+      member.consume(exec, in, current.ex, dq_acc, mine.block, block_partial,
+                     in_flight ? progress_messages : std::function<void()>{});
       exec.fence();
       stats.compute_seconds[p] += timer.seconds();
     }
