@@ -12,6 +12,7 @@
 #include <Commands.hpp>
 #include <Deck.hpp>
 #include <Npy.hpp>
+#include <yaml-cpp/yaml.h>
 
 #include <filesystem>
 #include <fstream>
@@ -100,6 +101,11 @@ TEST_CASE("run: golden gradients through the program (deck_backward.yaml)",
         const std::string text = read_text(out / "results.yaml");
         CHECK(text.find("backward:") != std::string::npos);
         CHECK(text.find("dkv_rows_checked: 8") != std::string::npos);
+        // what the ring sent, per member, is the model's analytic minimum
+        // (the forward's wire and the same rows of dK/dV)
+        const YAML::Node comm = YAML::Load(text)["backward"]["communication"];
+        CHECK(comm["bytes_sent_per_member"].as<std::vector<std::int64_t>>() ==
+              comm["model_bytes_sent_per_member"].as<std::vector<std::int64_t>>());
         fs::remove_all(out);
       }
 }

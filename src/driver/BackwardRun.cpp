@@ -109,18 +109,19 @@ std::int64_t backward_key_pairs(const Pattern &pattern, std::int64_t batch) {
 }
 
 /// Bytes member p sends in one backward pass at the analytic minimum: the
-/// forward's K/V rows to every other member, plus the dK/dV partial rows of
-/// every block it received, returned in the accumulate type.
+/// forward's K/V wire rows (each needed (kv head, row) once) to every other
+/// member, plus the same rows of dK/dV of every wire it received, returned
+/// in the accumulate type.
 std::int64_t backward_model_bytes(const Pattern &pattern, const Partition &part, int p,
                                   std::int64_t batch, std::int64_t dim, std::int64_t scalar_bytes,
                                   std::int64_t acc_bytes) {
   std::int64_t bytes = 0;
   for (int j = 0; j < part.members; ++j) {
     if (j == p) continue;
-    bytes += ringattn::Details::plan_exchange(pattern, part, j, p, false).block_rows * 2 * batch *
-             dim * scalar_bytes;
-    bytes += ringattn::Details::plan_exchange(pattern, part, p, j, false).block_rows * 2 * batch *
-             dim * acc_bytes;
+    bytes += ringattn::Details::plan_exchange(pattern, part, j, p, false).rows * 2 * batch * dim *
+             scalar_bytes;
+    bytes += ringattn::Details::plan_exchange(pattern, part, p, j, false).rows * 2 * batch * dim *
+             acc_bytes;
   }
   return bytes;
 }
