@@ -98,6 +98,17 @@ def ensure_torch():
     return py
 
 
+def load_average():
+    """The 1-minute load average, or '?' where /proc has none."""
+    return open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
+
+
+def thread_env(t):
+    """The environment of a run at t threads: OpenMP threads, one BLAS thread each."""
+    return dict(os.environ, OMP_NUM_THREADS=str(t), OMP_PROC_BIND="false",
+                MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+
+
 def heads(n):
     return max(1, 8 * 4096 * 4096 // (n * n))
 
@@ -154,8 +165,7 @@ def main_backward(a, py):
           "RingAttn GFLOP/s | PyTorch GFLOP/s | ratio to PyTorch | RingAttn backward / forward |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for t in [int(x) for x in a.threads.split(",")]:
-        env = dict(os.environ, OMP_NUM_THREADS=str(t), OMP_PROC_BIND="false",
-                   MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+        env = thread_env(t)
         worker = subprocess.Popen([py, "-c", WORKER, str(t)], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True, env=env)
         for n, d, causal in [(n, d, causal) for n in [int(x) for x in a.n.split(",")]
@@ -178,8 +188,7 @@ def main_backward(a, py):
             print("| " + " | ".join(cells) + " |", flush=True)
         worker.stdin.close()
         worker.wait()
-    load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
-    print(f"load average (1 min) at end: {load}")
+    print(f"load average (1 min) at end: {load_average()}")
     return 0
 
 
@@ -207,8 +216,7 @@ def main():
         py = ensure_torch()
         if py is None:
             return 0
-        load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
-        print(f"load average (1 min) at start: {load}")
+        print(f"load average (1 min) at start: {load_average()}")
         return main_backward(a, py)
     exe = os.path.join(a.build, "perf_tests", "ringattn_shapes_benchmark")
     probe_exe = os.path.join(a.build, "perf_tests", "ringattn_tile_gemm_probe")
@@ -217,8 +225,7 @@ def main():
     py = ensure_torch()
     if py is None:
         return 0
-    load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
-    print(f"load average (1 min) at start: {load}")
+    print(f"load average (1 min) at start: {load_average()}")
     dtypes = a.dtypes.split(",")
     for dt in dtypes:
         if dt not in ("float32", "bfloat16", "float16"):
@@ -228,8 +235,7 @@ def main():
           "ratio to sgemm peak |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for t in [int(x) for x in a.threads.split(",")]:
-        env = dict(os.environ, OMP_NUM_THREADS=str(t), OMP_PROC_BIND="false",
-                   MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+        env = thread_env(t)
         ceil = {}  # D -> (tile-loop GFLOP/s at the kernel's tiles for D, sgemm peak)
         if os.access(probe_exe, os.X_OK):
             for d in [int(x) for x in a.d.split(",")]:
@@ -260,8 +266,7 @@ def main():
             print("| " + " | ".join(cells) + " |", flush=True)
         worker.stdin.close()
         worker.wait()
-    load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
-    print(f"load average (1 min) at end: {load}")
+    print(f"load average (1 min) at end: {load_average()}")
     return 0
 
 

@@ -134,6 +134,42 @@ inline Problem make_problem(std::int64_t N, int H, int Hkv, int D, bool causal, 
       rng);
 }
 
+/// A fused projection [B, rows, H + 2 Hkv, D] (host-accessible) and Q, K, V
+/// as strided subviews of it: how a model holds them, rows (H + 2 Hkv) D
+/// values apart. The whole-sequence constructor fills it on the host (a
+/// host-accessible Mem).
+template <class Mem = Kokkos::DefaultHostExecutionSpace::memory_space>
+struct PackedQkv {
+  using Packed = Kokkos::View<float ****, Kokkos::LayoutRight, Mem>;
+  using Part = decltype(Kokkos::subview(Packed(), Kokkos::ALL, Kokkos::ALL, Kokkos::make_pair(0, 0),
+                                        Kokkos::ALL));
+  Packed qkv;
+  Part q, k, v;
+
+  PackedQkv(const Problem &p, std::int64_t rows)
+      : qkv("qkv", p.B, rows, p.H + 2 * p.Hkv, p.D),
+        q(Kokkos::subview(qkv, Kokkos::ALL, Kokkos::ALL, Kokkos::make_pair(0, p.H), Kokkos::ALL)),
+        k(Kokkos::subview(qkv, Kokkos::ALL, Kokkos::ALL, Kokkos::make_pair(p.H, p.H + p.Hkv),
+                          Kokkos::ALL)),
+        v(Kokkos::subview(qkv, Kokkos::ALL, Kokkos::ALL,
+                          Kokkos::make_pair(p.H + p.Hkv, p.H + 2 * p.Hkv), Kokkos::ALL)) {}
+
+  /// The whole sequence of p's Q, K and V.
+  explicit PackedQkv(const Problem &p) : PackedQkv(p, p.N) {
+    for (std::int64_t b = 0; b < p.B; ++b)
+      for (std::int64_t t = 0; t < p.N; ++t)
+        for (int d = 0; d < p.D; ++d) {
+          for (int h = 0; h < p.H; ++h)
+            q(b, t, h, d) = float(p.q[((b * p.N + t) * p.H + h) * p.D + d]);
+          for (int g = 0; g < p.Hkv; ++g) {
+            const std::size_t i = ((b * p.N + t) * p.Hkv + g) * p.D + d;
+            k(b, t, g, d) = float(p.k[i]);
+            v(b, t, g, d) = float(p.v[i]);
+          }
+        }
+  }
+};
+
 /// Dense, dense causal GQA, dilated mixture, dilated causal head_groups with
 /// MQA, and r = w with w > N: the cases every ring mode is checked on.
 inline std::vector<Problem> standard_problems() {

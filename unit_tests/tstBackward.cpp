@@ -399,27 +399,17 @@ TEST_CASE("backward reads Q, K, V, O and dO as subviews of packed tensors", "[ba
   const auto dout = random_dout(rng, std::size_t(p.B) * p.N * p.H * p.D);
   const Gradients ref =
       reference_gradients(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v, dout);
-  const int width = p.H + 2 * p.Hkv;
-  Kokkos::View<float ****, Kokkos::LayoutRight, Mem> qkv("qkv", p.B, p.N, width, p.D);
+  const PackedQkv<Mem> packed(p);
+  const auto &q = packed.q, &k = packed.k, &v = packed.v;
   Kokkos::View<float ****, Kokkos::LayoutRight, Mem> odo("odo", p.B, p.N, 3 * p.H, p.D);
   for (std::int64_t b = 0; b < p.B; ++b)
     for (std::int64_t t = 0; t < p.N; ++t)
-      for (int d = 0; d < p.D; ++d) {
-        for (int h = 0; h < p.H; ++h) {
+      for (int h = 0; h < p.H; ++h)
+        for (int d = 0; d < p.D; ++d) {
           const std::size_t i = ((b * p.N + t) * p.H + h) * p.D + d;
-          qkv(b, t, h, d) = float(p.q[i]);
           odo(b, t, p.H + h, d) = float(dout[i]);
         }
-        for (int g = 0; g < p.Hkv; ++g) {
-          const std::size_t i = ((b * p.N + t) * p.Hkv + g) * p.D + d;
-          qkv(b, t, p.H + g, d) = float(p.k[i]);
-          qkv(b, t, p.H + p.Hkv + g, d) = float(p.v[i]);
-        }
-      }
   const auto all = Kokkos::ALL;
-  const auto q = Kokkos::subview(qkv, all, all, Kokkos::make_pair(0, p.H), all);
-  const auto k = Kokkos::subview(qkv, all, all, Kokkos::make_pair(p.H, p.H + p.Hkv), all);
-  const auto v = Kokkos::subview(qkv, all, all, Kokkos::make_pair(p.H + p.Hkv, width), all);
   const auto o = Kokkos::subview(odo, all, all, Kokkos::make_pair(0, p.H), all);
   const auto d_o = Kokkos::subview(odo, all, all, Kokkos::make_pair(p.H, 2 * p.H), all);
   REQUIRE(d_o.stride_1() == std::size_t(3 * p.H * p.D));
@@ -485,8 +475,8 @@ TEST_CASE("backward: the fused sweep in pieces (message progress) repeats one la
     RingAttention<Exec, float>(p.pattern(), options).forward(q, k, v, o, lse);
     Details::backward_delta<Exec, float>(exec, o, d_o, delta);
     const Partition part(PartitionKind::contiguous, p.N, 1);
-    Details::BackwardMember<Exec, float> member(p.pattern(), part, 0,
-                                                float(p.effective_scale()), tiling);
+    Details::BackwardMember<Exec, float> member(p.pattern(), part, 0, float(p.effective_scale()),
+                                                tiling);
     const Details::Exchange ex = member.plan_receive(0);
     T4 block("block", 2, std::size_t(p.B), std::size_t(ex.rows), std::size_t(p.D));
     member.pack(exec, k, v, ex, block);

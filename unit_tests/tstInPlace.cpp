@@ -95,23 +95,9 @@ TEST_CASE("forward reads Q, K and V as subviews of one packed projection", "[att
   const Reference ref =
       reference_attention(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v);
   const int width = p.H + 2 * p.Hkv;
-  Kokkos::View<float ****, Kokkos::LayoutRight, Mem> qkv("qkv", p.B, p.N, width, p.D);
-  for (std::int64_t b = 0; b < p.B; ++b)
-    for (std::int64_t t = 0; t < p.N; ++t)
-      for (int d = 0; d < p.D; ++d) {
-        for (int h = 0; h < p.H; ++h)
-          qkv(b, t, h, d) = float(p.q[((b * p.N + t) * p.H + h) * p.D + d]);
-        for (int g = 0; g < p.Hkv; ++g) {
-          const std::size_t i = ((b * p.N + t) * p.Hkv + g) * p.D + d;
-          qkv(b, t, p.H + g, d) = float(p.k[i]);
-          qkv(b, t, p.H + p.Hkv + g, d) = float(p.v[i]);
-        }
-      }
-  const auto all = Kokkos::ALL;
-  const auto q = Kokkos::subview(qkv, all, all, Kokkos::make_pair(0, p.H), all);
-  const auto k = Kokkos::subview(qkv, all, all, Kokkos::make_pair(p.H, p.H + p.Hkv), all);
-  const auto v = Kokkos::subview(qkv, all, all, Kokkos::make_pair(p.H + p.Hkv, width), all);
-  static_assert(std::is_same_v<decltype(q)::array_layout, Kokkos::LayoutStride>);
+  const PackedQkv<Mem> packed(p);
+  const auto &q = packed.q, &k = packed.k, &v = packed.v;
+  static_assert(std::is_same_v<PackedQkv<Mem>::Part::array_layout, Kokkos::LayoutStride>);
   REQUIRE(q.stride_1() == std::size_t(width * p.D));
   const std::int64_t smallest_tensor = std::int64_t(p.B * p.N * p.Hkv * p.D * sizeof(float));
   for (bool portable : {false, true})

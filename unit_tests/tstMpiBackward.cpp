@@ -156,13 +156,10 @@ TEST_CASE("MPI ring backward reads strided subviews of packed tensors", "[mpi][b
         reference_gradients(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v, dout);
     const Partition part(PartitionKind::zigzag, p.N, size);
     const std::int64_t n = part.local_size(rank);
-    const int width = p.H + 2 * p.Hkv;
-    Kokkos::View<float ****, Kokkos::LayoutRight, Mem> qkv("qkv", p.B, n, width, p.D);
+    const PackedQkv<Mem> packed(p, n);
+    const auto &q = packed.q, &k = packed.k, &v = packed.v;
     Kokkos::View<float ****, Kokkos::LayoutRight, Mem> odo("odo", p.B, n, 4 * p.H, p.D);
     const auto all = Kokkos::ALL;
-    const auto q = Kokkos::subview(qkv, all, all, Kokkos::make_pair(0, p.H), all);
-    const auto k = Kokkos::subview(qkv, all, all, Kokkos::make_pair(p.H, p.H + p.Hkv), all);
-    const auto v = Kokkos::subview(qkv, all, all, Kokkos::make_pair(p.H + p.Hkv, width), all);
     const auto o = Kokkos::subview(odo, all, all, Kokkos::make_pair(0, p.H), all);
     const auto d_o = Kokkos::subview(odo, all, all, Kokkos::make_pair(p.H, 2 * p.H), all);
     REQUIRE(q.stride_1() != d_o.stride_1());
