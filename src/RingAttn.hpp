@@ -6,5 +6,6 @@
 #include <RingAttn_Config.hpp>
 #include <api/RingAttn_RingAttention.hpp>
 #include <ring/RingAttn_MemoryModel.hpp>
+#include <ring/RingAttn_RingPlan.hpp>
 
 #endif

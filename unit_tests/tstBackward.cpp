@@ -477,9 +477,11 @@ TEST_CASE("backward: the fused sweep in pieces (message progress) repeats one la
     const Partition part(PartitionKind::contiguous, p.N, 1);
     Details::BackwardMember<Exec, float> member(p.pattern(), part, 0, float(p.effective_scale()),
                                                 tiling);
-    const Details::Exchange ex = member.plan_receive(0);
+    const Details::HopSchedule<Mem> ex =
+        Details::make_hop_schedule<Mem>(exec, Details::plan_exchange(p.pattern(), part, 0, 0, true),
+                                        tiling, Details::ScheduleUse::backward);
     T4 block("block", 2, std::size_t(p.B), std::size_t(ex.rows), std::size_t(p.D));
-    member.pack(exec, k, v, ex, block);
+    member.pack(exec, k, v, ex.pack, block);
     const Details::BackwardViews<Exec, float> in{q, d_o, lse, delta, block};
     std::vector<float> first[2];
     int pieces = 0;

@@ -1,7 +1,8 @@
 // The MPI ring (docs/SPEC.md section 3): every rank holds only its own rows; the result
 // equals the single-member run within 1e-5 and the float64 reference within
 // 2e-5, for dense, dilated (both mixings), causal and GQA problems, both
-// partitions, overlap on and off, and on a sub-communicator.
+// partitions, overlap on and off, and on a sub-communicator; a plan made once
+// gives the same results bitwise, pass after pass, allocating nothing.
 #include <catch2/catch.hpp>
 
 #include "RingAttn_MpiTestCase.hpp"
@@ -9,6 +10,7 @@
 
 #include <mpi.h>
 
+#include <cstring>
 #include <random>
 
 using namespace ringattn;
@@ -171,5 +173,90 @@ TEST_CASE("MPI ring: wires holding rows read twice are expanded on arrival", "[m
     const RingStats stats = attention.forward(MPI_COMM_WORLD, q, k, v, o, lse);
     CHECK(stats.bytes_sent[rank] == 2 * p.B * wire_rows * p.D * std::int64_t(sizeof(float)));
     check_rank_rows(MPI_COMM_WORLD, p, kind, true); // and the result is right
+  }
+}
+
+namespace {
+/// Bytes allocated under a "ringattn" label while an MpiAllocationCount lives.
+struct MpiAllocationCount {
+  static inline std::int64_t count = 0;
+  static void on_allocate(const Kokkos::Tools::SpaceHandle, const char *label, const void *,
+                          const std::uint64_t) {
+    if (std::strncmp(label, "ringattn", 8) == 0) ++count;
+  }
+  MpiAllocationCount() {
+    count = 0;
+    Kokkos::Tools::Experimental::set_allocate_data_callback(&on_allocate);
+  }
+  ~MpiAllocationCount() { Kokkos::Tools::Experimental::set_allocate_data_callback(nullptr); }
+};
+
+template <class View>
+bool same_bits(const View &a, const View &b) {
+  auto ha = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), a);
+  auto hb = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), b);
+  return ha.span() == hb.span() &&
+         std::memcmp(ha.data(), hb.data(), ha.span() * sizeof(typename View::value_type)) == 0;
+}
+} // namespace
+
+TEST_CASE("MPI plan: one communicator duplicate, reused buffers, the planless results bitwise",
+          "[mpi][ring][ringplan]") {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const auto ps = standard_problems();
+  for (const Problem &p : {ps[2], ps[3]}) {
+    INFO(p.describe() << " P=" << size);
+    const Partition part(PartitionKind::zigzag, p.N, size);
+    const std::int64_t n = part.local_size(rank);
+    auto q = local_rows<float>(p.q, p, p.H, part, rank);
+    auto k = local_rows<float>(p.k, p, p.Hkv, part, rank);
+    auto v = local_rows<float>(p.v, p, p.Hkv, part, rank);
+    std::mt19937_64 rng(7);
+    std::vector<double> dout_all(std::size_t(p.B) * p.N * p.H * p.D);
+    for (double &x : dout_all) x = std::uniform_real_distribution<double>(-1, 1)(rng);
+    auto d_o = local_rows<float>(dout_all, p, p.H, part, rank);
+    using T4 = Tensor4<float, Mem>;
+    auto make4 = [&](int heads) { return T4("t", p.B, n, heads, p.D); };
+    RingOptions options;
+    options.partition = PartitionKind::zigzag;
+    if (p.scale > 0) options.scale = p.scale;
+    const RingAttention<Exec, float> attention(p.pattern(), options);
+
+    const auto plan = attention.make_plan(MPI_COMM_WORLD, p.B, p.D);
+    REQUIRE(plan.for_mpi());
+    REQUIRE(plan.members() == size);
+    const MPI_Comm ring = plan.communicator();
+    int same = MPI_UNEQUAL;
+    MPI_Comm_compare(ring, MPI_COMM_WORLD, &same);
+    CHECK(same == MPI_CONGRUENT); // a duplicate: its own tag space
+
+    T4 o_own = make4(p.H), o = make4(p.H);
+    Tensor3<float, Mem> lse_own("lse", p.B, p.H, n), lse("lse", p.B, p.H, n);
+    attention.forward(MPI_COMM_WORLD, q, k, v, o_own, lse_own);
+    attention.forward(plan, q, k, v, o, lse); // sizes the plan's buffers
+    for (int pass = 0; pass < 2; ++pass) {
+      const MpiAllocationCount counting;
+      attention.forward(plan, q, k, v, o, lse);
+      CHECK(MpiAllocationCount::count == 0);
+    }
+    CHECK(plan.communicator() == ring); // duplicated once, at make_plan
+    CHECK(same_bits(o, o_own));
+    CHECK(same_bits(lse, lse_own));
+
+    T4 dq_own = make4(p.H), dk_own = make4(p.Hkv), dv_own = make4(p.Hkv);
+    T4 dq = make4(p.H), dk = make4(p.Hkv), dv = make4(p.Hkv);
+    attention.backward(MPI_COMM_WORLD, q, k, v, o, lse, d_o, dq_own, dk_own, dv_own);
+    for (int pass = 0; pass < 2; ++pass) {
+      attention.backward(plan, q, k, v, o, lse, d_o, dq, dk, dv);
+      CHECK(same_bits(dq, dq_own));
+      CHECK(same_bits(dk, dk_own));
+      CHECK(same_bits(dv, dv_own));
+    }
+
+    // a plan for another head dim is refused on every rank
+    const auto wrong = attention.make_plan(MPI_COMM_WORLD, p.B, p.D + 1);
+    CHECK_THROWS_AS(attention.forward(wrong, q, k, v, o, lse), std::invalid_argument);
   }
 }

@@ -12,14 +12,22 @@
 //   attn.forward(comm, q_loc, k_loc, v_loc, o_loc, lse_loc);   // MPI ring
 //   attn.backward(q, k, v, o, lse, dout, dq, dk, dv);          // gradients (docs/SPEC.md section
 //   7)
+//
+// A plan (ring/RingAttn_RingPlan.hpp) holds what every hop needs, built
+// once: the calls above build one per call, the calls with a plan reuse it.
+//   auto plan = attn.make_plan(comm, batch, head_dim);        // collective
+//   attn.forward(plan, q_loc, k_loc, v_loc, o_loc, lse_loc);
+//   attn.backward(plan, q_loc, k_loc, v_loc, o_loc, lse_loc, do_loc, dq, dk, dv);
 
 #include <RingAttn_Config.hpp>
 #include <api/RingAttn_Options.hpp>
 #include <core/RingAttn_Types.hpp>
+#include <core/detail/RingAttn_Fingerprint.hpp>
 #include <kernels/detail/RingAttn_BlockKernel.hpp>
 #include <pattern/RingAttn_Partition.hpp>
 #include <pattern/RingAttn_Pattern.hpp>
 #include <ring/RingAttn_MemberIO.hpp>
+#include <ring/RingAttn_RingPlan.hpp>
 #include <ring/RingAttn_RingStats.hpp>
 #include <ring/detail/RingAttn_BackwardRing.hpp>
 #include <ring/detail/RingAttn_SimulatedRing.hpp>
@@ -30,6 +38,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -153,11 +162,10 @@ public:
                     const InTensor4 &v, const OutTensor4 &o, const OutTensor3 &lse) const {
     check_shapes(q, k, v, o, lse, pattern_.seq_len);
     check_tiling(tiling(q.extent(3)), std::int64_t(q.extent(3)));
-    const Partition partition(options_.partition, pattern_.seq_len, options_.members);
+    const Plan plan = make_plan(std::int64_t(q.extent(0)), std::int64_t(q.extent(3)), exec);
     // Reads q, k, v and writes o, lse in place: no copy of the caller's tensors.
-    return Details::run_simulated_ring_in_place<ExecSpace, Scalar>(
-        exec, pattern_, partition, scale(q.extent(3)), tiling(q.extent(3)), q, k, v, o, lse,
-        options_.progress);
+    return Details::run_simulated_ring_in_place<ExecSpace, Scalar>(exec, plan.schedule(), q, k, v,
+                                                                   o, lse, options_.progress);
   }
 
   /// Simulated ring over rows that `io` provides and receives, one member
@@ -165,10 +173,10 @@ public:
   RingStats forward(MemberIO<Scalar, memory_space> &io, std::int64_t batch, std::int64_t head_dim,
                     const ExecSpace &exec = ExecSpace()) const {
     check_tiling(tiling(head_dim), head_dim);
-    const Partition partition(options_.partition, pattern_.seq_len, options_.members);
-    return Details::run_simulated_ring<ExecSpace, Scalar>(exec, pattern_, partition,
-                                                          scale(head_dim), tiling(head_dim), batch,
-                                                          head_dim, io, options_.progress);
+    // holds no member: the runner builds one member's hops at a time
+    const Plan plan = build_plan(Details::RingKind::member_io, batch, head_dim, exec, true);
+    return Details::run_simulated_ring<ExecSpace, Scalar>(exec, plan.schedule(), io,
+                                                          options_.progress);
   }
 
 #ifdef RINGATTN_ENABLE_MPI
@@ -198,10 +206,9 @@ public:
                      const OutTensor4 &dv) const {
     check_backward_shapes(q, k, v, o, lse, dout, dq, dk, dv, pattern_.seq_len);
     check_tiling(tiling(q.extent(3)), std::int64_t(q.extent(3)));
-    const Partition partition(options_.partition, pattern_.seq_len, options_.members);
+    const Plan plan = make_plan(std::int64_t(q.extent(0)), std::int64_t(q.extent(3)), exec);
     return Details::run_simulated_backward<ExecSpace, Scalar>(
-        exec, pattern_, partition, scale(q.extent(3)), tiling(q.extent(3)), q, k, v, o, lse, dout,
-        dq, dk, dv, options_.progress);
+        exec, plan.schedule(), q, k, v, o, lse, dout, dq, dk, dv, options_.progress);
   }
 
 #ifdef RINGATTN_ENABLE_MPI
@@ -217,6 +224,77 @@ public:
   }
 #endif
 
+  using Plan = RingPlan<ExecSpace, Scalar>;
+
+  /// The plan of the simulated ring (options().members members) for
+  /// whole-sequence views of `batch` x `head_dim`: every hop's schedule,
+  /// built once, for forward(plan, ...) and backward(plan, ...).
+  Plan make_plan(std::int64_t batch, std::int64_t head_dim,
+                 const ExecSpace &exec = ExecSpace()) const {
+    if (batch < 0 || head_dim < 1)
+      throw std::invalid_argument("ringattn::RingAttention::make_plan: batch must be >= 0 and "
+                                  "head_dim >= 1");
+    check_tiling(tiling(head_dim), head_dim);
+    return build_plan(Details::RingKind::in_memory, batch, head_dim, exec);
+  }
+
+  /// forward with a plan from make_plan: the whole sequence in this process
+  /// (a simulated plan) or this rank's rows (an MPI plan, over the plan's
+  /// communicator). The ring loop builds, copies and (float and double
+  /// storage) allocates nothing; 16-bit storage allocates its float running
+  /// O (or a chunk of it).
+  RingStats forward(const Plan &plan, const InTensor4 &q, const InTensor4 &k, const InTensor4 &v,
+                    const OutTensor4 &o, const OutTensor3 &lse,
+                    const ExecSpace &exec = ExecSpace()) const {
+    check_plan_valid(plan, "forward");
+#ifdef RINGATTN_ENABLE_MPI
+    if (plan.for_mpi())
+      return forward_mpi(plan, q, k, v, o, lse,
+                         Details::MpiRingSettings{plan.schedule().overlap, false}, exec, true);
+#endif
+    check_plan(plan, "forward");
+    check_shapes(q, k, v, o, lse, pattern_.seq_len);
+    check_plan_shape(plan, q, "forward");
+    return Details::run_simulated_ring_in_place<ExecSpace, Scalar>(exec, plan.schedule(), q, k, v,
+                                                                   o, lse, options_.progress);
+  }
+
+  /// backward with a plan from make_plan (simulated or MPI, as forward).
+  RingStats backward(const Plan &plan, const InTensor4 &q, const InTensor4 &k, const InTensor4 &v,
+                     const InTensor4 &o, const ConstTensor3 &lse, const InTensor4 &dout,
+                     const OutTensor4 &dq, const OutTensor4 &dk, const OutTensor4 &dv,
+                     const ExecSpace &exec = ExecSpace()) const {
+    check_plan_valid(plan, "backward");
+#ifdef RINGATTN_ENABLE_MPI
+    if (plan.for_mpi())
+      return backward_mpi(plan, q, k, v, o, lse, dout, dq, dk, dv,
+                          Details::MpiRingSettings{plan.schedule().overlap, false}, exec, true);
+#endif
+    check_plan(plan, "backward");
+    check_backward_shapes(q, k, v, o, lse, dout, dq, dk, dv, pattern_.seq_len);
+    check_plan_shape(plan, q, "backward");
+    return Details::run_simulated_backward<ExecSpace, Scalar>(
+        exec, plan.schedule(), q, k, v, o, lse, dout, dq, dk, dv, options_.progress);
+  }
+
+#ifdef RINGATTN_ENABLE_MPI
+  /// The plan of the MPI ring over `comm` (collective: every rank calls it
+  /// with the same batch and head_dim): this rank's hops, the message
+  /// buffers they reuse, and a private duplicate of `comm`, made once here
+  /// and freed with the last copy of the plan (not after MPI_Finalize).
+  Plan make_plan(MPI_Comm comm, std::int64_t batch, std::int64_t head_dim,
+                 const MpiRingOptions &mpi_options = {},
+                 const ExecSpace &exec = ExecSpace()) const {
+    Details::MpiRingSettings settings{mpi_options.overlap, false};
+    agree_on_mpi_arguments(comm, "ringattn::RingAttention::make_plan", std::size_t(batch),
+                           std::size_t(head_dim), settings, [&](std::int64_t) {
+                             if (batch < 0 || head_dim < 1)
+                               throw std::invalid_argument("batch must be >= 0 and head_dim >= 1");
+                           });
+    return build_mpi_plan(comm, batch, head_dim, settings.overlap, exec);
+  }
+#endif
+
 private:
 #ifdef RINGATTN_ENABLE_MPI
   friend struct Details::RingBenchmarkAccess;
@@ -229,12 +307,30 @@ private:
     agree_on_mpi_arguments(comm, "ringattn::RingAttention::forward", q.extent(0), q.extent(3),
                            settings,
                            [&](std::int64_t rows) { check_shapes(q, k, v, o, lse, rows); });
+    const Plan plan = build_mpi_plan(comm, std::int64_t(q.extent(0)), std::int64_t(q.extent(3)),
+                                     settings.overlap, exec);
+    return forward_mpi(plan, q, k, v, o, lse, settings, exec, false);
+  }
+
+  RingStats forward_mpi(const Plan &plan, const InTensor4 &q, const InTensor4 &k,
+                        const InTensor4 &v, const OutTensor4 &o, const OutTensor3 &lse,
+                        Details::MpiRingSettings settings, const ExecSpace &exec,
+                        bool agree) const {
+    const MPI_Comm comm = plan.communicator();
+    // Collective: every rank checks its arguments, and all go on or all
+    // throw the same exception (docs/reliability.md).
+    if (agree)
+      agree_on_mpi_arguments(comm, "ringattn::RingAttention::forward", q.extent(0), q.extent(3),
+                             settings, [&](std::int64_t rows) {
+                               check_plan(plan, "forward");
+                               check_shapes(q, k, v, o, lse, rows);
+                               check_plan_shape(plan, q, "forward");
+                             });
     settings.overlap = settings.overlap && options_.overlap;
     // Past here messages move: an exception ends the job (docs/reliability.md).
     return Details::abort_on_exception(comm, "ringattn::RingAttention::forward", [&] {
-      return Details::run_mpi_ring<ExecSpace, Scalar>(exec, comm, pattern_, options_.partition,
-                                                      scale(q.extent(3)), tiling(q.extent(3)),
-                                                      settings, q, k, v, o, lse, options_.progress);
+      return Details::run_mpi_ring<ExecSpace, Scalar>(exec, plan.schedule(), settings, q, k, v, o,
+                                                      lse, options_.progress);
     });
   }
 
@@ -245,11 +341,28 @@ private:
     agree_on_mpi_arguments(
         comm, "ringattn::RingAttention::backward", q.extent(0), q.extent(3), settings,
         [&](std::int64_t rows) { check_backward_shapes(q, k, v, o, lse, dout, dq, dk, dv, rows); });
+    const Plan plan = build_mpi_plan(comm, std::int64_t(q.extent(0)), std::int64_t(q.extent(3)),
+                                     settings.overlap, exec);
+    return backward_mpi(plan, q, k, v, o, lse, dout, dq, dk, dv, settings, exec, false);
+  }
+
+  RingStats backward_mpi(const Plan &plan, const InTensor4 &q, const InTensor4 &k,
+                         const InTensor4 &v, const InTensor4 &o, const ConstTensor3 &lse,
+                         const InTensor4 &dout, const OutTensor4 &dq, const OutTensor4 &dk,
+                         const OutTensor4 &dv, Details::MpiRingSettings settings,
+                         const ExecSpace &exec, bool agree) const {
+    const MPI_Comm comm = plan.communicator();
+    if (agree)
+      agree_on_mpi_arguments(comm, "ringattn::RingAttention::backward", q.extent(0), q.extent(3),
+                             settings, [&](std::int64_t rows) {
+                               check_plan(plan, "backward");
+                               check_backward_shapes(q, k, v, o, lse, dout, dq, dk, dv, rows);
+                               check_plan_shape(plan, q, "backward");
+                             });
     settings.overlap = settings.overlap && options_.overlap;
     return Details::abort_on_exception(comm, "ringattn::RingAttention::backward", [&] {
       return Details::run_mpi_backward<ExecSpace, Scalar>(
-          exec, comm, pattern_, options_.partition, scale(q.extent(3)), tiling(q.extent(3)),
-          settings, q, k, v, o, lse, dout, dq, dk, dv, options_.progress);
+          exec, plan.schedule(), settings, q, k, v, o, lse, dout, dq, dk, dv, options_.progress);
     });
   }
 
@@ -282,6 +395,97 @@ private:
     Details::agree_on_arguments(comm, error, fp.value(), where);
   }
 #endif
+
+  /// What a plan must share with the RingAttention that runs it.
+  std::uint64_t plan_key(Details::RingKind kind, int members, std::int64_t head_dim) const {
+    Details::Fingerprint fp;
+    fp.add(pattern_.seq_len).add(pattern_.heads).add(pattern_.kv_heads).add(pattern_.causal);
+    fp.add(pattern_.mixing).add(pattern_.num_branches);
+    for (int i = 0; i < pattern_.num_branches; ++i)
+      fp.add(pattern_.segment_length[i]).add(pattern_.dilation_rate[i]);
+    const Tiling t = tiling(head_dim);
+    fp.add(options_.partition).add(members).add(kind).add(double(scale(head_dim)));
+    fp.add(t.q_tile).add(t.k_tile).add(t.team_size).add(t.vector_length).add(t.portable);
+    fp.add(t.native_16bit_gemm).add(t.host_amx).add(t.max_league_size);
+    return fp.value();
+  }
+
+  std::shared_ptr<typename Plan::Schedule> new_schedule(Details::RingKind kind, std::int64_t batch,
+                                                        std::int64_t head_dim,
+                                                        const Partition &partition) const {
+    auto s = std::make_shared<typename Plan::Schedule>();
+    s->pattern = pattern_;
+    s->partition = partition;
+    s->kind = kind;
+    s->tiling = tiling(head_dim);
+    s->scale = scale(head_dim);
+    s->batch = batch;
+    s->head_dim = head_dim;
+    s->key = plan_key(kind, partition.members, head_dim);
+    return s;
+  }
+
+#ifdef RINGATTN_ENABLE_MPI
+  /// This rank's plan of the MPI ring over `comm` (collective: MPI_Comm_dup),
+  /// its arguments already agreed on.
+  Plan build_mpi_plan(MPI_Comm comm, std::int64_t batch, std::int64_t head_dim, bool overlap,
+                      const ExecSpace &exec) const {
+    int P = 1, p = 0;
+    MPI_Comm_size(comm, &P);
+    MPI_Comm_rank(comm, &p);
+    auto schedule = new_schedule(Details::RingKind::mpi, batch, head_dim,
+                                 Partition(options_.partition, pattern_.seq_len, P));
+    schedule->overlap = overlap && options_.overlap;
+    MPI_Comm ring;
+    MPI_Comm_dup(comm, &ring); // private tag space, once per plan
+    schedule->comm = std::shared_ptr<MPI_Comm>(new MPI_Comm(ring), [](MPI_Comm *c) {
+      int finalized = 0;
+      MPI_Finalized(&finalized);
+      if (!finalized) MPI_Comm_free(c);
+      delete c;
+    });
+    schedule->ranks = {p};
+    schedule->build_forward(exec);
+    return Plan(schedule);
+  }
+#endif
+
+  /// A simulated ring's plan: every member's hops (built later by the
+  /// runner where `deferred`).
+  Plan build_plan(Details::RingKind kind, std::int64_t batch, std::int64_t head_dim,
+                  const ExecSpace &exec, bool deferred = false) const {
+    const Partition partition(options_.partition, pattern_.seq_len, options_.members);
+    auto schedule = new_schedule(kind, batch, head_dim, partition);
+    schedule->ranks.resize(std::size_t(partition.members));
+    for (int p = 0; p < partition.members; ++p) schedule->ranks[std::size_t(p)] = p;
+    if (!deferred) schedule->build_forward(exec);
+    return Plan(schedule);
+  }
+
+  static void check_plan_valid(const Plan &plan, const char *where) {
+    if (!plan.valid())
+      throw std::invalid_argument(std::string("ringattn::RingAttention::") + where +
+                                  ": the plan is empty (make one with make_plan)");
+  }
+  void check_plan(const Plan &plan, const char *where) const {
+    check_plan_valid(plan, where);
+    const auto &s = plan.schedule();
+    if (s.kind == Details::RingKind::member_io ||
+        s.key != plan_key(s.kind,
+                          s.kind == Details::RingKind::mpi ? s.partition.members : options_.members,
+                          s.head_dim))
+      throw std::invalid_argument(std::string("ringattn::RingAttention::") + where +
+                                  ": the plan was made for another pattern, partition, members, "
+                                  "scale or tiling");
+  }
+  void check_plan_shape(const Plan &plan, const InTensor4 &q, const char *where) const {
+    if (std::int64_t(q.extent(0)) != plan.batch() || std::int64_t(q.extent(3)) != plan.head_dim())
+      throw std::invalid_argument(std::string("ringattn::RingAttention::") + where +
+                                  ": the plan was made for batch " + std::to_string(plan.batch()) +
+                                  " and head_dim " + std::to_string(plan.head_dim()) +
+                                  ", the views have batch " + std::to_string(q.extent(0)) +
+                                  " and head_dim " + std::to_string(q.extent(3)));
+  }
 
   static void check_tiling_counts(const Tiling &t) {
     if (t.q_tile < 1 || t.k_tile < 1 || t.team_size < 1 || t.vector_length < 1 ||

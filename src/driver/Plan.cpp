@@ -377,8 +377,11 @@ MemberMemoryModel build_model(const PlanProblem &pp, std::int64_t n, const Excha
 /// wire (rows read more than once).
 void merge_recv(ExchangeExtent &e, const ExchangeCount &c, int step) {
   e.block_rows = std::max(e.block_rows, c.rows);
-  e.tasks = std::max(e.tasks, c.tasks);
-  e.items = std::max(e.items, c.items);
+  // the plan holds the tasks and work items of every hop
+  for (int i = 0; i < max_branches; ++i) {
+    e.tasks = sat_add(e.tasks, c.branch_tasks[i]);
+    e.items = sat_add(e.items, c.branch_items[i]);
+  }
   if (step == 0) return;
   e.add_received(step, c.wire_rows);
   if (c.wire_rows < c.rows) e.expand_rows = std::max(e.expand_rows, c.rows);
@@ -482,7 +485,7 @@ MemberMemoryModel model_member(const PlanProblem &pp, const Partition &part, int
     n = std::max(n, part.local_size(j));
     e.block_rows = std::max(e.block_rows, rc.extent[j].block_rows);
     e.recv_rows = std::max(e.recv_rows, rc.extent[j].recv_rows);
-    e.tasks = std::max(e.tasks, rc.extent[j].tasks);
+    e.tasks = std::max(e.tasks, rc.extent[j].tasks); // one member's hops at a time
     e.items = std::max(e.items, rc.extent[j].items);
   }
   return build_model(pp, n, e, false);

@@ -17,7 +17,10 @@
 //     block (rows: the largest block that is not its wire; none for dense
 //     attention);
 //   - the block kernel's per-team tiles, one team per thread;
-//   - the schedule (tasks and work items) of the largest exchange.
+//   - the schedule that the ring's plan (RingAttn_RingPlan.hpp) holds: the
+//     tasks and work items of every hop the member receives, built once
+//     per plan (the simulated ring over a MemberIO builds one member's
+//     hops at a time: the largest member's).
 // A process also holds a constant (Kokkos, MPI, the program) that this model
 // leaves out and the driver reports beside it.
 
@@ -39,11 +42,12 @@ struct MemberMemoryModel {
   std::int64_t total() const { return q + k + v + o + lse + blocks + tiles + schedule; }
 };
 
-/// Rows, tasks and work items of the largest exchange member p receives,
-/// and rows of the largest one it sends. recv_rows and send_rows count wire
-/// rows of hops that cross (the member's own rows are read in place);
-/// block_rows the largest block the kernels read; expand_rows the largest
-/// block of a hop that expands its wire.
+/// Rows of the largest exchange member p receives and of the largest one it
+/// sends, and the tasks and work items of all it receives (what its plan
+/// holds). recv_rows and send_rows count wire rows of hops that cross (the
+/// member's own rows are read in place); block_rows the largest block the
+/// kernels read; expand_rows the largest block of a hop that expands its
+/// wire.
 struct ExchangeExtent {
   std::int64_t recv_rows = 0, send_rows = 0, block_rows = 0, expand_rows = 0, tasks = 0, items = 0;
   /// The largest wire received at even and at odd steps: the MPI ring's two
@@ -66,8 +70,8 @@ inline ExchangeExtent largest_exchange(const Pattern &pattern, const Partition &
     e.block_rows = std::max(e.block_rows, in.block_rows);
     if (in.expands()) e.expand_rows = std::max(e.expand_rows, in.block_rows);
     for (const auto &branch : in.tasks) {
-      e.tasks = std::max(e.tasks, std::int64_t(branch.size()));
-      e.items = std::max(e.items, std::int64_t(Details::make_work_items(branch, q_tile).size()));
+      e.tasks += std::int64_t(branch.size());
+      e.items += std::int64_t(Details::make_work_items(branch, q_tile).size());
     }
     if (j != p)
       e.send_rows =
@@ -95,6 +99,7 @@ inline MemberMemoryModel model_member_memory(const Pattern &pattern, const Parti
       const ExchangeExtent ej = largest_exchange(pattern, partition, j, tiling.q_tile);
       e.block_rows = std::max(e.block_rows, ej.block_rows);
       e.recv_rows = std::max(e.recv_rows, ej.recv_rows);
+      // one member's hops at a time (the simulated ring over a MemberIO)
       e.tasks = std::max(e.tasks, ej.tasks);
       e.items = std::max(e.items, ej.items);
     }

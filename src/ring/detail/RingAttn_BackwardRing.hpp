@@ -22,6 +22,7 @@
 #include <kernels/detail/RingAttn_Pack.hpp>
 #include <pattern/RingAttn_Partition.hpp>
 #include <pattern/RingAttn_Pattern.hpp>
+#include <ring/RingAttn_RingPlan.hpp>
 #include <ring/RingAttn_RingStats.hpp>
 #include <ring/detail/RingAttn_Exchange.hpp>
 #include <ring/detail/RingAttn_RingMember.hpp>
@@ -37,25 +38,6 @@
 #include <vector>
 
 namespace ringattn::Details {
-
-template <class T, class MemorySpace>
-Kokkos::View<const T *, MemorySpace> backward_to_device(const std::vector<T> &host,
-                                                        const char *label) {
-  Kokkos::View<T *, MemorySpace> dev(
-      Kokkos::view_alloc(std::string(label), Kokkos::WithoutInitializing), host.size());
-  Kokkos::View<const T *, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> src(
-      host.data(), host.size());
-  Kokkos::deep_copy(dev, src);
-  return dev;
-}
-
-/// Pack runs of member `owner` with their rows made positions (a run lies in
-/// one of the owner's ranges, so its rows stay a progression of one stride).
-inline std::vector<PackRun> pack_runs_by_position(std::vector<PackRun> runs,
-                                                  const Partition &partition, int owner) {
-  for (PackRun &run : runs) run.src_row0 = partition.global_position(owner, run.src_row0);
-  return runs;
-}
 
 /// dst = src converted to dst's value type, for [B, N, X, D] views of one
 /// shape (by index: either may be padded).
@@ -121,46 +103,39 @@ public:
     }
   }
 
-  Exchange plan_send(int receiver) const {
-    return plan_exchange(pattern_, partition_, receiver, rank_, false);
-  }
-  Exchange plan_receive(int source) const {
-    return plan_exchange(pattern_, partition_, rank_, source, true);
-  }
-
-  /// Packs the wire of `ex` (each needed (kv head, row) once) from local K/V.
-  void pack(const ExecSpace &exec, const InTensor4 &k, const InTensor4 &v, const Exchange &ex,
-            const Tensor4<Scalar, memory_space> &wire) const {
-    auto runs = backward_to_device<PackRun, memory_space>(ex.pack, "ringattn::pack_runs");
+  /// Packs the wire (each needed (kv head, row) once) from K/V through `runs`.
+  static void pack(const ExecSpace &exec, const InTensor4 &k, const InTensor4 &v,
+                   const Kokkos::View<const PackRun *, memory_space> &runs,
+                   const Tensor4<Scalar, memory_space> &wire) {
     pack_block<ExecSpace, Scalar>(exec, k, v, runs, wire);
   }
 
-  /// The block the kernels read: the wire itself, or (ex.expands()) the
+  /// The block the kernels read: the wire itself, or (hop.expands()) the
   /// wire expanded into `expanded`.
-  ConstTensor4 block_of(const ExecSpace &exec, const Tensor4<Scalar, memory_space> &wire,
-                        const Exchange &ex, BlockBuffer<Scalar, memory_space> &expanded) const {
-    if (!ex.expands()) return wire;
+  static ConstTensor4 block_of(const ExecSpace &exec, const Tensor4<Scalar, memory_space> &wire,
+                               const HopSchedule<memory_space> &hop,
+                               BlockBuffer<Scalar, memory_space> &expanded) {
+    if (!hop.expands()) return wire;
     const Tensor4<Scalar, memory_space> block =
-        expanded.view(std::int64_t(wire.extent(1)), ex.block_rows, std::int64_t(wire.extent(3)));
-    auto runs = backward_to_device<ExpandRun, memory_space>(ex.expand, "ringattn::expand_runs");
-    expand_block<ExecSpace, Scalar>(exec, wire, runs, ex.block_rows, block);
+        expanded.view(std::int64_t(wire.extent(1)), hop.block_rows, std::int64_t(wire.extent(3)));
+    expand_block<ExecSpace, Scalar>(exec, wire, hop.expand, hop.block_rows, block);
     return block;
   }
 
-  /// `in.kv` is the block of `ex`: dq += its share; `wire_partial` [2, B,
-  /// ex.rows, D] = the partial dK/dV of the wire rows. Where the wire
-  /// expanded, the block's partial goes to `block_partial` first and is
-  /// summed onto the wire rows. Per branch, one fused launch (host path) or
-  /// one dQ and one dK/dV launch.
+  /// `in.kv` is the block of `hop` (a backward schedule): dq += its share;
+  /// `wire_partial` [2, B, hop.rows, D] = the partial dK/dV of the wire
+  /// rows. Where the wire expanded, the block's partial goes to
+  /// `block_partial` first and is summed onto the wire rows. Per branch, one
+  /// fused launch (host path) or one dQ and one dK/dV launch.
   void consume(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &in,
-               const Exchange &ex, const Tensor4<Acc, memory_space> &dq,
+               const HopSchedule<memory_space> &hop, const Tensor4<Acc, memory_space> &dq,
                const Tensor4<Acc, memory_space> &wire_partial,
                BlockBuffer<Acc, memory_space> &block_partial,
                const std::function<void()> &between = {}) const {
     const std::int64_t B = std::int64_t(wire_partial.extent(1)),
                        D = std::int64_t(wire_partial.extent(3));
     const Tensor4<Acc, memory_space> partial =
-        ex.expands() ? block_partial.view(B, ex.block_rows, D) : wire_partial;
+        hop.expands() ? block_partial.view(B, hop.block_rows, D) : wire_partial;
     Kokkos::deep_copy(exec, partial, Acc(0));
     // 16-bit storage on the host: the float sweep over widened copies
     // (kv empty where it does not run)
@@ -176,46 +151,35 @@ public:
         }
       return Wide{};
     }();
-    for (const auto &branch_tasks : ex.tasks) {
-      if (branch_tasks.empty()) continue;
-      auto tasks_d = backward_to_device<BlockTask, memory_space>(branch_tasks, "ringattn::tasks");
+    for (const BranchSchedule<memory_space> &branch : hop.branches) {
+      if (branch.host_tasks.empty()) continue;
       // On the host path, one fused sweep.
       if constexpr (widens) {
         if (wide.kv.data() != nullptr &&
-            backward_fused<ExecSpace, float>(exec, wide, branch_tasks, tasks_d, dq, partial, scale_,
-                                             pattern_.causal, tiling_, between))
+            backward_fused<ExecSpace, float>(exec, wide, branch.host_tasks, branch.tasks, dq,
+                                             partial, scale_, pattern_.causal, tiling_, between))
           continue;
-      } else if (backward_fused<ExecSpace, Scalar>(exec, in, branch_tasks, tasks_d, dq, partial,
-                                                   scale_, pattern_.causal, tiling_, between)) {
+      } else if (backward_fused<ExecSpace, Scalar>(exec, in, branch.host_tasks, branch.tasks, dq,
+                                                   partial, scale_, pattern_.causal, tiling_,
+                                                   between)) {
         continue;
       }
-      auto items_d = backward_to_device<WorkItem, memory_space>(
-          make_work_items(branch_tasks, tiling_.q_tile), "ringattn::items");
-      backward_dq<ExecSpace, Scalar>(exec, in, tasks_d, items_d, dq, scale_, pattern_.causal,
-                                     tiling_);
-      const KeyWork work = make_key_work(branch_tasks, tiling_.k_tile);
-      auto key_items_d =
-          backward_to_device<KeyWorkItem, memory_space>(work.items, "ringattn::key_items");
-      auto index_d =
-          backward_to_device<std::int64_t, memory_space>(work.task_index, "ringattn::task_index");
-      backward_dkv<ExecSpace, Scalar>(exec, in, tasks_d, key_items_d, index_d, partial, scale_,
-                                      pattern_.causal, tiling_);
+      backward_dq<ExecSpace, Scalar>(exec, in, branch.tasks, branch.items, dq, scale_,
+                                     pattern_.causal, tiling_);
+      backward_dkv<ExecSpace, Scalar>(exec, in, branch.tasks, branch.key_items, branch.task_index,
+                                      partial, scale_, pattern_.causal, tiling_);
     }
-    if (ex.expands()) {
-      auto runs = backward_to_device<ExpandRun, memory_space>(ex.expand, "ringattn::expand_runs");
-      contract_block<ExecSpace, Acc>(exec, partial, runs, wire_partial);
-    }
+    if (hop.expands()) contract_block<ExecSpace, Acc>(exec, partial, hop.expand, wire_partial);
   }
 
   /// Adds a wire partial dK/dV into dk, dv through `runs`: the pack runs
-  /// that built the wire (Exchange::pack of the sender's plan, or of the
-  /// member's own block), in local rows, or by position
-  /// (pack_runs_by_position) for whole-sequence dk, dv.
-  void accumulate(const ExecSpace &exec, const Tensor4<Acc, memory_space> &wire_partial,
-                  const std::vector<PackRun> &runs, const Tensor4<Acc, memory_space> &dk,
-                  const Tensor4<Acc, memory_space> &dv) const {
-    auto runs_d = backward_to_device<PackRun, memory_space>(runs, "ringattn::pack_runs");
-    unpack_add_block<ExecSpace, Acc>(exec, wire_partial, runs_d, dk, dv);
+  /// that built the wire (of the sender's hop, or of the member's own
+  /// block), in local rows, or by position for whole-sequence dk, dv.
+  static void accumulate(const ExecSpace &exec, const Tensor4<Acc, memory_space> &wire_partial,
+                         const Kokkos::View<const PackRun *, memory_space> &runs,
+                         const Tensor4<Acc, memory_space> &dk,
+                         const Tensor4<Acc, memory_space> &dv) {
+    unpack_add_block<ExecSpace, Acc>(exec, wire_partial, runs, dk, dv);
   }
 
 private:
@@ -266,18 +230,18 @@ void copy_member_rows(const ExecSpace &exec, const Partition &partition, int p, 
   }
 }
 
-/// Simulated ring backward over whole-sequence views: R members one after
-/// another, on the MPI ring's schedule and wire (each hop packs the wire,
-/// expands it and sums the partial back onto it, as the MPI ring does).
-/// dK/dV accumulate by position in the caller's dk, dv (or, for 16-bit
-/// storage, one float copy of them), member j's rows taking the partials of
-/// members 0, 1, ..., R-1 in that order. Beyond the caller's tensors the
-/// pass holds one member's Q, O, dO, K, V, LSE, Delta and dQ at a time and
-/// one hop's wire and block: memory grows as N / R.
+/// Simulated ring backward over whole-sequence views (plan of kind
+/// in_memory): R members one after another, on the MPI ring's schedule and
+/// wire (each hop packs the wire from the source's K/V, expands it and sums
+/// the partial back onto it, as the MPI ring does). dK/dV accumulate by
+/// position in the caller's dk, dv (or, for 16-bit storage, one float copy
+/// of them), member j's rows taking the partials of members 0, 1, ..., R-1
+/// in that order. Beyond the caller's tensors the pass holds one member's
+/// Q, O, dO, LSE, Delta and dQ at a time and one hop's wire and block:
+/// memory grows as N / R.
 template <class ExecSpace, class Scalar>
 RingStats
-run_simulated_backward(const ExecSpace &exec, const Pattern &pattern, const Partition &partition,
-                       accumulate_t<Scalar> scale, const Tiling &tiling,
+run_simulated_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar> &plan,
                        const InView<ExecSpace, Scalar> &q, const InView<ExecSpace, Scalar> &k,
                        const InView<ExecSpace, Scalar> &v, const InView<ExecSpace, Scalar> &o,
                        const Kokkos::View<const accumulate_t<Scalar> ***, Kokkos::LayoutRight,
@@ -291,9 +255,11 @@ run_simulated_backward(const ExecSpace &exec, const Pattern &pattern, const Part
   using Acc = accumulate_t<Scalar>;
   using T4 = Tensor4<Scalar, Mem>;
   using A4 = Tensor4<Acc, Mem>;
+  plan.build_backward(exec);
+  const Partition &partition = plan.partition;
   const int R = partition.members;
-  const std::int64_t B = std::int64_t(q.extent(0)), D = std::int64_t(q.extent(3));
-  const int H = pattern.heads, Hkv = pattern.kv_heads;
+  const std::int64_t B = plan.batch, D = plan.head_dim;
+  const int H = plan.pattern.heads;
   RingStats stats;
   stats.resize(R);
 
@@ -316,13 +282,12 @@ run_simulated_backward(const ExecSpace &exec, const Pattern &pattern, const Part
   Kokkos::View<Acc *, Mem> lse_buf("ringattn::lse", B * H * n_max);
   Kokkos::View<Acc *, Mem> delta_buf("ringattn::delta", B * H * n_max);
   Kokkos::View<Acc *, Mem> dq_buf("ringattn::dq_acc", B * n_max * H * D);
-  Kokkos::View<Scalar *, Mem> k_buf("ringattn::k", B * n_max * Hkv * D);
-  Kokkos::View<Scalar *, Mem> v_buf("ringattn::v", B * n_max * Hkv * D);
-  BlockBuffer<Scalar, Mem> wire_buf("ringattn::wire"), expanded_buf("ringattn::expanded");
-  BlockBuffer<Acc, Mem> partial_buf("ringattn::dkv_partial");
-  BlockBuffer<Acc, Mem> block_partial_buf("ringattn::dkv_block_partial");
+  // the hop's wire and its partial (kept in the plan between passes)
+  BlockBuffer<Scalar, Mem> &wire_buf = plan.send.device;
+  BlockBuffer<Acc, Mem> &partial_buf = plan.partial_send[0].device;
 
   for (int p = 0; p < R; ++p) {
+    const MemberSchedule<Mem> &me = plan.member(p);
     const std::int64_t n = partition.local_size(p);
     const auto ql = wrap_view<T4>(q_buf.data(), B, n, H, D);
     const auto ol = wrap_view<T4>(o_buf.data(), B, n, H, D);
@@ -336,23 +301,19 @@ run_simulated_backward(const ExecSpace &exec, const Pattern &pattern, const Part
     copy_member_rows(exec, partition, p, lsel, lse, false);
     Kokkos::deep_copy(exec, dql, Acc(0));
     backward_delta<ExecSpace, Scalar>(exec, ol, dol, delta);
-    BackwardMember<ExecSpace, Scalar> member(pattern, partition, p, scale, tiling);
+    BackwardMember<ExecSpace, Scalar> member(plan.pattern, partition, p, plan.scale, plan.tiling);
     member.widen_queries(exec, ql, dol);
 
     for (int step = 0; step < R; ++step) {
       const int source = (p - step + R) % R;
-      const Exchange ex = member.plan_receive(source);
-      if (ex.empty()) {
+      const HopSchedule<Mem> &hop = me.backward[std::size_t(step)];
+      if (hop.empty()) {
         if (step > 0) ++stats.hops_skipped;
       } else {
-        const std::int64_t nj = partition.local_size(source);
-        const auto kl = wrap_view<T4>(k_buf.data(), B, nj, Hkv, D);
-        const auto vl = wrap_view<T4>(v_buf.data(), B, nj, Hkv, D);
-        copy_member_rows(exec, partition, source, kl, k, false);
-        copy_member_rows(exec, partition, source, vl, v, false);
-        const T4 wire = wire_buf.view(B, ex.rows, D);
-        const A4 wire_partial = partial_buf.view(B, ex.rows, D);
-        member.pack(exec, kl, vl, ex, wire);
+        const T4 wire = wire_buf.view(B, hop.rows, D);
+        const A4 wire_partial = partial_buf.view(B, hop.rows, D);
+        // the source's wire, packed from its K/V rows (pack runs by position)
+        member.pack(exec, k, v, hop.pack, wire);
         if (step > 0) { // what the MPI ring sends: the wire, and its partial back
           ++stats.hops_made;
           stats.bytes_sent[source] += std::int64_t(wire.span() * sizeof(Scalar));
@@ -361,11 +322,10 @@ run_simulated_backward(const ExecSpace &exec, const Pattern &pattern, const Part
         exec.fence();
         Kokkos::Timer timer;
         BackwardViews<ExecSpace, Scalar> in{ql, dol, lsel, delta,
-                                            member.block_of(exec, wire, ex, expanded_buf)};
-        member.consume(exec, in, ex, dql, wire_partial, block_partial_buf);
+                                            member.block_of(exec, wire, hop, plan.expanded)};
+        member.consume(exec, in, hop, dql, wire_partial, plan.block_partial);
         // the source adds the partial through the pack runs of its wire
-        member.accumulate(exec, wire_partial, pack_runs_by_position(ex.pack, partition, source),
-                          dk_acc, dv_acc);
+        member.accumulate(exec, wire_partial, hop.pack, dk_acc, dv_acc);
         exec.fence();
         stats.compute_seconds[p] += timer.seconds();
       }
@@ -382,18 +342,17 @@ run_simulated_backward(const ExecSpace &exec, const Pattern &pattern, const Part
 }
 
 #ifdef RINGATTN_ENABLE_MPI
-/// MPI ring backward on the caller's communicator: local rows in, local dQ,
-/// dK, dV out. Step s: K/V wires from p - s and to p + s as in the forward
+/// MPI ring backward on `plan` (kind mpi): local rows in, local dQ, dK, dV
+/// out. Step s: K/V wires from p - s and to p + s as in the forward
 /// (non-blocking, the next step's wires in flight while this one computes);
 /// the wire partial dK/dV of the wire from p - s goes back to it, and the
 /// partial of p's wire comes back from p + s, added once step s + 1 has
 /// been computed (its messages overlap that compute), in step order.
 template <class ExecSpace, class Scalar>
-RingStats run_mpi_backward(const ExecSpace &exec, MPI_Comm comm, const Pattern &pattern,
-                           PartitionKind partition_kind, accumulate_t<Scalar> scale,
-                           const Tiling &tiling, const MpiRingSettings &options,
-                           const InView<ExecSpace, Scalar> &q, const InView<ExecSpace, Scalar> &k,
-                           const InView<ExecSpace, Scalar> &v, const InView<ExecSpace, Scalar> &o,
+RingStats run_mpi_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar> &plan,
+                           const MpiRingSettings &options, const InView<ExecSpace, Scalar> &q,
+                           const InView<ExecSpace, Scalar> &k, const InView<ExecSpace, Scalar> &v,
+                           const InView<ExecSpace, Scalar> &o,
                            const Kokkos::View<const accumulate_t<Scalar> ***, Kokkos::LayoutRight,
                                               typename ExecSpace::memory_space> &lse,
                            const InView<ExecSpace, Scalar> &dout,
@@ -406,27 +365,19 @@ RingStats run_mpi_backward(const ExecSpace &exec, MPI_Comm comm, const Pattern &
   using A4 = Tensor4<Acc, Mem>;
   using Buffer = MessageBuffer<Scalar, Mem>;
   using PartialBuffer = MessageBuffer<Acc, Mem>;
-  int P = 1, p = 0;
-  MPI_Comm_size(comm, &P);
-  MPI_Comm_rank(comm, &p);
-  const Partition partition(partition_kind, pattern.seq_len, P);
-  const std::int64_t batch = std::int64_t(q.extent(0));
-  const std::int64_t dim = std::int64_t(q.extent(3));
-  const std::int64_t n = partition.local_size(p);
-  const int H = pattern.heads;
-  if (std::int64_t(q.extent(1)) != n || std::int64_t(k.extent(1)) != n ||
-      std::int64_t(o.extent(1)) != n || std::int64_t(dout.extent(1)) != n ||
-      std::int64_t(lse.extent(2)) != n || std::int64_t(dq.extent(1)) != n ||
-      std::int64_t(dk.extent(1)) != n)
-    throw std::invalid_argument("ringattn: rank " + std::to_string(p) + " holds " +
-                                std::to_string(q.extent(1)) + " rows but the partition gives it " +
-                                std::to_string(n));
+  plan.build_backward(exec);
+  const MPI_Comm ring = *plan.comm;
+  const int P = plan.partition.members;
+  MemberSchedule<Mem> &me = plan.members.front();
+  const int p = me.rank;
+  const std::int64_t batch = plan.batch, dim = plan.head_dim;
+  const std::int64_t n = plan.partition.local_size(p);
+  const int H = plan.pattern.heads;
 
-  MPI_Comm ring;
-  MPI_Comm_dup(comm, &ring);
   RingStats stats;
   stats.resize(P);
-  BackwardMember<ExecSpace, Scalar> member(pattern, partition, p, scale, tiling);
+  BackwardMember<ExecSpace, Scalar> member(plan.pattern, plan.partition, p, plan.scale,
+                                           plan.tiling);
   member.widen_queries(exec, q, dout);
 
   // Accumulators: the outputs themselves when they hold the accumulate type.
@@ -440,59 +391,47 @@ RingStats run_mpi_backward(const ExecSpace &exec, MPI_Comm comm, const Pattern &
     Kokkos::deep_copy(exec, dv, Scalar(0));
   } else {
     dq_acc = A4("ringattn::dq_acc", batch, n, H, dim);
-    dk_acc = A4("ringattn::dk_acc", batch, n, pattern.kv_heads, dim);
-    dv_acc = A4("ringattn::dv_acc", batch, n, pattern.kv_heads, dim);
+    dk_acc = A4("ringattn::dk_acc", batch, n, plan.pattern.kv_heads, dim);
+    dv_acc = A4("ringattn::dv_acc", batch, n, plan.pattern.kv_heads, dim);
   }
   Tensor3<Acc, Mem> delta("ringattn::delta", batch, H, n);
   backward_delta<ExecSpace, Scalar>(exec, o, dout, delta);
 
   // K/V wires (each needed (kv head, row) once), the block they expand to,
-  // the partial dK/dV of that block and the wire partials sent and received.
-  Buffer recv[2], send;
-  BlockBuffer<Scalar, Mem> expanded("ringattn::expanded");
-  BlockBuffer<Acc, Mem> block_partial("ringattn::dkv_block_partial");
-  PartialBuffer part_send[2], part_recv[2];
+  // the partial dK/dV of that block and the wire partials sent and received
+  // (the plan's buffers).
+  auto &recv = plan.recv;
+  auto &send = plan.send;
+  auto &part_send = plan.partial_send;
+  auto &part_recv = plan.partial_recv;
   const MPI_Datatype type = mpi_type<Scalar>();
   const MPI_Datatype acc_type = mpi_type<Acc>();
   auto count_of = [&](std::int64_t rows) { return 2 * batch * rows * dim; };
-  auto start = [&](bool is_send, void *data, std::int64_t count, MPI_Datatype base, int peer,
-                   int tag, MPI_Request *req) {
-    MPI_Datatype t = base;
-    int c = int(count);
-    if (count > INT_MAX) {
-      t = contiguous_type(count, base);
-      c = 1;
-    }
-    if (is_send)
-      MPI_Isend(data, c, t, peer, tag, ring, req);
-    else
-      MPI_Irecv(data, c, t, peer, tag, ring, req);
-    if (t != base) MPI_Type_free(&t);
-  };
 
   struct Step {
-    Exchange ex; // the wire from p - s
+    const HopSchedule<Mem> *hop = nullptr; // the wire from p - s
     Buffer *buffer = nullptr;
     MPI_Request req[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
   };
   auto post = [&](int s) {
     Step st;
     const int dst = (p + s) % P, src = (p - s + P) % P;
-    st.ex = member.plan_receive(src);
+    st.hop = &me.backward[std::size_t(s)];
     st.buffer = &recv[s % 2];
-    const Exchange out = member.plan_send(dst);
+    const HopSchedule<Mem> &out = me.send[std::size_t(s)];
     if (!out.empty() && !options.skip_messages) {
       send.shape(batch, out.rows, dim);
-      member.pack(exec, k, v, out, send.block);
+      member.pack(exec, k, v, out.pack, send.block);
       exec.fence();
       send.to_host();
-      start(true, send.mpi_data(), count_of(out.rows), type, dst, s, &st.req[1]);
+      start_message(true, send.mpi_data(), count_of(out.rows), type, dst, s, ring, &st.req[1]);
       stats.bytes_sent[p] += count_of(out.rows) * std::int64_t(sizeof(Scalar));
     }
-    if (!st.ex.empty()) {
-      st.buffer->shape(batch, st.ex.rows, dim);
+    if (!st.hop->empty()) {
+      st.buffer->shape(batch, st.hop->rows, dim);
       if (!options.skip_messages)
-        start(false, st.buffer->mpi_data(), count_of(st.ex.rows), type, src, s, &st.req[0]);
+        start_message(false, st.buffer->mpi_data(), count_of(st.hop->rows), type, src, s, ring,
+                      &st.req[0]);
       else
         Kokkos::deep_copy(exec, st.buffer->block, Scalar(0));
     }
@@ -501,7 +440,7 @@ RingStats run_mpi_backward(const ExecSpace &exec, MPI_Comm comm, const Pattern &
 
   // Wire partial dK/dV messages of one step: ours to p - s, p + s's to us.
   struct PartialStep {
-    Exchange out; // the wire p sent to p + s: its partial comes back
+    const HopSchedule<Mem> *out = nullptr; // the wire p sent to p + s: its partial comes back
     PartialBuffer *buffer = nullptr;
     MPI_Request req[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
     bool active = false;
@@ -510,18 +449,18 @@ RingStats run_mpi_backward(const ExecSpace &exec, MPI_Comm comm, const Pattern &
   auto finish = [&](PartialStep &ps) {
     if (!ps.active) return;
     MPI_Waitall(2, ps.req, MPI_STATUSES_IGNORE);
-    if (!ps.out.empty() && !options.skip_messages) {
+    if (!ps.out->empty() && !options.skip_messages) {
       ps.buffer->from_host();
-      member.accumulate(exec, ps.buffer->block, ps.out.pack, dk_acc, dv_acc);
+      member.accumulate(exec, ps.buffer->block, ps.out->pack, dk_acc, dv_acc);
     }
     ps.active = false;
   };
 
   // Step 0: the member's own block (its wire is its block).
   Step current;
-  current.ex = member.plan_receive(p);
+  current.hop = &me.backward[0];
   current.buffer = &recv[0];
-  current.buffer->shape(batch, current.ex.rows, dim);
+  current.buffer->shape(batch, current.hop->rows, dim);
   Step pending;
   // Between pieces of the fused sweep: let MPI move the next step's wires
   // and the previous step's partials (an MPI such as Open MPI over TCP
@@ -531,53 +470,56 @@ RingStats run_mpi_backward(const ExecSpace &exec, MPI_Comm comm, const Pattern &
     MPI_Testall(2, pending.req, &done, MPI_STATUSES_IGNORE);
     if (previous.active) MPI_Testall(2, previous.req, &done, MPI_STATUSES_IGNORE);
   };
-  if (!current.ex.empty()) member.pack(exec, k, v, current.ex, current.buffer->block);
+  if (!current.hop->empty()) member.pack(exec, k, v, current.hop->pack, current.buffer->block);
   for (int s = 0; s < P; ++s) {
     if (s > 0) {
       if (!options.overlap) pending = post(s);
       MPI_Waitall(2, pending.req, MPI_STATUSES_IGNORE);
       current = pending;
       current.buffer->from_host();
-      if (current.ex.empty())
+      if (current.hop->empty())
         ++stats.hops_skipped;
       else
         ++stats.hops_made;
     }
     if (options.overlap && s + 1 < P) pending = post(s + 1);
     PartialBuffer &mine = part_send[s % 2];
-    if (!current.ex.empty()) {
-      mine.shape(batch, current.ex.rows, dim);
+    if (!current.hop->empty()) {
+      mine.shape(batch, current.hop->rows, dim);
       exec.fence();
       Kokkos::Timer timer;
       BackwardViews<ExecSpace, Scalar> in{
-          q, dout, lse, delta, member.block_of(exec, current.buffer->block, current.ex, expanded)};
+          q, dout, lse, delta,
+          member.block_of(exec, current.buffer->block, *current.hop, plan.expanded)};
       const bool in_flight =
           pending.req[0] != MPI_REQUEST_NULL || pending.req[1] != MPI_REQUEST_NULL ||
           (previous.active &&
            (previous.req[0] != MPI_REQUEST_NULL || previous.req[1] != MPI_REQUEST_NULL));
-      member.consume(exec, in, current.ex, dq_acc, mine.block, block_partial,
+      member.consume(exec, in, *current.hop, dq_acc, mine.block, plan.block_partial,
                      in_flight ? progress_messages : std::function<void()>{});
       exec.fence();
       stats.compute_seconds[p] += timer.seconds();
     }
     if (s == 0) {
-      if (!current.ex.empty()) member.accumulate(exec, mine.block, current.ex.pack, dk_acc, dv_acc);
+      if (!current.hop->empty())
+        member.accumulate(exec, mine.block, current.hop->pack, dk_acc, dv_acc);
     } else {
       const int dst = (p + s) % P, src = (p - s + P) % P;
       PartialStep ps;
       ps.active = true;
-      ps.out = member.plan_send(dst);
+      ps.out = &me.send[std::size_t(s)];
       ps.buffer = &part_recv[s % 2];
       if (!options.skip_messages) {
-        if (!current.ex.empty()) {
+        if (!current.hop->empty()) {
           mine.to_host();
-          start(true, mine.mpi_data(), count_of(current.ex.rows), acc_type, src, P + s, &ps.req[1]);
-          stats.bytes_sent[p] += count_of(current.ex.rows) * std::int64_t(sizeof(Acc));
+          start_message(true, mine.mpi_data(), count_of(current.hop->rows), acc_type, src, P + s,
+                        ring, &ps.req[1]);
+          stats.bytes_sent[p] += count_of(current.hop->rows) * std::int64_t(sizeof(Acc));
         }
-        if (!ps.out.empty()) {
-          ps.buffer->shape(batch, ps.out.rows, dim);
-          start(false, ps.buffer->mpi_data(), count_of(ps.out.rows), acc_type, dst, P + s,
-                &ps.req[0]);
+        if (!ps.out->empty()) {
+          ps.buffer->shape(batch, ps.out->rows, dim);
+          start_message(false, ps.buffer->mpi_data(), count_of(ps.out->rows), acc_type, dst, P + s,
+                        ring, &ps.req[0]);
         }
       }
       finish(previous); // step s - 1's partials, before step s's: fixed order
@@ -587,7 +529,6 @@ RingStats run_mpi_backward(const ExecSpace &exec, MPI_Comm comm, const Pattern &
   }
   finish(previous);
   if constexpr (!std::is_same_v<Acc, Scalar>) {
-    Kokkos::deep_copy(exec, dq, Scalar(0)); // then convert below
     const std::int64_t nq = dq.span(), nk = dk.span();
     auto dqs = dq;
     auto dks = dk;
@@ -608,7 +549,6 @@ RingStats run_mpi_backward(const ExecSpace &exec, MPI_Comm comm, const Pattern &
         });
   }
   exec.fence();
-  MPI_Comm_free(&ring);
   return stats;
 }
 #endif

@@ -8,6 +8,8 @@
 // cannot be agreed on (its peers wait in receives it will never match), so
 // the ring ends the job with a message naming the rank and the error.
 
+#include <core/detail/RingAttn_Fingerprint.hpp>
+
 #include <mpi.h>
 
 #include <cstdint>
@@ -19,23 +21,6 @@
 #include <vector>
 
 namespace ringattn::Details {
-
-/// FNV-1a over the bytes of the values that every rank of one ring must
-/// share (pattern, partition, scale, batch, head_dim, storage type).
-class Fingerprint {
-public:
-  template <class T>
-  Fingerprint &add(const T &value) {
-    unsigned char bytes[sizeof(T)];
-    std::memcpy(bytes, &value, sizeof(T));
-    for (unsigned char c : bytes) hash_ = (hash_ ^ c) * 1099511628211ull;
-    return *this;
-  }
-  std::uint64_t value() const { return hash_; }
-
-private:
-  std::uint64_t hash_ = 1469598103934665603ull;
-};
 
 /// Collective over `comm`: every rank passes its own error (empty when its
 /// arguments are fine) and the fingerprint of what must agree. Returns on

@@ -6,11 +6,13 @@
 // consume a block or its own K/V (read in place).
 // Shared by the simulated and the MPI ring, so both run the same schedule.
 
+#include <RingAttn_Config.hpp>
 #include <core/RingAttn_Types.hpp>
 #include <core/detail/RingAttn_KokkosCompat.hpp>
 #include <kernels/detail/RingAttn_BlockKernel.hpp>
 #include <kernels/detail/RingAttn_Pack.hpp>
 #include <ring/detail/RingAttn_Exchange.hpp>
+#include <ring/detail/RingAttn_HopSchedule.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -40,6 +42,40 @@ public:
 private:
   std::string label_ = "ringattn::block";
   Kokkos::View<Scalar *, MemorySpace> storage_;
+};
+
+/// A block buffer plus, where the memory space is not host accessible and the
+/// MPI is not CUDA-aware, a host staging copy that MPI reads and writes (the
+/// MPI ring's messages; both grow only).
+template <class Scalar, class MemorySpace>
+struct MessageBuffer {
+#ifdef RINGATTN_ENABLE_CUDA_AWARE_MPI
+  static constexpr bool staged = false; // MPI reads and writes device memory
+#else
+  static constexpr bool staged =
+      !Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemorySpace>::accessible;
+#endif
+  BlockBuffer<Scalar, MemorySpace> device;
+  BlockBuffer<Scalar, Kokkos::HostSpace> host;
+  Tensor4<Scalar, MemorySpace> block;
+  Tensor4<Scalar, Kokkos::HostSpace> staging;
+
+  void shape(std::int64_t batch, std::int64_t rows, std::int64_t dim) {
+    block = device.view(batch, rows, dim);
+    if constexpr (staged) staging = host.view(batch, rows, dim);
+  }
+  Scalar *mpi_data() {
+    if constexpr (staged)
+      return staging.data();
+    else
+      return block.data();
+  }
+  void to_host() {
+    if constexpr (staged) Kokkos::deep_copy(staging, block);
+  }
+  void from_host() {
+    if constexpr (staged) Kokkos::deep_copy(block, staging);
+  }
 };
 
 template <class ExecSpace, class Scalar>
@@ -98,49 +134,37 @@ public:
         });
   }
 
-  /// What this member sends to `receiver` (sender side: no tasks).
-  Exchange plan_send(int receiver) const {
-    return plan_exchange(pattern_, partition_, receiver, rank_, false);
-  }
-  /// What this member receives from `source`, with the tasks that consume it.
-  Exchange plan_receive(int source) const {
-    return plan_exchange(pattern_, partition_, rank_, source, true);
-  }
-
-  /// Packs the wire rows of `ex` (each needed (kv head, row) once) from local
-  /// K/V [B, n, Hkv, D] into `wire` [2, B, ex.rows, D].
-  void pack(const ExecSpace &exec, const InTensor4 &k, const InTensor4 &v, const Exchange &ex,
-            const Tensor4<Scalar, memory_space> &wire) const {
-    auto runs = to_device<PackRun>(ex.pack, "ringattn::pack_runs");
+  /// Packs the wire rows of `hop` (each needed (kv head, row) once; `runs`
+  /// its pack runs) from K/V [B, n, Hkv, D] into `wire` [2, B, rows, D].
+  static void pack(const ExecSpace &exec, const InTensor4 &k, const InTensor4 &v,
+                   const Kokkos::View<const PackRun *, memory_space> &runs,
+                   const Tensor4<Scalar, memory_space> &wire) {
     pack_block<ExecSpace, Scalar>(exec, k, v, runs, wire);
   }
 
-  /// Expands a received wire [2, B, ex.rows, D] into the block the kernels
-  /// read [2, B, ex.block_rows, D] (only where ex.expands()).
-  void expand(const ExecSpace &exec, const ConstTensor4 &wire, const Exchange &ex,
-              const Tensor4<Scalar, memory_space> &block) const {
-    auto runs = to_device<ExpandRun>(ex.expand, "ringattn::expand_runs");
-    expand_block<ExecSpace, Scalar>(exec, wire, runs, ex.block_rows, block);
+  /// Expands a received wire [2, B, hop.rows, D] into the block the kernels
+  /// read [2, B, hop.block_rows, D] (only where hop.expands()).
+  static void expand(const ExecSpace &exec, const ConstTensor4 &wire,
+                     const HopSchedule<memory_space> &hop,
+                     const Tensor4<Scalar, memory_space> &block) {
+    expand_block<ExecSpace, Scalar>(exec, wire, hop.expand, hop.block_rows, block);
   }
 
   /// Attends the local queries to the keys of `kv` (a packed block, or a
-  /// member's K/V in place for tasks made by read_keys_in_place) under the
-  /// tasks of `ex`, merging into (o, lse); one launch per branch, whose
-  /// tasks touch disjoint rows.
+  /// member's K/V in place for a schedule whose tasks read it in place)
+  /// under the branch schedules of `hop`, merging into (o, lse); one launch
+  /// per branch, whose tasks touch disjoint rows.
   /// With `between` (the MPI ring's message progress), each branch's work
   /// items are launched in chunks and `between` runs after each chunk, so
   /// pending messages move while the block is computed (an MPI progresses
   /// large messages only inside MPI calls).
   void consume(const ExecSpace &exec, const InTensor4 &q,
-               const KeyValueRows<memory_space, Scalar> &kv, const Exchange &ex,
+               const KeyValueRows<memory_space, Scalar> &kv, const HopSchedule<memory_space> &hop,
                const Tensor4<Acc, memory_space> &o, const Tensor3<Acc, memory_space> &lse,
                const std::function<void()> &between = {}, std::int64_t o_row0 = 0) const {
-    for (const auto &branch_tasks : ex.tasks) {
-      if (branch_tasks.empty()) continue;
-      const std::vector<WorkItem> items = make_work_items(branch_tasks, tiling_.q_tile);
-      auto tasks_d = to_device<BlockTask>(branch_tasks, "ringattn::tasks");
-      auto items_d = to_device<WorkItem>(items, "ringattn::items");
-      const std::int64_t num_items = std::int64_t(items.size());
+    for (const BranchSchedule<memory_space> &branch : hop.branches) {
+      const std::int64_t num_items = std::int64_t(branch.items.extent(0));
+      if (num_items == 0) continue;
       // Chunks of at least 4 items per thread (the tail of a chunk idles
       // threads), at most max_progress_chunks per branch.
       const std::int64_t chunk =
@@ -150,8 +174,8 @@ public:
               : num_items;
       for (std::int64_t i0 = 0; i0 < num_items; i0 += chunk) {
         const Kokkos::View<const WorkItem *, memory_space> part =
-            Kokkos::subview(items_d, Kokkos::make_pair(i0, std::min(num_items, i0 + chunk)));
-        block_attention<ExecSpace, Scalar>(exec, q, kv, tasks_d, part, o, lse, scale_,
+            Kokkos::subview(branch.items, Kokkos::make_pair(i0, std::min(num_items, i0 + chunk)));
+        block_attention<ExecSpace, Scalar>(exec, q, kv, branch.tasks, part, o, lse, scale_,
                                            pattern_.causal, tiling_, o_row0);
         if (between) {
           exec.fence();
@@ -161,56 +185,33 @@ public:
     }
   }
 
-  /// Whether every block this member receives from another is empty (its
-  /// own is then its only one: a LongNet member whose share holds whole
-  /// segments, for one).
-  bool receives_only_own() const {
-    for (int j = 0; j < partition_.members; ++j)
-      if (j != rank_ && !plan_exchange(pattern_, partition_, rank_, j, false).empty()) return false;
-    return true;
-  }
-
-  /// 16-bit storage, for a member whose only block is `ex` (receives_only_own):
-  /// consumes it chunk by chunk of `chunk` rows (running_o_chunk_rows) over each row range in
-  /// `rows` (the rows tasks index), each chunk's running O in float in
-  /// `o_chunk` (at least B * chunk * H * D values) and rounded into `o` when
-  /// the chunk is done. The float O is then one chunk, not the member's rows.
-  /// LSE must have been reset.
-  void consume_in_chunks(const ExecSpace &exec, const InTensor4 &q,
-                         const KeyValueRows<memory_space, Scalar> &kv, const Exchange &ex,
-                         const std::vector<Range> &rows, std::int64_t chunk,
-                         const Kokkos::View<Acc *, memory_space> &o_chunk,
-                         const Tensor4<Scalar, memory_space> &o,
-                         const Tensor3<Acc, memory_space> &lse,
-                         const std::function<void()> &between = {}) const {
+  /// 16-bit storage, for a member whose own block is its only one
+  /// (MemberSchedule::receives_only_own): consumes it chunk by chunk of
+  /// rows (`chunks`, whose rows are `chunk_rows`), each chunk's running O in
+  /// float in `o_chunk` (at least B * rows * H * D values of the largest
+  /// chunk) and rounded into `o` when the chunk is done. The float O is
+  /// then one chunk, not the member's rows. LSE must have been reset.
+  void consume_in_chunks(
+      const ExecSpace &exec, const InTensor4 &q, const KeyValueRows<memory_space, Scalar> &kv,
+      const std::vector<HopSchedule<memory_space>> &chunks, const std::vector<Range> &chunk_rows,
+      const Kokkos::View<Acc *, memory_space> &o_chunk, const Tensor4<Scalar, memory_space> &o,
+      const Tensor3<Acc, memory_space> &lse, const std::function<void()> &between = {}) const {
     const std::int64_t B = std::int64_t(o.extent(0)), H = std::int64_t(o.extent(2)),
                        D = std::int64_t(o.extent(3));
-    chunk = std::max<std::int64_t>(chunk, 1);
-    for (const Range &range : rows)
-      for (std::int64_t r0 = range.begin; r0 < range.end; r0 += chunk) {
-        const std::int64_t r1 = std::min(range.end, r0 + chunk);
-        const auto window = wrap_view<Tensor4<Acc, memory_space>>(o_chunk.data(), B, r1 - r0, H, D);
-        Kokkos::deep_copy(exec, window, Acc(0));
-        consume(exec, q, kv, tasks_in_rows(ex, r0, r1), window, lse, between, r0);
-        to_storage(exec, window, Range{0, r1 - r0}, o, r0);
-      }
+    for (std::size_t c = 0; c < chunks.size(); ++c) {
+      const Range rows = chunk_rows[c];
+      const auto window =
+          wrap_view<Tensor4<Acc, memory_space>>(o_chunk.data(), B, rows.size(), H, D);
+      Kokkos::deep_copy(exec, window, Acc(0));
+      consume(exec, q, kv, chunks[c], window, lse, between, rows.begin);
+      to_storage(exec, window, Range{0, rows.size()}, o, rows.begin);
+    }
   }
 
   /// At most this many launches per branch and hop when progressing messages.
   static constexpr std::int64_t max_progress_chunks = 64;
 
 private:
-  template <class T>
-  static Kokkos::View<const T *, memory_space> to_device(const std::vector<T> &host,
-                                                         const char *label) {
-    Kokkos::View<T *, memory_space> dev(
-        Kokkos::view_alloc(std::string(label), Kokkos::WithoutInitializing), host.size());
-    Kokkos::View<const T *, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> src(
-        host.data(), host.size());
-    Kokkos::deep_copy(dev, src);
-    return dev;
-  }
-
   Pattern pattern_;
   Partition partition_;
   int rank_;
