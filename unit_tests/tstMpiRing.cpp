@@ -2,7 +2,8 @@
 // equals the single-member run within 1e-5 and the float64 reference within
 // 2e-5, for dense, dilated (both mixings), causal and GQA problems, both
 // partitions, overlap on and off, and on a sub-communicator; a plan made once
-// gives the same results bitwise, pass after pass, allocating nothing.
+// gives the same results bitwise, pass after pass, allocating nothing (and
+// in host memory holding no send buffer: wires go from K and V in place).
 #include <catch2/catch.hpp>
 
 #include "RingAttn_MpiTestCase.hpp"
@@ -254,6 +255,10 @@ TEST_CASE("MPI plan: one communicator duplicate, reused buffers, the planless re
       CHECK(same_bits(dk, dk_own));
       CHECK(same_bits(dv, dv_own));
     }
+
+    // host memory: wires go from K and V in place, no send buffer
+    if constexpr (Details::sends_in_place<Mem>)
+      CHECK(plan.schedule().send.device.capacity_bytes() == 0);
 
     // a plan for another head dim is refused on every rank
     const auto wrong = attention.make_plan(MPI_COMM_WORLD, p.B, p.D + 1);

@@ -206,7 +206,9 @@ public:
                      const OutTensor4 &dv) const {
     check_backward_shapes(q, k, v, o, lse, dout, dq, dk, dv, pattern_.seq_len);
     check_tiling(tiling(q.extent(3)), std::int64_t(q.extent(3)));
-    const Plan plan = make_plan(std::int64_t(q.extent(0)), std::int64_t(q.extent(3)), exec);
+    // the backward's schedule alone (no forward runs on this plan)
+    const Plan plan = build_plan(Details::RingKind::in_memory, std::int64_t(q.extent(0)),
+                                 std::int64_t(q.extent(3)), exec, true);
     return Details::run_simulated_backward<ExecSpace, Scalar>(
         exec, plan.schedule(), q, k, v, o, lse, dout, dq, dk, dv, options_.progress);
   }
@@ -342,7 +344,7 @@ private:
         comm, "ringattn::RingAttention::backward", q.extent(0), q.extent(3), settings,
         [&](std::int64_t rows) { check_backward_shapes(q, k, v, o, lse, dout, dq, dk, dv, rows); });
     const Plan plan = build_mpi_plan(comm, std::int64_t(q.extent(0)), std::int64_t(q.extent(3)),
-                                     settings.overlap, exec);
+                                     settings.overlap, exec, true);
     return backward_mpi(plan, q, k, v, o, lse, dout, dq, dk, dv, settings, exec, false);
   }
 
@@ -427,9 +429,10 @@ private:
 
 #ifdef RINGATTN_ENABLE_MPI
   /// This rank's plan of the MPI ring over `comm` (collective: MPI_Comm_dup),
-  /// its arguments already agreed on.
+  /// its arguments already agreed on; where `deferred`, the schedules are
+  /// built by the first pass that needs them.
   Plan build_mpi_plan(MPI_Comm comm, std::int64_t batch, std::int64_t head_dim, bool overlap,
-                      const ExecSpace &exec) const {
+                      const ExecSpace &exec, bool deferred = false) const {
     int P = 1, p = 0;
     MPI_Comm_size(comm, &P);
     MPI_Comm_rank(comm, &p);
@@ -445,13 +448,13 @@ private:
       delete c;
     });
     schedule->ranks = {p};
-    schedule->build_forward(exec);
+    if (!deferred) schedule->build_forward(exec); // else by the first pass that needs it
     return Plan(schedule);
   }
 #endif
 
-  /// A simulated ring's plan: every member's hops (built later by the
-  /// runner where `deferred`).
+  /// A simulated ring's plan: every member's hops (where `deferred`, built
+  /// by the first pass that needs them).
   Plan build_plan(Details::RingKind kind, std::int64_t batch, std::int64_t head_dim,
                   const ExecSpace &exec, bool deferred = false) const {
     const Partition partition(options_.partition, pattern_.seq_len, options_.members);

@@ -353,11 +353,15 @@ MemberMemoryModel build_model(const PlanProblem &pp, std::int64_t n, const Excha
   m.lse = sat_prod({B, H, n, acc_bytes});
   const std::int64_t block_bytes = sat_prod({2, B, D, s});
   m.block_rows = e.block_rows;
-  // mpi: two receive wires, a send wire and an expanded block; the
-  // simulated ring reads every source's K/V in place (none)
+  // mpi: two receive wires, a send wire (none where MPI reads K and V in
+  // place) and an expanded block; the simulated ring reads every source's
+  // K/V in place (none)
+  const std::int64_t send_rows =
+      ringattn::Details::sends_in_place<Kokkos::DefaultExecutionSpace::memory_space> ? 0
+                                                                                     : e.send_rows;
   m.blocks =
       mpi ? sat_mul(block_bytes,
-                    sat_add(sat_add(sat_add(e.recv_rows_at[0], e.recv_rows_at[1]), e.send_rows),
+                    sat_add(sat_add(sat_add(e.recv_rows_at[0], e.recv_rows_at[1]), send_rows),
                             e.expand_rows))
           : 0;
   const int d = int(std::min<std::int64_t>(D, INT32_MAX));

@@ -173,11 +173,15 @@ void print_memory_table(std::ostream &out, const MemberMemoryModel &m, const Exc
                            : "[B, n, H, D], and a float copy while running",
       m.o);
   add("LSE", pp.scalar_bytes < 4 ? "[B, H, n], float" : "[B, H, n]", m.lse);
-  // mpi: two wires received, one sent, and the block the kernels read where
-  // it is not a wire (rows read more than once); own rows are read in place
+  // mpi: two wires received, one sent (from K and V in place where MPI reads
+  // host memory), and the block the kernels read where it is not a wire
+  // (rows read more than once); own rows are read in place
   add("K/V blocks",
-      mpi ? "[2, B, " + R + ", D] received, [2, B, " + std::to_string(e.send_rows) +
-                ", D] sent, [2, B, " + std::to_string(e.expand_rows) + ", D] expanded"
+      mpi ? "[2, B, " + R + ", D] received, " +
+                (ringattn::Details::sends_in_place<Kokkos::DefaultExecutionSpace::memory_space>
+                     ? std::string("sent in place, ")
+                     : "[2, B, " + std::to_string(e.send_rows) + ", D] sent, ") +
+                "[2, B, " + std::to_string(e.expand_rows) + ", D] expanded"
           : "none (K/V read in place)",
       m.blocks);
   add("tiles",

@@ -10,12 +10,12 @@
 //     the member: its own block is then its only one);
 //   - K/V blocks [2, B, rows, D]: none in the simulated ring, whose kernels
 //     read the source's K and V in place; in the MPI ring two receive wires
-//     and a send wire (unique (kv head, position) rows; the two receive
-//     buffers alternate between odd and even steps, each sized to the
-//     largest wire of its steps; the member's own K/V is read in place, so
-//     a member whose hops are all skipped holds no block) plus one expanded
-//     block (rows: the largest block that is not its wire; none for dense
-//     attention);
+//     (unique (kv head, position) rows; they alternate between odd and even
+//     steps, each sized to the largest wire of its steps; the member's own
+//     K/V is read in place, so a member whose hops are all skipped holds no
+//     block), a send wire only in device memory (host memory sends from K
+//     and V in place: sends_in_place), and one expanded block (rows: the
+//     largest block that is not its wire; none for dense attention);
 //   - the block kernel's per-team tiles, one team per thread;
 //   - the schedule that the ring's plan (RingAttn_RingPlan.hpp) holds: the
 //     tasks and work items of every hop the member receives, built once
@@ -26,6 +26,7 @@
 
 #include <kernels/detail/RingAttn_BlockKernel.hpp>
 #include <ring/detail/RingAttn_Exchange.hpp>
+#include <ring/detail/RingAttn_RingMember.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -117,7 +118,11 @@ inline MemberMemoryModel model_member_memory(const Pattern &pattern, const Parti
   m.lse = batch * H * n * acc_bytes;
   const std::int64_t block_bytes = 2 * batch * D * scalar_bytes;
   m.block_rows = e.block_rows;
-  m.blocks = mpi ? block_bytes * (e.receive_buffer_rows() + e.send_rows + e.expand_rows) : 0;
+  // the send wire: none where MPI reads K and V in place (judged for the
+  // default execution space's memory, as the driver runs)
+  const std::int64_t send_rows =
+      Details::sends_in_place<Kokkos::DefaultExecutionSpace::memory_space> ? 0 : e.send_rows;
+  m.blocks = mpi ? block_bytes * (e.receive_buffer_rows() + send_rows + e.expand_rows) : 0;
   m.tiles =
       std::int64_t(threads) *
       std::int64_t(Details::BlockAttentionFunctor<Kokkos::DefaultHostExecutionSpace,

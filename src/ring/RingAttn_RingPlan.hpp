@@ -61,6 +61,10 @@ struct MemberSchedule {
   /// chunk; `chunk_rows` the rows of each.
   std::vector<HopSchedule<MemorySpace>> chunks;
   std::vector<Range> chunk_rows;
+  /// MPI backward: the member's own block in two parts of about equal
+  /// pairs, computed first and last in the pass (the first hides step 1's
+  /// wire, the last the partials of step P - 1, which else nothing hides).
+  std::vector<HopSchedule<MemorySpace>> own_parts;
 };
 
 /// What a plan holds; the ring runners (ring/detail) read and fill it.
@@ -98,11 +102,19 @@ struct RingSchedule {
   std::vector<int> ranks;
   bool forward_built = false;
 
-  /// Builds every member's forward schedule, once (make_plan).
+  /// Builds every member's forward schedule, once (make_plan, and the
+  /// first forward on a plan that a backward built): all of it or, if a
+  /// throw comes first, none.
   void build_forward(const ExecSpace &exec) {
     if (forward_built) return;
+    std::vector<MemberSchedule<memory_space>> built;
+    for (const int p : ranks) built.push_back(make_member(exec, p));
+    for (std::size_t i = 0; i < members.size() && i < built.size(); ++i) { // a backward's
+      built[i].backward = std::move(members[i].backward);
+      built[i].own_parts = std::move(members[i].own_parts);
+    }
+    members = std::move(built);
     forward_built = true;
-    for (const int p : ranks) members.push_back(make_member(exec, p));
   }
 
   /// Member p's forward hops. The simulated ring over a MemberIO builds one
@@ -128,10 +140,7 @@ struct RingSchedule {
       // own block in the MPI ring
       if (kind != RingKind::mpi || s == 0) read_keys_in_place(ex, kind == RingKind::in_memory);
       m.forward.push_back(make_hop_schedule<memory_space>(exec, ex, tiling, ScheduleUse::forward));
-      if (kind == RingKind::mpi) {
-        const Exchange out = plan_exchange(pattern, partition, (p + s) % R, p, false);
-        m.send.push_back(make_hop_schedule<memory_space>(exec, out, tiling, ScheduleUse::forward));
-      }
+      if (kind == RingKind::mpi) m.send.push_back(send_hop(exec, p, s));
     }
     if (is_16bit_storage_v<Scalar> && m.receives_only_own) {
       // the float running O a chunk of rows at a time (chunks with no task
@@ -160,35 +169,72 @@ struct RingSchedule {
   }
 
   /// Builds the backward's schedules once (the first backward pass, before
-  /// its ring loop): block rows, the dK/dV key work, and for the simulated
-  /// ring pack runs by position (it packs from whole-sequence K/V).
+  /// its ring loop): block rows, the dK/dV key work, for the simulated ring
+  /// pack runs by position (it packs from whole-sequence K/V), for the MPI
+  /// ring the own block in two parts (own_parts, in place of step 0) and the
+  /// sends where no forward built them. All of it or, if a throw comes
+  /// first, none.
   void build_backward(const ExecSpace &exec) {
     if (has_backward) return;
     const int R = partition.members;
-    for (auto &m : members) {
+    std::vector<MemberSchedule<memory_space>> built = members;
+    if (built.empty()) // no forward on this plan: the members' rows alone
+      for (const int p : ranks) {
+        built.emplace_back();
+        built.back().rank = p;
+      }
+    for (auto &m : built) {
+      std::vector<HopSchedule<memory_space>> backward, own_parts, send;
       for (int s = 0; s < R; ++s) {
         const int source = (m.rank - s + R) % R;
         const Exchange ex = plan_exchange(pattern, partition, m.rank, source, true);
-        if (kind == RingKind::mpi) {
-          m.backward.push_back(
-              make_hop_schedule<memory_space>(exec, ex, tiling, ScheduleUse::backward));
-        } else {
+        if (kind != RingKind::mpi) {
           std::vector<PackRun> by_position = ex.pack;
           for (PackRun &run : by_position)
             run.src_row0 = partition.global_position(source, run.src_row0);
-          m.backward.push_back(make_hop_schedule<memory_space>(
-              exec, ex, tiling, ScheduleUse::backward, &by_position));
+          backward.push_back(make_hop_schedule<memory_space>(exec, ex, tiling,
+                                                             ScheduleUse::backward, &by_position));
+          continue;
+        }
+        if (m.send.empty()) send.push_back(send_hop(exec, m.rank, s));
+        if (s > 0) {
+          backward.push_back(
+              make_hop_schedule<memory_space>(exec, ex, tiling, ScheduleUse::backward));
+          continue;
+        }
+        backward.emplace_back(); // step 0 runs as own_parts
+        const std::int64_t n = partition.local_size(m.rank);
+        const std::int64_t split = balanced_row_split(ex, n, pattern.causal);
+        for (const Range rows : {Range{0, split}, Range{split, n}}) {
+          Exchange part = ex;
+          part.tasks = tasks_in_rows(ex, rows.begin, rows.end).tasks;
+          own_parts.push_back(
+              make_hop_schedule<memory_space>(exec, part, tiling, ScheduleUse::backward));
         }
       }
+      m.backward = std::move(backward);
+      m.own_parts = std::move(own_parts);
+      if (!send.empty()) m.send = std::move(send);
     }
+    members = std::move(built);
     has_backward = true;
+  }
+
+  /// MPI: what member p sends p + s at step s (its wire rows and pack
+  /// runs); nothing at step 0, whose block is read in place.
+  HopSchedule<memory_space> send_hop(const ExecSpace &exec, int p, int s) const {
+    if (s == 0) return {};
+    const int R = partition.members;
+    return make_hop_schedule<memory_space>(exec,
+                                           plan_exchange(pattern, partition, (p + s) % R, p, false),
+                                           tiling, ScheduleUse::forward);
   }
 
   /// Bytes of the schedules held (device lists and host task copies).
   std::int64_t schedule_bytes() const {
     std::int64_t b = 0;
     for (const auto &m : members)
-      for (const auto *list : {&m.forward, &m.backward, &m.send, &m.chunks})
+      for (const auto *list : {&m.forward, &m.backward, &m.send, &m.chunks, &m.own_parts})
         for (const auto &hop : *list) b += hop.bytes();
     return b;
   }

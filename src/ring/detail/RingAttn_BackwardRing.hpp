@@ -347,7 +347,10 @@ run_simulated_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar> &p
 /// (non-blocking, the next step's wires in flight while this one computes);
 /// the wire partial dK/dV of the wire from p - s goes back to it, and the
 /// partial of p's wire comes back from p + s, added once step s + 1 has
-/// been computed (its messages overlap that compute), in step order.
+/// been computed (its messages overlap that compute), in step order. The
+/// member's own block is computed in two parts, one at each end of the
+/// pass, so the last step's partials travel while the second part is
+/// computed.
 template <class ExecSpace, class Scalar>
 RingStats run_mpi_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar> &plan,
                            const MpiRingSettings &options, const InView<ExecSpace, Scalar> &q,
@@ -420,11 +423,7 @@ RingStats run_mpi_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar
     st.buffer = &recv[s % 2];
     const HopSchedule<Mem> &out = me.send[std::size_t(s)];
     if (!out.empty() && !options.skip_messages) {
-      send.shape(batch, out.rows, dim);
-      member.pack(exec, k, v, out.pack, send.block);
-      exec.fence();
-      send.to_host();
-      start_message(true, send.mpi_data(), count_of(out.rows), type, dst, s, ring, &st.req[1]);
+      send_wire(exec, k, v, out, send, dst, s, ring, &st.req[1]);
       stats.bytes_sent[p] += count_of(out.rows) * std::int64_t(sizeof(Scalar));
     }
     if (!st.hop->empty()) {
@@ -456,9 +455,10 @@ RingStats run_mpi_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar
     ps.active = false;
   };
 
-  // Step 0: the member's own block (its wire is its block).
+  // Step 0: the first part of the member's own block (its wire is its
+  // block); the second part comes after the last step (own_parts).
   Step current;
-  current.hop = &me.backward[0];
+  current.hop = &me.own_parts[0];
   current.buffer = &recv[0];
   current.buffer->shape(batch, current.hop->rows, dim);
   Step pending;
@@ -471,6 +471,7 @@ RingStats run_mpi_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar
     if (previous.active) MPI_Testall(2, previous.req, &done, MPI_STATUSES_IGNORE);
   };
   if (!current.hop->empty()) member.pack(exec, k, v, current.hop->pack, current.buffer->block);
+  exec.fence(); // MPI reads K and V in place (sends_in_place)
   for (int s = 0; s < P; ++s) {
     if (s > 0) {
       if (!options.overlap) pending = post(s);
@@ -525,9 +526,33 @@ RingStats run_mpi_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar
       finish(previous); // step s - 1's partials, before step s's: fixed order
       previous = ps;
     }
-    if (progress) progress(RingProgress{p, P, s + 1, P});
+    // the last step is done with the own block's second part, below
+    if (progress && s + 1 < P) progress(RingProgress{p, P, s + 1, P});
+  }
+  // The own block's second part while the last step's partials travel
+  // (else they would return after the last compute, with nothing to hide
+  // them). Every wire has arrived, so recv[0] is free for the own block
+  // again; part_send[P % 2] held step P - 2's partial, which has been sent.
+  const HopSchedule<Mem> &own_last = me.own_parts[1];
+  if (!own_last.empty()) {
+    Buffer &own_block = recv[0];
+    own_block.shape(batch, own_last.rows, dim);
+    member.pack(exec, k, v, own_last.pack, own_block.block);
+    PartialBuffer &mine = part_send[P % 2];
+    mine.shape(batch, own_last.rows, dim);
+    exec.fence();
+    Kokkos::Timer timer;
+    const bool in_flight = previous.active && (previous.req[0] != MPI_REQUEST_NULL ||
+                                               previous.req[1] != MPI_REQUEST_NULL);
+    member.consume(exec, BackwardViews<ExecSpace, Scalar>{q, dout, lse, delta, own_block.block},
+                   own_last, dq_acc, mine.block, plan.block_partial,
+                   in_flight ? progress_messages : std::function<void()>{});
+    member.accumulate(exec, mine.block, own_last.pack, dk_acc, dv_acc);
+    exec.fence();
+    stats.compute_seconds[p] += timer.seconds();
   }
   finish(previous);
+  if (progress) progress(RingProgress{p, P, P, P});
   if constexpr (!std::is_same_v<Acc, Scalar>) {
     const std::int64_t nq = dq.span(), nk = dk.span();
     auto dqs = dq;

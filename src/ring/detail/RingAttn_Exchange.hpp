@@ -344,6 +344,39 @@ inline Exchange tasks_in_rows(const Exchange &ex, std::int64_t row_begin, std::i
   return out;
 }
 
+/// Kept (query, key) pairs of the tasks of `ex` whose queries lie in rows
+/// [0, row_end), causal masking counted.
+inline double pairs_below_row(const Exchange &ex, std::int64_t row_end, bool causal) {
+  double pairs = 0;
+  for (const auto &branch_tasks : tasks_in_rows(ex, 0, row_end).tasks)
+    for (const BlockTask &task : branch_tasks)
+      for (int r = 0; r < task.num_key_runs; ++r) {
+        const KeyRun &run = task.key_runs[r];
+        if (!causal) {
+          pairs += double(task.q_count) * double(run.count);
+          continue;
+        }
+        for (std::int64_t i = 0; i < task.q_count; ++i) { // keys at or before the query
+          const std::int64_t qpos = task.q_pos0 + i * task.stride;
+          if (qpos >= run.pos0)
+            pairs += double(std::min(run.count, (qpos - run.pos0) / task.stride + 1));
+        }
+      }
+  return pairs;
+}
+
+/// The row that cuts the queries of `ex` (rows [0, rows)) into two parts of
+/// about equal kept pairs (bisection on pairs_below_row).
+inline std::int64_t balanced_row_split(const Exchange &ex, std::int64_t rows, bool causal) {
+  const double half = pairs_below_row(ex, rows, causal) / 2;
+  std::int64_t lo = 0, hi = rows;
+  while (hi - lo > 1) {
+    const std::int64_t mid = lo + (hi - lo) / 2;
+    (pairs_below_row(ex, mid, causal) < half ? lo : hi) = mid;
+  }
+  return rows <= 1 ? rows : hi;
+}
+
 /// Tiles of q_tile queries of every task: the block kernel's work items.
 inline std::vector<WorkItem> make_work_items(const std::vector<BlockTask> &tasks, int q_tile) {
   std::vector<WorkItem> items;

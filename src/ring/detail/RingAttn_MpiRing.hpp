@@ -9,9 +9,13 @@
 // Non-blocking and double-buffered: the messages of step s + 1 are in
 // flight while step s is computed, and MPI_Testall between chunks of the
 // block kernel moves them (Open MPI's TCP transport, for one, progresses a
-// large message only inside MPI calls). Device buffers are staged through the host
-// (the MPI need not be CUDA-aware), unless RingAttn was configured with
-// RingAttn_ENABLE_CUDA_AWARE_MPI, which hands MPI the device buffers.
+// large message only inside MPI calls). In host memory a wire is sent from
+// the caller's K and V in place, through a derived datatype over their rows
+// (no send buffer, no pack kernel). Device buffers are packed and staged
+// through the host (the MPI need not be CUDA-aware), unless RingAttn was
+// configured with RingAttn_ENABLE_CUDA_AWARE_MPI, which hands MPI the device
+// buffers. The schedule, the buffers and the private communicator come from
+// the plan (ring/RingAttn_RingPlan.hpp).
 
 #include <RingAttn_Config.hpp>
 #include <api/RingAttn_Options.hpp>
@@ -27,6 +31,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace ringattn::Details {
 
@@ -65,6 +70,54 @@ inline MPI_Datatype contiguous_type(std::int64_t count, MPI_Datatype base,
   return out;
 }
 
+/// The wire of `runs` (pack runs in wire-row order, each `count` rows of kv
+/// head `kv_head` from local row `src_row0`, `stride` rows apart) read in
+/// place from K and V [B, n, Hkv, D] (head dim contiguous): a struct over
+/// absolute addresses (send from MPI_BOTTOM) whose type map is the wire
+/// [2, B, rows, D] in order, K then V, batch entry by batch entry, run by
+/// run. Free with MPI_Type_free (a pending send keeps it).
+template <class Scalar, class InView, class Runs>
+MPI_Datatype wire_in_place_type(const InView &k, const InView &v, const Runs &runs,
+                                std::int64_t batch, std::int64_t dim) {
+  const MPI_Datatype base = mpi_type<Scalar>();
+  const std::int64_t num_runs = std::int64_t(runs.extent(0));
+  // one type per run: `count` rows of D values, `stride` rows apart
+  std::vector<MPI_Datatype> run_types(std::size_t(num_runs) * 2);
+  for (std::int64_t r = 0; r < num_runs; ++r)
+    for (int kv = 0; kv < 2; ++kv) {
+      const InView &t = kv == 0 ? k : v;
+      const MPI_Aint row_pitch = MPI_Aint(t.stride_1() * sizeof(Scalar));
+      if (runs(r).count > INT_MAX || dim > INT_MAX) {
+        for (std::int64_t f = 0; f < 2 * r + kv; ++f) MPI_Type_free(&run_types[std::size_t(f)]);
+        throw std::length_error("ringattn: a pack run too long for one MPI datatype");
+      }
+      MPI_Type_create_hvector(int(runs(r).count), int(dim), MPI_Aint(runs(r).stride) * row_pitch,
+                              base, &run_types[std::size_t(2 * r + kv)]);
+    }
+  const std::int64_t entries = 2 * batch * num_runs;
+  if (entries > INT_MAX) {
+    for (MPI_Datatype &t : run_types) MPI_Type_free(&t);
+    throw std::length_error("ringattn: a wire of too many runs for MPI");
+  }
+  const std::size_t count = std::size_t(entries);
+  std::vector<int> lengths(count, 1);
+  std::vector<MPI_Aint> addresses(count);
+  std::vector<MPI_Datatype> types(count);
+  std::size_t e = 0;
+  for (int kv = 0; kv < 2; ++kv)
+    for (std::int64_t b = 0; b < batch; ++b)
+      for (std::int64_t r = 0; r < num_runs; ++r, ++e) {
+        const InView &t = kv == 0 ? k : v;
+        MPI_Get_address(&t(b, runs(r).src_row0, runs(r).kv_head, 0), &addresses[e]);
+        types[e] = run_types[std::size_t(2 * r + kv)];
+      }
+  MPI_Datatype wire;
+  MPI_Type_create_struct(int(entries), lengths.data(), addresses.data(), types.data(), &wire);
+  MPI_Type_commit(&wire);
+  for (MPI_Datatype &t : run_types) MPI_Type_free(&t);
+  return wire;
+}
+
 /// Starts a non-blocking send (`is_send`) or receive of `count` values of
 /// `base` on `comm`: past MPI's int count, as one element of a datatype
 /// that spans them.
@@ -81,6 +134,30 @@ inline void start_message(bool is_send, void *data, std::int64_t count, MPI_Data
   else
     MPI_Irecv(data, c, t, peer, tag, comm, req);
   if (t != base) MPI_Type_free(&t); // a pending message keeps it alive
+}
+
+/// Starts sending the wire of `out` (a send hop of the plan) from K and V:
+/// in place where MPI reads the memory from the host (sends_in_place),
+/// else packed into `send` (staged through the host where it must be).
+template <class ExecSpace, class Scalar, class InView>
+void send_wire(const ExecSpace &exec, const InView &k, const InView &v,
+               const HopSchedule<typename ExecSpace::memory_space> &out,
+               MessageBuffer<Scalar, typename ExecSpace::memory_space> &send, int dst, int tag,
+               MPI_Comm comm, MPI_Request *req) {
+  using Mem = typename ExecSpace::memory_space;
+  const std::int64_t batch = std::int64_t(k.extent(0)), dim = std::int64_t(k.extent(3));
+  if constexpr (sends_in_place<Mem>) {
+    MPI_Datatype wire = wire_in_place_type<Scalar>(k, v, out.pack, batch, dim);
+    MPI_Isend(MPI_BOTTOM, 1, wire, dst, tag, comm, req);
+    MPI_Type_free(&wire); // the pending send keeps it
+  } else {
+    send.shape(batch, out.rows, dim);
+    RingMember<ExecSpace, Scalar>::pack(exec, k, v, out.pack, send.block);
+    exec.fence();
+    send.to_host();
+    start_message(true, send.mpi_data(), 2 * batch * out.rows * dim, mpi_type<Scalar>(), dst, tag,
+                  comm, req);
+  }
 }
 
 /// The MPI ring's forward on `plan` (kind mpi: this rank's hops, its
@@ -100,6 +177,7 @@ RingStats run_mpi_ring(
   using Mem = typename ExecSpace::memory_space;
   using Acc = accumulate_t<Scalar>;
   const MPI_Comm ring = *plan.comm; // private tag space
+  plan.build_forward(exec);         // where a backward made the plan
   const int P = plan.partition.members;
   MemberSchedule<Mem> &me = plan.members.front();
   const int p = me.rank;
@@ -149,11 +227,7 @@ RingStats run_mpi_ring(
     st.buffer = &recv[s % 2];
     const HopSchedule<Mem> &out = me.send[std::size_t(s)];
     if (!out.empty() && !options.skip_messages) {
-      send.shape(batch, out.rows, dim);
-      RingMember<ExecSpace, Scalar>::pack(exec, k, v, out.pack, send.block);
-      exec.fence();
-      send.to_host();
-      start_message(true, send.mpi_data(), count_of(out.rows), type, dst, s, ring, &st.req[1]);
+      send_wire(exec, k, v, out, send, dst, s, ring, &st.req[1]);
       // bytes of the wire: unique rows, not the expanded block
       stats.bytes_sent[p] += count_of(out.rows) * std::int64_t(sizeof(Scalar));
     }
@@ -168,6 +242,9 @@ RingStats run_mpi_ring(
     return st;
   };
 
+  // K and V are read by MPI in place (sends_in_place): the caller's work on
+  // its instance must be done
+  exec.fence();
   using KV = KeyValueRows<Mem, Scalar>;
   // Step 0, the member's own rows: read in place from its K and V (no copy,
   // no buffer; the receive buffers hold only rows that crossed).

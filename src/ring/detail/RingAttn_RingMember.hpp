@@ -44,6 +44,13 @@ private:
   Kokkos::View<Scalar *, MemorySpace> storage_;
 };
 
+/// Whether a wire is sent from the caller's K and V in place (a derived
+/// datatype over their rows: no send buffer, no pack kernel): where MPI can
+/// read the memory directly from the host.
+template <class MemorySpace>
+inline constexpr bool sends_in_place =
+    Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemorySpace>::accessible;
+
 /// A block buffer plus, where the memory space is not host accessible and the
 /// MPI is not CUDA-aware, a host staging copy that MPI reads and writes (the
 /// MPI ring's messages; both grow only).

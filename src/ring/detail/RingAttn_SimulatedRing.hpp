@@ -160,6 +160,7 @@ RingStats run_simulated_ring_in_place(
     const ProgressCallback &progress = {}) {
   using Mem = typename ExecSpace::memory_space;
   using Acc = accumulate_t<Scalar>;
+  plan.build_forward(exec); // where a backward made the plan
   const Partition &partition = plan.partition;
   const int R = partition.members;
   const std::int64_t batch = plan.batch, head_dim = plan.head_dim;
