@@ -4,6 +4,7 @@
 // reference.
 #include <catch2/catch.hpp>
 
+#include "RingAttn_AllocationCount.hpp"
 #include "RingAttn_TestCase.hpp"
 
 #include <cstdint>
@@ -14,26 +15,6 @@
 
 using namespace ringattn;
 using namespace ringattn::test;
-
-namespace {
-/// Bytes of the allocations whose label starts with "ringattn" (the
-/// library's own buffers; Kokkos' internal team scratch is not among them),
-/// and the largest one, while a Counting is alive.
-struct Counting {
-  static inline std::int64_t bytes = 0, largest = 0;
-  static void on_allocate(const Kokkos::Tools::SpaceHandle, const char *label, const void *,
-                          const std::uint64_t size) {
-    if (std::strncmp(label, "ringattn", 8) != 0) return;
-    bytes += std::int64_t(size);
-    largest = std::max(largest, std::int64_t(size));
-  }
-  Counting() {
-    bytes = largest = 0;
-    Kokkos::Tools::Experimental::set_allocate_data_callback(&on_allocate);
-  }
-  ~Counting() { Kokkos::Tools::Experimental::set_allocate_data_callback(nullptr); }
-};
-} // namespace
 
 TEST_CASE("the in-memory forward copies none of the caller's tensors", "[attention][memory]") {
   using Exec = Kokkos::DefaultHostExecutionSpace;
@@ -62,10 +43,10 @@ TEST_CASE("the in-memory forward copies none of the caller's tensors", "[attenti
       Tensor4<float, Mem> o("o", p.B, p.N, p.H, p.D);
       Tensor3<float, Mem> lse("lse", p.B, p.H, p.N);
       {
-        const Counting counting;
+        const AllocationCount counting;
         attention.forward(q, k, v, o, lse);
         // only the schedule of a hop (tasks, work items): well below one tensor
-        CHECK(Counting::largest < smallest_tensor / 8);
+        CHECK(AllocationCount::largest < smallest_tensor / 8);
       }
       double err = 0;
       for (std::size_t i = 0; i < o.size(); ++i)
@@ -78,9 +59,9 @@ TEST_CASE("the in-memory forward copies none of the caller's tensors", "[attenti
 
 TEST_CASE("allocation counting sees the library's buffers", "[attention][memory]") {
   // The counter itself: a labelled View of the library's kind is seen.
-  const Counting counting;
+  const AllocationCount counting;
   Kokkos::View<float *, Kokkos::HostSpace> buffer("ringattn::probe", 1000);
-  CHECK(Counting::bytes >= std::int64_t(1000 * sizeof(float)));
+  CHECK(AllocationCount::bytes >= std::int64_t(1000 * sizeof(float)));
 }
 
 TEST_CASE("forward reads Q, K and V as subviews of one packed projection", "[attention][memory]") {
@@ -113,9 +94,9 @@ TEST_CASE("forward reads Q, K and V as subviews of one packed projection", "[att
       Tensor4<float, Mem> o("o", p.B, p.N, p.H, p.D);
       Tensor3<float, Mem> lse("lse", p.B, p.H, p.N);
       {
-        const Counting counting;
+        const AllocationCount counting;
         attention.forward(q, k, v, o, lse);
-        CHECK(Counting::largest < smallest_tensor / 8);
+        CHECK(AllocationCount::largest < smallest_tensor / 8);
       }
       double err = 0;
       for (std::size_t i = 0; i < o.size(); ++i)

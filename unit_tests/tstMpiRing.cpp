@@ -6,6 +6,7 @@
 // in host memory holding no send buffer: wires go from K and V in place).
 #include <catch2/catch.hpp>
 
+#include "RingAttn_AllocationCount.hpp"
 #include "RingAttn_MpiTestCase.hpp"
 #include <ring/detail/RingAttn_Exchange.hpp>
 
@@ -178,20 +179,6 @@ TEST_CASE("MPI ring: wires holding rows read twice are expanded on arrival", "[m
 }
 
 namespace {
-/// Bytes allocated under a "ringattn" label while an MpiAllocationCount lives.
-struct MpiAllocationCount {
-  static inline std::int64_t count = 0;
-  static void on_allocate(const Kokkos::Tools::SpaceHandle, const char *label, const void *,
-                          const std::uint64_t) {
-    if (std::strncmp(label, "ringattn", 8) == 0) ++count;
-  }
-  MpiAllocationCount() {
-    count = 0;
-    Kokkos::Tools::Experimental::set_allocate_data_callback(&on_allocate);
-  }
-  ~MpiAllocationCount() { Kokkos::Tools::Experimental::set_allocate_data_callback(nullptr); }
-};
-
 template <class View>
 bool same_bits(const View &a, const View &b) {
   auto ha = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), a);
@@ -238,9 +225,9 @@ TEST_CASE("MPI plan: one communicator duplicate, reused buffers, the planless re
     attention.forward(MPI_COMM_WORLD, q, k, v, o_own, lse_own);
     attention.forward(plan, q, k, v, o, lse); // sizes the plan's buffers
     for (int pass = 0; pass < 2; ++pass) {
-      const MpiAllocationCount counting;
+      const AllocationCount counting;
       attention.forward(plan, q, k, v, o, lse);
-      CHECK(MpiAllocationCount::count == 0);
+      CHECK(AllocationCount::count == 0);
     }
     CHECK(plan.communicator() == ring); // duplicated once, at make_plan
     CHECK(same_bits(o, o_own));

@@ -6,6 +6,7 @@
 // refused.
 #include <catch2/catch.hpp>
 
+#include "RingAttn_AllocationCount.hpp"
 #include "RingAttn_BackwardCase.hpp"
 
 #include <cstdint>
@@ -17,22 +18,6 @@ using namespace ringattn;
 using namespace ringattn::test;
 
 namespace {
-
-/// Bytes allocated under a "ringattn" label while an AllocationCount lives.
-struct AllocationCount {
-  static inline std::int64_t bytes = 0, count = 0;
-  static void on_allocate(const Kokkos::Tools::SpaceHandle, const char *label, const void *,
-                          const std::uint64_t size) {
-    if (std::strncmp(label, "ringattn", 8) != 0) return;
-    bytes += std::int64_t(size);
-    ++count;
-  }
-  AllocationCount() {
-    bytes = count = 0;
-    Kokkos::Tools::Experimental::set_allocate_data_callback(&on_allocate);
-  }
-  ~AllocationCount() { Kokkos::Tools::Experimental::set_allocate_data_callback(nullptr); }
-};
 
 using Exec = Kokkos::DefaultHostExecutionSpace;
 using Mem = Exec::memory_space;
