@@ -7,6 +7,7 @@
 #include <Plan.hpp>
 
 #include <api/RingAttn_RingAttention.hpp>
+#include <model/RingAttn_RingModel.hpp>
 #include <ring/RingAttn_MemoryModel.hpp>
 #include <ring/detail/RingAttn_Exchange.hpp>
 
@@ -18,6 +19,11 @@
 
 using namespace ringattn;
 using namespace ringattn::driver;
+using ringattn::Details::ExchangeCount;
+using ringattn::Details::ExchangeCounter;
+using ringattn::Details::sat_add;
+using ringattn::Details::sat_mul;
+using ringattn::Details::saturated;
 
 namespace {
 
@@ -40,9 +46,9 @@ std::vector<Pattern> patterns(std::int64_t N, Shape s) {
   return v;
 }
 
-PlanProblem problem_of(const Pattern &pattern, PartitionKind kind, Tiling tiling, int threads,
-                       std::int64_t B = 2, std::int64_t D = 8, std::int64_t s = 4) {
-  PlanProblem pp;
+ModelProblem problem_of(const Pattern &pattern, PartitionKind kind, Tiling tiling, int threads,
+                        std::int64_t B = 2, std::int64_t D = 8, std::int64_t s = 4) {
+  ModelProblem pp;
   pp.pattern = pattern;
   pp.dense = false; // use the pattern as given (its seq_len is the one tested)
   pp.batch = B;
@@ -107,7 +113,7 @@ TEST_CASE("plan: memory model equals model_member_memory", "[plan]") {
           for (int P : {1, 2, 4}) {
             const Partition part(kind, N, P);
             for (std::int64_t bytes : {2, 4, 8}) {
-              const PlanProblem pp = problem_of(pattern, kind, tiling, 3, 2, 8, bytes);
+              const ModelProblem pp = problem_of(pattern, kind, tiling, 3, 2, 8, bytes);
               for (int p = 0; p < P; ++p) {
                 const MemberMemoryModel lib =
                     model_member_memory(pattern, part, p, 2, 8, bytes, true, tiling, 3);
@@ -123,21 +129,70 @@ TEST_CASE("plan: memory model equals model_member_memory", "[plan]") {
                 CHECK(ours.block_rows == lib.block_rows);
                 CHECK(ours.tiles == lib.tiles);
                 CHECK(ours.schedule == lib.schedule);
-                CHECK(model_total(ours) == lib.total());
+                CHECK(ours.total() == lib.total());
               }
               const MemberMemoryModel lib =
                   model_member_memory(pattern, part, 0, 2, 8, bytes, false, tiling, 3);
               const MemberMemoryModel ours = model_member(pp, part, 0, false);
-              CHECK(model_total(ours) == lib.total());
+              CHECK(ours.total() == lib.total());
               CHECK(ours.blocks == lib.blocks);
               CHECK(ours.schedule == lib.schedule);
               // the ring analysis reports the same numbers
-              const RingAnalysis ra = analyse_ring(pp, N, P);
-              CHECK(model_total(ra.process) == lib.total());
+              const RingModel ra = analyse_ring(pp, N, P);
+              CHECK(ra.process.total() == lib.total());
               for (int p = 0; p < P; ++p)
-                CHECK(model_total(ra.memory[p]) ==
+                CHECK(ra.memory[p].total() ==
                       model_member_memory(pattern, part, p, 2, 8, bytes, true, tiling, 3).total());
             }
+          }
+}
+
+TEST_CASE("plan: the floor and the backward's traffic from the enumerated exchanges", "[plan]") {
+  // The floor (issue #14): the caller's Q, K, V, O, LSE, the two receive
+  // buffers (largest wire received at even and at odd steps) and the tiles,
+  // here summed from plan_exchange() directly. The backward's traffic: each
+  // member sends the forward's wires (2 * B * D * s bytes a row) and sends
+  // back the dK/dV partial of every wire it receives (accumulate type).
+  Tiling tiling;
+  tiling.q_tile = 4;
+  tiling.k_tile = 8;
+  const std::int64_t B = 2, D = 8;
+  for (const Shape sh : {Shape{4, 2}, Shape{6, 3}})
+    for (const Pattern &pattern : patterns(97, sh))
+      for (PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag})
+        for (int P : {1, 3, 4})
+          for (std::int64_t s : {2, 4}) {
+            const Partition part(kind, 97, P);
+            const ModelProblem pp = problem_of(pattern, kind, tiling, 3, B, D, s);
+            const RingModel ra = analyse_ring(pp, 97, P);
+            const BackwardModel bm = model_backward(pp, ra, true);
+            std::int64_t kv_bytes = 0, partial_bytes = 0;
+            for (int p = 0; p < P; ++p) {
+              const std::int64_t n = part.local_size(p);
+              std::int64_t recv_at[2] = {0, 0};
+              for (int j = 0; j < P; ++j) {
+                if (j == p) continue;
+                const std::int64_t in =
+                    ringattn::Details::plan_exchange(pattern, part, p, j, false).rows;
+                const std::int64_t out =
+                    ringattn::Details::plan_exchange(pattern, part, j, p, false).rows;
+                const int step = (p - j + P) % P;
+                recv_at[step % 2] = std::max(recv_at[step % 2], in);
+                kv_bytes += out * 2 * B * D * s;
+                partial_bytes += in * 2 * B * D * 4;
+              }
+              const MemberMemoryModel &m = ra.memory[std::size_t(p)];
+              const std::int64_t floor =
+                  B * n * (2 * pattern.heads + 2 * pattern.kv_heads) * D * s +
+                  B * pattern.heads * n * 4 + (recv_at[0] + recv_at[1]) * 2 * B * D * s + m.tiles;
+              INFO("P " << P << " p " << p << " s " << s << " causal " << pattern.causal
+                        << " branches " << pattern.num_branches);
+              CHECK(m.floor == floor);
+              CHECK(m.floor <= m.total());
+            }
+            CHECK(bm.kv_bytes == kv_bytes);
+            CHECK(bm.partial_bytes == partial_bytes);
+            CHECK(bm.flops == 10.0L * D * B * pairs_in_range(pattern, 0, 97));
           }
 }
 
@@ -158,7 +213,7 @@ TEST_CASE("plan: pairs in a range equal pairs_for_query summed", "[plan]") {
 TEST_CASE("plan: the ring analysis sums member pairs to the whole", "[plan]") {
   const Pattern pattern = Pattern::dilated(1000, 4, 2, true, Mixing::mixture, {16, 64}, {1, 4});
   for (PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag}) {
-    const RingAnalysis ra = analyse_ring(problem_of(pattern, kind, Tiling{}, 1), 1000, 7);
+    const RingModel ra = analyse_ring(problem_of(pattern, kind, Tiling{}, 1), 1000, 7);
     long double sum = 0;
     for (long double p : ra.pairs) sum += p;
     CHECK(sum == pairs_in_range(pattern, 0, 1000));
@@ -168,7 +223,7 @@ TEST_CASE("plan: the ring analysis sums member pairs to the whole", "[plan]") {
 TEST_CASE("plan: dense memory per member grows as N / P", "[plan]") {
   for (PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag})
     for (bool causal : {false, true}) {
-      PlanProblem pp = problem_of(Pattern::dense(64, 8, 2, causal), kind, Tiling{}, 2, 1, 64);
+      ModelProblem pp = problem_of(Pattern::dense(64, 8, 2, causal), kind, Tiling{}, 2, 1, 64);
       pp.dense = true;
       const std::int64_t N = std::int64_t(1) << 20;
       // from P = 4: at P = 2 a member makes one hop and holds one receive
@@ -188,35 +243,35 @@ TEST_CASE("plan: contiguous members with segments shorter than a share exchange 
           "[plan]") {
   const Pattern pattern =
       Pattern::dilated(1 << 16, 8, 8, false, Mixing::mixture, {512, 1024, 2048}, {1, 2, 4});
-  const PlanProblem pp = problem_of(pattern, PartitionKind::contiguous, Tiling{}, 1);
+  const ModelProblem pp = problem_of(pattern, PartitionKind::contiguous, Tiling{}, 1);
   for (int P : {1, 2, 4, 8, 16, 32}) { // shares of 2048 tokens or more
-    const RingAnalysis ra = analyse_ring(pp, 1 << 16, P);
+    const RingModel ra = analyse_ring(pp, 1 << 16, P);
     for (std::int64_t bytes : ra.sent_bytes) CHECK(bytes == 0);
     CHECK(ra.hops_made == 0);
     CHECK(ra.hops_skipped == std::int64_t(P) * (P - 1));
   }
   // A share that cuts segments: neighbours exchange, others do not.
-  const RingAnalysis cut = analyse_ring(pp, (1 << 16) + 1000, 8);
+  const RingModel cut = analyse_ring(pp, (1 << 16) + 1000, 8);
   CHECK(cut.hops_made > 0);
   CHECK(cut.hops_made < 8 * 7);
   std::int64_t sent = 0;
   for (std::int64_t bytes : cut.sent_bytes) sent += bytes;
   CHECK(sent > 0);
   // A dense ring sends every block everywhere (non-causal).
-  PlanProblem dense = problem_of(Pattern::dense(4096, 4, 2, false), PartitionKind::contiguous,
-                                 Tiling{}, 1, 1, 16, 4);
+  ModelProblem dense = problem_of(Pattern::dense(4096, 4, 2, false), PartitionKind::contiguous,
+                                  Tiling{}, 1, 1, 16, 4);
   dense.dense = true;
-  const RingAnalysis d = analyse_ring(dense, 4096, 4);
+  const RingModel d = analyse_ring(dense, 4096, 4);
   CHECK(d.hops_made == 12);
   for (std::size_t k = 0; k < d.sent_bytes.size(); ++k) CHECK(d.sent_bytes[k] == d.dense_bytes[k]);
   // Sampled members (a ring beyond the exact limit) agree with the exact ones.
-  const RingAnalysis exact = analyse_ring(dense, 4096, 40);
-  const RingAnalysis sampled = analyse_ring(dense, 4096, 40, 8);
+  const RingModel exact = analyse_ring(dense, 4096, 40);
+  const RingModel sampled = analyse_ring(dense, 4096, 40, 8);
   REQUIRE(sampled.sampled);
   REQUIRE_FALSE(exact.sampled);
   for (std::size_t k = 0; k < sampled.evaluated.size(); ++k) {
     const int p = sampled.evaluated[k];
-    CHECK(model_total(sampled.memory[k]) == model_total(exact.memory[p]));
+    CHECK(sampled.memory[k].total() == exact.memory[p].total());
     CHECK(sampled.sent_bytes[k] == exact.sent_bytes[p]);
     CHECK(sampled.pairs[k] == exact.pairs[p]);
   }
@@ -224,13 +279,13 @@ TEST_CASE("plan: contiguous members with segments shorter than a share exchange 
 
 TEST_CASE("plan: the capacity search returns the largest N that fits", "[plan]") {
   const std::int64_t step = default_fit_step;
-  PlanProblem dense =
+  ModelProblem dense =
       problem_of(Pattern::dense(64, 8, 2, true), PartitionKind::zigzag, Tiling{}, 2, 1, 64, 4);
   dense.dense = true;
-  const PlanProblem dilated =
+  const ModelProblem dilated =
       problem_of(Pattern::dilated(64, 4, 2, false, Mixing::mixture, {512, 1024, 2048}, {1, 2, 4}),
                  PartitionKind::contiguous, Tiling{}, 2, 1, 64, 4);
-  for (const PlanProblem *pp : {static_cast<const PlanProblem *>(&dense), &dilated})
+  for (const ModelProblem *pp : {static_cast<const ModelProblem *>(&dense), &dilated})
     for (int P : {1, 2, 8, 64})
       for (std::uint64_t memory : {std::uint64_t(100) << 20, std::uint64_t(3) << 30}) {
         const Fit fit = longest_fitting_sequence(*pp, P, memory);

@@ -165,6 +165,12 @@ double run(const Problem &p, MPI_Comm comm) {
   ringattn::RingOptions options;
   options.partition = p.partition;
   const ringattn::RingAttention<ExecSpace, float> attention(p.pattern(), options);
+  // What the largest rank will hold, before anything is allocated: the
+  // library's ring model, the numbers `ringattn plan` prints.
+  const ringattn::RingModel model = attention.model(p.batch, p.head_dim, size);
+  if (rank == 0)
+    std::printf("embed: %s: model of the largest member %lld bytes\n", p.name.c_str(),
+                (long long)model.memory[std::size_t(model.largest_member())].total());
   // The plan (the ring's schedule, its message buffers and a private
   // duplicate of comm) is built once, at set-up, and reused every step;
   // attention.forward(comm, q, k, v, o, lse) would build one per call.
@@ -189,6 +195,8 @@ double run(const Problem &p) {
   options.partition = p.partition;
   options.members = 3;
   const ringattn::RingAttention<ExecSpace, float> attention(p.pattern(), options);
+  std::printf("embed: %s: model of the process %lld bytes\n", p.name.c_str(),
+              (long long)attention.model(p.batch, p.head_dim).process.total());
   attention.forward(q, k, v, o, lse);
   return max_error(p, o, lse, position);
 }

@@ -24,6 +24,7 @@
 #include <core/RingAttn_Types.hpp>
 #include <core/detail/RingAttn_Fingerprint.hpp>
 #include <kernels/detail/RingAttn_BlockKernel.hpp>
+#include <model/RingAttn_RingModel.hpp>
 #include <pattern/RingAttn_Partition.hpp>
 #include <pattern/RingAttn_Pattern.hpp>
 #include <ring/RingAttn_MemberIO.hpp>
@@ -149,6 +150,25 @@ public:
   }
   Tiling tiling(std::int64_t head_dim) const {
     return options_.tiling ? *options_.tiling : default_tiling<ExecSpace, Scalar>(int(head_dim));
+  }
+
+  /// The problem of this attention for the ring model
+  /// (model/RingAttn_RingModel.hpp), with this object's partition and tiling
+  /// and one tile scratch per thread (or GPU team) in flight.
+  ModelProblem model_problem(std::int64_t batch, std::int64_t head_dim) const {
+    const Tiling t = tiling(head_dim);
+    const int lanes = std::max(1, t.team_size * t.vector_length);
+    return ModelProblem::of(pattern_, batch, head_dim, std::int64_t(sizeof(Scalar)),
+                            options_.partition, t,
+                            std::max(1, int(ExecSpace().concurrency()) / lanes));
+  }
+  /// The model of a ring of `members` members (options().members where 0)
+  /// before anything is allocated: each member's buffers (the `memory` of
+  /// mode mpi, the `process` of the simulated ring), the rows each sends,
+  /// the pairs each scores. What `ringattn plan` prints.
+  RingModel model(std::int64_t batch, std::int64_t head_dim, int members = 0) const {
+    return analyse_ring(model_problem(batch, head_dim), pattern_.seq_len,
+                        members > 0 ? members : options_.members);
   }
 
   /// Whole sequence in this process: q [B, N, H, D], k, v [B, N, Hkv, D],

@@ -2,7 +2,8 @@
 // member, communication volume and FLOPs of the deck, the longest sequence
 // that fits SIZE per member for ring sizes 1 to 64, and the claims that
 // motivated the project beside the model. Runs inside the runtime; only rank
-// 0 of MPI_COMM_WORLD computes and prints. The numbers come from Plan.cpp.
+// 0 of MPI_COMM_WORLD computes and prints. The numbers come from the library's
+// model (model/RingAttn_RingModel.hpp); this file only prints them.
 #include "Commands.hpp"
 #include "DriverComm.hpp"
 #include "Plan.hpp"
@@ -66,10 +67,12 @@ std::string num(long double v) {
     std::snprintf(buf, sizeof buf, "%.4Le", v);
   return buf;
 }
-std::string num(std::int64_t v) { return v >= saturated ? ">= 2^63" : std::to_string(v); }
+std::string num(std::int64_t v) {
+  return v >= ringattn::Details::saturated ? ">= 2^63" : std::to_string(v);
+}
 
 std::string bytes_text(std::int64_t b) {
-  return b >= saturated ? "beyond 2^63 B" : human_bytes((long double)b);
+  return b >= ringattn::Details::saturated ? "beyond 2^63 B" : human_bytes((long double)b);
 }
 
 std::string percent(long double part, long double whole) {
@@ -110,7 +113,7 @@ std::string shape_key(const RunConfig &c) {
   return s.str();
 }
 
-void print_problem(std::ostream &out, const RunConfig &cfg, const PlanProblem &pp, int P,
+void print_problem(std::ostream &out, const RunConfig &cfg, const ModelProblem &pp, int P,
                    const PlanOptions &opt) {
   const auto &p = cfg.problem;
   const auto &a = cfg.attention;
@@ -152,7 +155,7 @@ void print_problem(std::ostream &out, const RunConfig &cfg, const PlanProblem &p
 }
 
 void print_memory_table(std::ostream &out, const MemberMemoryModel &m, const ExchangeExtent &e,
-                        const PlanProblem &pp, bool mpi) {
+                        const ModelProblem &pp, bool mpi) {
   const std::string R =
       std::to_string(e.recv_rows_at[1]) + ", D] + [2, B, " + std::to_string(e.recv_rows_at[0]);
   Table t({true, true, false, false});
@@ -178,7 +181,7 @@ void print_memory_table(std::ostream &out, const MemberMemoryModel &m, const Exc
   // (rows read more than once); own rows are read in place
   add("K/V blocks",
       mpi ? "[2, B, " + R + ", D] received, " +
-                (ringattn::Details::sends_in_place<Kokkos::DefaultExecutionSpace::memory_space>
+                (pp.shape().sends_in_place
                      ? std::string("sent in place, ")
                      : "[2, B, " + std::to_string(e.send_rows) + ", D] sent, ") +
                 "[2, B, " + std::to_string(e.expand_rows) + ", D] expanded"
@@ -191,12 +194,13 @@ void print_memory_table(std::ostream &out, const MemberMemoryModel &m, const Exc
       m.tiles);
   add("schedule", std::to_string(e.tasks) + " tasks, " + std::to_string(e.items) + " work items",
       m.schedule);
-  add("total", "", model_total(m));
+  add("total", "", m.total());
+  add("floor", "caller's Q, K, V, O, LSE, receive buffers, tiles", m.floor);
   t.print(out);
 }
 
-void print_memory(std::ostream &out, const RunConfig &cfg, const PlanProblem &pp,
-                  const RingAnalysis &ra) {
+void print_memory(std::ostream &out, const RunConfig &cfg, const ModelProblem &pp,
+                  const RingModel &ra) {
   const int P = ra.members;
   const int big = ra.largest_member(), small = ra.smallest_member();
   const int pbig = ra.evaluated[big], psmall = ra.evaluated[small];
@@ -210,21 +214,21 @@ void print_memory(std::ostream &out, const RunConfig &cfg, const PlanProblem &pp
         << ", buffers of the largest, n = " << ra.process_rows << ")" << sampled << "\n";
     print_memory_table(out, ra.process, ra.process_extent, pp, false);
     out << "  as a mode mpi ring of " << P << ", the largest member (" << pbig << ") would hold "
-        << bytes_text(model_total(ra.memory[big])) << "\n";
+        << bytes_text(ra.memory[big].total()) << "\n";
     return;
   }
   out << "\nmemory per member (mode mpi: " << P << (P == 1 ? " member" : " members")
       << "; the largest, member " << pbig << ", n = " << part.local_size(pbig) << ")" << sampled
       << "\n";
   print_memory_table(out, ra.memory[big], ra.extents[big], pp, true);
-  const std::int64_t tmax = model_total(ra.memory[big]), tmin = model_total(ra.memory[small]);
+  const std::int64_t tmax = ra.memory[big].total(), tmin = ra.memory[small].total();
   out << "  spread over members: min " << bytes_text(tmin) << " (member " << psmall << "), max "
       << bytes_text(tmax) << " (member " << pbig
       << "), (max - min) / max = " << percent((long double)(tmax - tmin), (long double)tmax)
       << "\n";
 }
 
-void print_communication(std::ostream &out, const PlanProblem &pp, const RingAnalysis &ra) {
+void print_communication(std::ostream &out, const ModelProblem &pp, const RingModel &ra) {
   const int P = ra.members;
   out << "\ncommunication (one ring pass: the K/V rows a member sends, summed over its\n"
          "  destinations; a row is 2 * B * D * "
@@ -260,8 +264,8 @@ void print_communication(std::ostream &out, const PlanProblem &pp, const RingAna
   t.print(out);
 }
 
-void print_work(std::ostream &out, const RunConfig &cfg, const PlanProblem &pp,
-                const RingAnalysis &ra) {
+void print_work(std::ostream &out, const RunConfig &cfg, const ModelProblem &pp,
+                const RingModel &ra) {
   const Pattern pat = pp.pattern_at(ra.seq_len);
   const long double B = pp.batch, D = pp.head_dim;
   const long double pairs = pairs_in_range(pat, 0, ra.seq_len) * B;
@@ -291,98 +295,42 @@ void print_work(std::ostream &out, const RunConfig &cfg, const PlanProblem &pp,
   t.print(out);
 }
 
-/// attention.backward (docs/SPEC.md section 7): the backward's extra memory, traffic and work.
-void print_backward(std::ostream &out, const RunConfig &cfg, const PlanProblem &pp,
-                    const RingAnalysis &ra) {
+/// attention.backward (docs/SPEC.md section 7): the backward's extra memory, traffic and
+/// work, as model_backward() gives them.
+void print_backward(std::ostream &out, const RunConfig &cfg, const ModelProblem &pp,
+                    const RingModel &ra) {
   const bool mpi = cfg.ring.mode == RingMode::mpi;
-  const Pattern pat = pp.pattern_at(ra.seq_len);
-  const std::int64_t B = pp.batch, D = pp.head_dim, s = pp.scalar_bytes;
-  const std::int64_t acc =
-      s >= 8 ? 8 : 4; // accumulate type (docs/SPEC.md section 1: float32 at least)
-  const std::int64_t H = pat.heads, Hkv = pat.kv_heads;
-  const Partition part(pp.partition, ra.seq_len, ra.members);
+  const BackwardModel bm = model_backward(pp, ra, mpi);
+  const std::int64_t acc = pp.scalar_bytes >= 8 ? 8 : 4;
   out << "\nbackward (attention.backward: dQ, dK, dV from dO, docs/SPEC.md section 7)\n";
   Table t({true, true});
-  // Memory beyond the forward's, for the largest member (mpi) or the process
-  // (simulated: whole-sequence views, N rows, and one member's copies).
-  // K/V cross on the forward's wire and the dK/dV partials come back on it;
-  // a hop that expands its wire computes its partial in the block layout
-  // first (expand_rows). The member's own block is packed (block_rows
-  // bounds it).
-  std::int64_t n = ra.seq_len;
-  ringattn::ExchangeExtent e = ra.process_extent;
-  if (mpi) {
-    const int big = ra.largest_member();
-    n = part.local_size(ra.evaluated[big]);
-    e = ra.extents[big];
-  }
-  const std::int64_t row_bytes = 2 * B * D; // values per K/V (or dK/dV) row, both halves
-  const std::int64_t tensors = B * n * (2 * H + 2 * Hkv) * D * s; // dO, dQ, dK, dV
-  const std::int64_t inputs = mpi ? 0 : B * n * (2 * H + 2 * Hkv) * D * s + B * H * n * s;
-  // mpi: dQ, dK, dV of the member in float (16-bit storage only)
-  // simulated: whole-sequence float dK, dV (16-bit only), one member's float dQ
-  const std::int64_t member_n = mpi ? n : ra.process_rows;
-  const std::int64_t delta = B * H * member_n * acc;
-  const std::int64_t accumulators =
-      mpi ? (acc == s ? 0 : B * n * (H + 2 * Hkv) * D * acc)
-          : (acc == s ? 0 : B * n * 2 * Hkv * D * acc) + B * member_n * H * D * acc;
-  // simulated: one member's Q, O, dO, K, V and LSE
-  const std::int64_t copies =
-      mpi ? 0 : B * member_n * (3 * H + 2 * Hkv) * D * s + B * H * member_n * acc;
-  const std::int64_t kv_blocks =
-      mpi ? e.block_rows * row_bytes * s                  // the own block, packed
-          : (e.recv_rows + e.block_rows) * row_bytes * s; // one wire and its block
-  const std::int64_t partial_rows = mpi ? std::max(e.block_rows, e.recv_rows_at[0]) +
-                                              e.recv_rows_at[1] + 2 * e.send_rows + e.expand_rows
-                                        : e.recv_rows + e.block_rows;
-  const std::int64_t partials = partial_rows * row_bytes * acc;
   t.row({"memory",
-         bytes_text(tensors + inputs + delta + accumulators + copies + kv_blocks + partials) +
-             " more per " + (mpi ? std::string("member (the largest)") : std::string("process")) +
-             ": dO, dQ, dK, dV " + bytes_text(tensors) +
+         bytes_text(bm.memory()) + " more per " +
+             (mpi ? std::string("member (the largest)") : std::string("process")) +
+             ": dO, dQ, dK, dV " + bytes_text(bm.tensors) +
              (mpi ? std::string()
-                  : ", whole-sequence Q, K, V, O, LSE " + bytes_text(inputs) +
-                        ", one member's Q, O, dO, K, V, LSE " + bytes_text(copies)) +
-             ", Delta " + bytes_text(delta) +
-             (accumulators ? ", float accumulators " + bytes_text(accumulators) : "") + ", K/V " +
-             (mpi ? "own block " : "wire and block ") + bytes_text(kv_blocks) +
-             ", dK/dV partials " + bytes_text(partials)});
-  // traffic: the forward's K/V wire rows, plus the same rows of dK/dV going back
-  long double kv = 0, back = 0;
-  std::int64_t worst = 0;
-  int worst_member = 0;
-  for (std::size_t k = 0; k < ra.evaluated.size(); ++k) {
-    const int p = ra.evaluated[k];
-    std::int64_t rows = 0, sent_rows = 0; // received (partials go back), sent
-    for (int j = 0; j < ra.members; ++j)
-      if (j != p) {
-        rows += ringattn::Details::plan_exchange(pat, part, p, j, false).rows;
-        sent_rows += ringattn::Details::plan_exchange(pat, part, j, p, false).rows;
-      }
-    const std::int64_t kv_bytes = sent_rows * row_bytes * s;
-    const std::int64_t bytes = kv_bytes + rows * row_bytes * acc;
-    kv += kv_bytes;
-    back += (long double)rows * row_bytes * acc;
-    if (bytes > worst) {
-      worst = bytes;
-      worst_member = p;
-    }
-  }
+                  : ", whole-sequence Q, K, V, O, LSE " + bytes_text(bm.inputs) +
+                        ", one member's Q, O, dO, K, V, LSE " + bytes_text(bm.copies)) +
+             ", Delta " + bytes_text(bm.delta) +
+             (bm.accumulators ? ", float accumulators " + bytes_text(bm.accumulators) : "") +
+             ", K/V " + (mpi ? "own block " : "wire and block ") + bytes_text(bm.kv_blocks) +
+             ", dK/dV partials " + bytes_text(bm.partials)});
   const long double scale = (long double)ra.members / ra.evaluated.size();
   const std::string approx = ra.sampled ? "~" : "";
-  t.row({"communication",
-         "max " + bytes_text(worst) + " per member (member " + std::to_string(worst_member) +
-             "), " + approx + human_bytes((kv + back) * scale) + " in all: K/V blocks " + approx +
-             human_bytes(kv * scale) + " (the forward's wire), dK/dV partials " + approx +
-             human_bytes(back * scale) + " (rows of " + std::to_string(acc) + "-byte values)"});
-  const long double pairs = pairs_in_range(pat, 0, ra.seq_len) * B;
-  t.row({"FLOPs", human_count(10 * D * pairs, "FLOP") + " (10 * D per kept pair; " +
-                      human_count(14 * D * pairs, "FLOP") +
+  const long double kv = bm.kv_bytes, back = bm.partial_bytes;
+  t.row({"communication", "max " + bytes_text(bm.worst_member_bytes) + " per member (member " +
+                              std::to_string(bm.worst_member) + "), " + approx +
+                              human_bytes((kv + back) * scale) + " in all: K/V blocks " + approx +
+                              human_bytes(kv * scale) + " (the forward's wire), dK/dV partials " +
+                              approx + human_bytes(back * scale) + " (rows of " +
+                              std::to_string(acc) + "-byte values)"});
+  t.row({"FLOPs", human_count(bm.flops, "FLOP") + " (10 * D per kept pair; " +
+                      human_count(bm.flops * 14 / 10, "FLOP") +
                       " computed: the two passes recompute Q K^T and dO V^T)"});
   t.print(out);
 }
 
-void print_capacity(std::ostream &out, const PlanProblem &pp, int P, const PlanOptions &opt) {
+void print_capacity(std::ostream &out, const ModelProblem &pp, int P, const PlanOptions &opt) {
   const std::string size = human_bytes((long double)opt.memory_bytes);
   out << "\nlongest sequence that fits " << size << " per member"
       << (opt.memory_given ? "" : " (the default; set it with --memory SIZE)") << "\n"
@@ -406,7 +354,7 @@ void print_capacity(std::ostream &out, const PlanProblem &pp, int P, const PlanO
   t.print(out);
 }
 
-void print_claims(std::ostream &out, const PlanProblem &pp, const PlanOptions &opt) {
+void print_claims(std::ostream &out, const ModelProblem &pp, const PlanOptions &opt) {
   struct Claim {
     int members;
     std::int64_t tokens;
@@ -425,9 +373,10 @@ void print_claims(std::ostream &out, const PlanProblem &pp, const PlanOptions &o
          "fits " + human_bytes((long double)opt.memory_bytes)});
   for (const Claim &c : claims) {
     const std::int64_t m = max_member_total(pp, c.tokens, c.members);
-    t.row({std::to_string(c.members), std::to_string(c.tokens), c.claimed, bytes_text(m),
-           c.claimed_bytes > 0 ? fixed((long double)m / c.claimed_bytes, 2) : "-",
-           m < saturated && std::uint64_t(m) <= opt.memory_bytes ? "yes" : "no"});
+    t.row(
+        {std::to_string(c.members), std::to_string(c.tokens), c.claimed, bytes_text(m),
+         c.claimed_bytes > 0 ? fixed((long double)m / c.claimed_bytes, 2) : "-",
+         m < ringattn::Details::saturated && std::uint64_t(m) <= opt.memory_bytes ? "yes" : "no"});
   }
   t.print(out);
 }
@@ -439,7 +388,7 @@ bool plan_limits_ok(const RunConfig &cfg, int P, std::ostream &err) {
         << plan_max_members << " members, got " << P << "\n";
     return false;
   }
-  const std::int64_t entries = exchange_entries(make_pattern(cfg));
+  const std::int64_t entries = ringattn::Details::exchange_entries(make_pattern(cfg));
   if (entries > plan_max_entries) {
     err << cfg.where("problem.heads") << ": ringattn plan evaluates at most " << plan_max_entries
         << " (kv head, dilation phase) classes, this deck has " << entries
@@ -474,8 +423,8 @@ int write_plan(const RunConfig &deck, const PlanOptions &opt, std::ostream &out,
     }
     out << "\n";
     const int P = ring_members(cfg, opt.world_size);
-    const PlanProblem pp = make_plan_problem(cfg, opt.tiling, opt.threads);
-    const RingAnalysis ra = analyse_ring(pp, cfg.problem.seq_len, P);
+    const ModelProblem pp = make_model_problem(cfg, opt.tiling, opt.threads);
+    const RingModel ra = analyse_ring(pp, cfg.problem.seq_len, P);
     print_problem(out, cfg, pp, P, opt);
     print_memory(out, cfg, pp, ra);
     print_communication(out, pp, ra);

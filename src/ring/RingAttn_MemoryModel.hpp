@@ -24,6 +24,7 @@
 // A process also holds a constant (Kokkos, MPI, the program) that this model
 // leaves out and the driver reports beside it.
 
+#include <core/detail/RingAttn_Saturating.hpp>
 #include <kernels/detail/RingAttn_BlockKernel.hpp>
 #include <ring/detail/RingAttn_Exchange.hpp>
 #include <ring/detail/RingAttn_RingMember.hpp>
@@ -39,8 +40,18 @@ struct MemberMemoryModel {
   std::int64_t tiles = 0;
   std::int64_t schedule = 0;
   std::int64_t block_rows = 0; ///< rows of the largest K/V block the kernels read
+  /// The floor (issue #14): the caller's Q, K, V, O (in the storage type)
+  /// and LSE, the receive buffers of the largest hops made and the tiles.
+  /// What the model holds beyond it: an expanded block, a send buffer, the
+  /// schedule and a float running O for 16-bit storage.
+  std::int64_t floor = 0;
 
-  std::int64_t total() const { return q + k + v + o + lse + blocks + tiles + schedule; }
+  /// The sum of the buffers (saturating at INT64_MAX).
+  std::int64_t total() const {
+    std::int64_t t = 0;
+    for (std::int64_t b : {q, k, v, o, lse, blocks, tiles, schedule}) t = Details::sat_add(t, b);
+    return t;
+  }
 };
 
 /// Rows of the largest exchange member p receives and of the largest one it
@@ -81,14 +92,72 @@ inline ExchangeExtent largest_exchange(const Pattern &pattern, const Partition &
   return e;
 }
 
+/// What sizes a member's buffers besides its rows and its exchanges.
+struct MemberShape {
+  std::int64_t batch = 1, heads = 1, kv_heads = 1, head_dim = 1;
+  std::int64_t scalar_bytes = 4; ///< the storage type's
+  Tiling tiling;
+  int threads = 1; ///< host threads or GPU teams in flight: one tile scratch each
+  /// MPI sends K and V in place (no send buffer): host memory
+  /// (Details::sends_in_place), judged for the default execution space.
+  bool sends_in_place = Details::sends_in_place<Kokkos::DefaultExecutionSpace::memory_space>;
+};
+
+/// The model of a member of n rows whose exchanges have extent e (mpi), or
+/// of the simulated process whose largest member has n rows and whose
+/// members' extents are merged into e (mpi false). The one formula of the
+/// model: model_member_memory() takes e from the exact exchanges,
+/// model/RingAttn_RingModel.hpp from counts. Saturates at INT64_MAX.
+inline MemberMemoryModel member_memory(const MemberShape &shape, std::int64_t n,
+                                       const ExchangeExtent &e, bool mpi) {
+  using Details::sat_add;
+  using Details::sat_mul;
+  using Details::sat_prod;
+  MemberMemoryModel m;
+  const std::int64_t B = shape.batch, H = shape.heads, Hkv = shape.kv_heads;
+  const std::int64_t D = shape.head_dim, s = shape.scalar_bytes;
+  // LSE and the running O are in the accumulate type: float for 16-bit
+  // storage, whose O then has a float copy beside the stored one (a chunk
+  // of rows where nothing crosses to the member).
+  const std::int64_t acc_bytes = s >= 8 ? 8 : 4;
+  const std::int64_t running_rows = s >= acc_bytes     ? 0
+                                    : e.recv_rows == 0 ? Details::running_o_chunk_rows(n)
+                                                       : n;
+  m.q = sat_prod({B, n, H, D, s});
+  m.o = sat_add(m.q, sat_prod({B, running_rows, H, D, acc_bytes}));
+  m.k = m.v = sat_prod({B, n, Hkv, D, s});
+  m.lse = sat_prod({B, H, n, acc_bytes});
+  m.block_rows = e.block_rows;
+  // mpi: two receive wires, a send wire (none where MPI reads K and V in
+  // place) and an expanded block; the simulated ring reads every source's
+  // K/V in place (none)
+  const std::int64_t block_bytes = sat_prod({2, B, D, s});
+  const std::int64_t receive = mpi ? sat_mul(block_bytes, e.receive_buffer_rows()) : 0;
+  const std::int64_t send_rows = shape.sends_in_place ? 0 : e.send_rows;
+  m.blocks = mpi ? sat_add(receive, sat_mul(block_bytes, sat_add(send_rows, e.expand_rows))) : 0;
+  const int d = int(std::min<std::int64_t>(D, INT32_MAX));
+  m.tiles = sat_prod(
+      {std::int64_t(shape.threads),
+       std::int64_t(Details::BlockAttentionFunctor<Kokkos::DefaultHostExecutionSpace,
+                                                   float>::scratch_elements(shape.tiling.q_tile,
+                                                                            shape.tiling.k_tile,
+                                                                            d)),
+       acc_bytes});
+  m.schedule = sat_add(sat_mul(e.tasks, std::int64_t(sizeof(Details::BlockTask))),
+                       sat_mul(e.items, std::int64_t(sizeof(Details::WorkItem))));
+  m.floor = sat_add(sat_add(sat_add(sat_prod({2, B, n, H, D, s}), sat_add(m.k, m.v)), m.lse),
+                    sat_add(receive, m.tiles));
+  return m;
+}
+
 /// Model of member p (mpi) or of the whole simulated process (every member
 /// in turn: the largest member's buffers), for `threads` host threads or GPU
-/// teams in flight.
+/// teams in flight, from the exact exchanges (O(N) per member: for tests
+/// and small rings; model/RingAttn_RingModel.hpp counts in O(1) in N).
 inline MemberMemoryModel model_member_memory(const Pattern &pattern, const Partition &partition,
                                              int p, std::int64_t batch, std::int64_t head_dim,
                                              std::int64_t scalar_bytes, bool mpi,
                                              const Tiling &tiling, int threads) {
-  MemberMemoryModel m;
   std::int64_t n = partition.local_size(p);
   ExchangeExtent e;
   if (mpi) {
@@ -105,33 +174,15 @@ inline MemberMemoryModel model_member_memory(const Pattern &pattern, const Parti
       e.items = std::max(e.items, ej.items);
     }
   }
-  const std::int64_t H = pattern.heads, Hkv = pattern.kv_heads, D = head_dim;
-  // LSE and the running O are in the accumulate type: float for 16-bit
-  // storage, whose O then has a float copy beside the stored one.
-  const std::int64_t acc_bytes = scalar_bytes >= 8 ? 8 : 4;
-  m.q = batch * n * H * D * scalar_bytes;
-  const std::int64_t running_rows = scalar_bytes >= acc_bytes ? 0
-                                    : e.recv_rows == 0        ? Details::running_o_chunk_rows(n)
-                                                              : n;
-  m.o = batch * n * H * D * scalar_bytes + batch * running_rows * H * D * acc_bytes;
-  m.k = m.v = batch * n * Hkv * D * scalar_bytes;
-  m.lse = batch * H * n * acc_bytes;
-  const std::int64_t block_bytes = 2 * batch * D * scalar_bytes;
-  m.block_rows = e.block_rows;
-  // the send wire: none where MPI reads K and V in place (judged for the
-  // default execution space's memory, as the driver runs)
-  const std::int64_t send_rows =
-      Details::sends_in_place<Kokkos::DefaultExecutionSpace::memory_space> ? 0 : e.send_rows;
-  m.blocks = mpi ? block_bytes * (e.receive_buffer_rows() + send_rows + e.expand_rows) : 0;
-  m.tiles =
-      std::int64_t(threads) *
-      std::int64_t(Details::BlockAttentionFunctor<Kokkos::DefaultHostExecutionSpace,
-                                                  float>::scratch_elements(tiling.q_tile,
-                                                                           tiling.k_tile, int(D))) *
-      acc_bytes;
-  m.schedule = e.tasks * std::int64_t(sizeof(Details::BlockTask)) +
-               e.items * std::int64_t(sizeof(Details::WorkItem));
-  return m;
+  MemberShape shape;
+  shape.batch = batch;
+  shape.heads = pattern.heads;
+  shape.kv_heads = pattern.kv_heads;
+  shape.head_dim = head_dim;
+  shape.scalar_bytes = scalar_bytes;
+  shape.tiling = tiling;
+  shape.threads = threads;
+  return member_memory(shape, n, e, mpi);
 }
 
 } // namespace ringattn
