@@ -10,8 +10,8 @@
 //       ringattn::Pattern::dense(N, H, Hkv, /*causal=*/true));
 //   attn.forward(q, k, v, o, lse);            // whole sequence, this process
 //   attn.forward(comm, q_loc, k_loc, v_loc, o_loc, lse_loc);   // MPI ring
-//   attn.backward(q, k, v, o, lse, dout, dq, dk, dv);          // gradients (docs/SPEC.md section
-//   7)
+//   attn.backward(q, k, v, o, lse, dout, dq, dk, dv);   // gradients (docs/SPEC.md section 7)
+//   attn.backward(io, B, D);   // a BackwardMemberIO: one member at a time, memory N / members
 //
 // A plan (ring/RingAttn_RingPlan.hpp) holds what every hop needs, built
 // once: the calls above build one per call, the calls with a plan reuse it.
@@ -231,6 +231,22 @@ public:
                                  std::int64_t(q.extent(3)), exec, true);
     return Details::run_simulated_backward<ExecSpace, Scalar>(
         exec, plan.schedule(), q, k, v, o, lse, dout, dq, dk, dv, options_.progress);
+  }
+
+  /// Backward over rows that `io` provides and receives, one member at a
+  /// time: memory grows as N / members, and every block is computed twice
+  /// (dQ, then dK and dV: BackwardMemberIO). The same bits as the backward
+  /// over whole-sequence views.
+  RingStats backward(BackwardMemberIO<Scalar, memory_space> &io, std::int64_t batch,
+                     std::int64_t head_dim, const ExecSpace &exec = ExecSpace()) const {
+    if (batch < 0 || head_dim < 1)
+      throw std::invalid_argument("ringattn::RingAttention::backward: batch must be >= 0 and "
+                                  "head_dim >= 1");
+    check_tiling(tiling(head_dim), head_dim);
+    // holds no member: the runner builds each hop when it runs
+    const Plan plan = build_plan(Details::RingKind::member_io, batch, head_dim, exec, true);
+    return Details::run_simulated_backward_io<ExecSpace, Scalar>(exec, plan.schedule(), io,
+                                                                 options_.progress);
   }
 
 #ifdef RINGATTN_ENABLE_MPI

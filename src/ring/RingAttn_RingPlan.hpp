@@ -220,6 +220,16 @@ struct RingSchedule {
     has_backward = true;
   }
 
+  /// The simulated ring over a BackwardMemberIO: member p's backward hop
+  /// at step s, built when it runs (no plan holds them), with pack runs in
+  /// the source's local rows (its K/V as the io loads them).
+  HopSchedule<memory_space> backward_hop(const ExecSpace &exec, int p, int s) const {
+    const int R = partition.members;
+    return make_hop_schedule<memory_space>(
+        exec, plan_exchange(pattern, partition, p, (p - s + R) % R, true), tiling,
+        ScheduleUse::backward);
+  }
+
   /// MPI: what member p sends p + s at step s (its wire rows and pack
   /// runs); nothing at step 0, whose block is read in place.
   HopSchedule<memory_space> send_hop(const ExecSpace &exec, int p, int s) const {

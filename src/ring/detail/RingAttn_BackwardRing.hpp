@@ -22,6 +22,7 @@
 #include <kernels/detail/RingAttn_Pack.hpp>
 #include <pattern/RingAttn_Partition.hpp>
 #include <pattern/RingAttn_Pattern.hpp>
+#include <ring/RingAttn_MemberIO.hpp>
 #include <ring/RingAttn_RingPlan.hpp>
 #include <ring/RingAttn_RingStats.hpp>
 #include <ring/detail/RingAttn_Exchange.hpp>
@@ -338,6 +339,164 @@ run_simulated_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar> &p
     convert_tensor(exec, dv, dv_acc);
   }
   exec.fence();
+  return stats;
+}
+
+/// Simulated ring backward over rows that `io` provides and receives (plan
+/// of kind member_io, which holds no member), so that the process holds
+/// one member's queries, one member's K/V and one hop's wire at a time:
+/// memory grows as N / R. Two passes over the ring: dQ, member p by member
+/// p over its sources in step order; then dK/dV, member j by member j over
+/// the members p that read it, in the order 0, 1, ..., R-1. Every block is
+/// thus computed twice (the price of bounded memory: the fused sweep gives
+/// dQ and the partial together, and one of the two would otherwise have to
+/// be held for the whole sequence). The sums run in the order of
+/// run_simulated_backward, so the two give the same bits.
+template <class ExecSpace, class Scalar>
+RingStats run_simulated_backward_io(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar> &plan,
+                                    BackwardMemberIO<Scalar, typename ExecSpace::memory_space> &io,
+                                    const ProgressCallback &progress = {}) {
+  using Mem = typename ExecSpace::memory_space;
+  using Acc = accumulate_t<Scalar>;
+  using T4 = Tensor4<Scalar, Mem>;
+  using A4 = Tensor4<Acc, Mem>;
+  using A3 = Tensor3<Acc, Mem>;
+  constexpr bool widened = !std::is_same_v<Acc, Scalar>; // 16-bit storage
+  const Partition &partition = plan.partition;
+  const int R = partition.members;
+  const std::int64_t B = plan.batch, D = plan.head_dim;
+  const int H = plan.pattern.heads, Hkv = plan.pattern.kv_heads;
+  RingStats stats;
+  stats.resize(R);
+
+  std::int64_t n_max = 0;
+  for (int j = 0; j < R; ++j) n_max = std::max(n_max, partition.local_size(j));
+  auto buffer = [](const char *label, std::int64_t size) {
+    return Kokkos::View<Scalar *, Mem>(
+        Kokkos::view_alloc(std::string(label), Kokkos::WithoutInitializing), std::size_t(size));
+  };
+  auto acc_buffer = [](const char *label, std::int64_t size) {
+    return Kokkos::View<Acc *, Mem>(
+        Kokkos::view_alloc(std::string(label), Kokkos::WithoutInitializing), std::size_t(size));
+  };
+  // one member's queries (Q, O, dO, LSE, Delta, dQ) and one member's K/V
+  // with its dK/dV; for 16-bit storage a buffer to round gradients into
+  const auto q_buf = buffer("ringattn::q", B * n_max * H * D);
+  const auto o_buf = buffer("ringattn::o", B * n_max * H * D);
+  const auto do_buf = buffer("ringattn::do", B * n_max * H * D);
+  const auto lse_buf = acc_buffer("ringattn::lse", B * H * n_max);
+  const auto delta_buf = acc_buffer("ringattn::delta", B * H * n_max);
+  const auto dq_buf = acc_buffer("ringattn::dq_acc", B * n_max * H * D);
+  const auto k_buf = buffer("ringattn::k", B * n_max * Hkv * D);
+  const auto v_buf = buffer("ringattn::v", B * n_max * Hkv * D);
+  const auto dk_buf = acc_buffer("ringattn::dk_acc", B * n_max * Hkv * D);
+  const auto dv_buf = acc_buffer("ringattn::dv_acc", B * n_max * Hkv * D);
+  const auto store_buf =
+      buffer("ringattn::gradient_storage", widened ? B * n_max * std::max(H, 2 * Hkv) * D : 0);
+  BlockBuffer<Scalar, Mem> &wire_buf = plan.send.device;
+  BlockBuffer<Acc, Mem> &partial_buf = plan.partial_send[0].device;
+
+  struct Queries {
+    T4 q, o, dout;
+    A3 lse, delta;
+  };
+  auto load_queries = [&](int p) {
+    const std::int64_t n = partition.local_size(p);
+    Queries m{wrap_view<T4>(q_buf.data(), B, n, H, D), wrap_view<T4>(o_buf.data(), B, n, H, D),
+              wrap_view<T4>(do_buf.data(), B, n, H, D), wrap_view<A3>(lse_buf.data(), B, H, n),
+              wrap_view<A3>(delta_buf.data(), B, H, n)};
+    io.load_queries(p, m.q, m.o, m.dout, m.lse);
+    backward_delta<ExecSpace, Scalar>(exec, m.o, m.dout, m.delta);
+    return m;
+  };
+  auto kv_of = [&](int j) {
+    const std::int64_t n = partition.local_size(j);
+    return std::make_pair(wrap_view<T4>(k_buf.data(), B, n, Hkv, D),
+                          wrap_view<T4>(v_buf.data(), B, n, Hkv, D));
+  };
+  // a gradient in the storage type: the accumulator itself, or rounded
+  // into store_buf at `offset` (dK and dV side by side)
+  auto stored = [&](const A4 &g, std::size_t offset = 0) {
+    if constexpr (widened) {
+      const T4 out = wrap_view<T4>(store_buf.data() + offset, g.extent(0), g.extent(1), g.extent(2),
+                                   g.extent(3));
+      convert_tensor(exec, out, g);
+      exec.fence();
+      return out;
+    } else {
+      exec.fence();
+      return g;
+    }
+  };
+  // member p's block of hop (source's K/V in k, v): dq += its share, the
+  // wire partial returned
+  auto consume = [&](int p, const Queries &m, const T4 &k, const T4 &v, const HopSchedule<Mem> &hop,
+                     const A4 &dq) {
+    BackwardMember<ExecSpace, Scalar> member(plan.pattern, partition, p, plan.scale, plan.tiling);
+    member.widen_queries(exec, m.q, m.dout);
+    const T4 wire = wire_buf.view(B, hop.rows, D);
+    const A4 wire_partial = partial_buf.view(B, hop.rows, D);
+    member.pack(exec, k, v, hop.pack, wire);
+    exec.fence();
+    Kokkos::Timer timer;
+    BackwardViews<ExecSpace, Scalar> in{m.q, m.dout, m.lse, m.delta,
+                                        member.block_of(exec, wire, hop, plan.expanded)};
+    member.consume(exec, in, hop, dq, wire_partial, plan.block_partial);
+    exec.fence();
+    stats.compute_seconds[p] += timer.seconds();
+    return wire_partial;
+  };
+
+  // dQ: member p over its sources, in step order
+  for (int p = 0; p < R; ++p) {
+    const Queries m = load_queries(p);
+    const A4 dq = wrap_view<A4>(dq_buf.data(), B, partition.local_size(p), H, D);
+    Kokkos::deep_copy(exec, dq, Acc(0));
+    for (int s = 0; s < R; ++s) {
+      const int source = (p - s + R) % R;
+      const HopSchedule<Mem> hop = plan.backward_hop(exec, p, s);
+      if (hop.empty()) {
+        if (s > 0) ++stats.hops_skipped;
+      } else {
+        const auto [k, v] = kv_of(source);
+        io.load_kv(source, k, v);
+        if (s > 0) { // what the MPI ring sends: the wire, and its partial back
+          ++stats.hops_made;
+          stats.bytes_sent[source] += 2 * B * hop.rows * D * std::int64_t(sizeof(Scalar));
+          stats.bytes_sent[p] += 2 * B * hop.rows * D * std::int64_t(sizeof(Acc));
+        }
+        consume(p, m, k, v, hop, dq);
+      }
+      if (progress) progress(RingProgress{p, R, s + 1, 2 * R});
+    }
+    io.store_dq(p, stored(dq));
+  }
+  // dK, dV: member j, the partials of members 0, 1, ..., R-1 that read it
+  // (dQ recomputed into scratch)
+  for (int j = 0; j < R; ++j) {
+    const auto [k, v] = kv_of(j);
+    io.load_kv(j, k, v);
+    const std::int64_t nj = partition.local_size(j);
+    const A4 dk = wrap_view<A4>(dk_buf.data(), B, nj, Hkv, D);
+    const A4 dv = wrap_view<A4>(dv_buf.data(), B, nj, Hkv, D);
+    Kokkos::deep_copy(exec, dk, Acc(0));
+    Kokkos::deep_copy(exec, dv, Acc(0));
+    for (int p = 0; p < R; ++p) {
+      const int s = (p - j + R) % R;
+      const HopSchedule<Mem> hop = plan.backward_hop(exec, p, s);
+      if (!hop.empty()) {
+        const Queries m = load_queries(p);
+        const A4 dq_scratch = wrap_view<A4>(dq_buf.data(), B, partition.local_size(p), H, D);
+        const A4 partial = consume(p, m, k, v, hop, dq_scratch);
+        Kokkos::Timer timer;
+        BackwardMember<ExecSpace, Scalar>::accumulate(exec, partial, hop.pack, dk, dv);
+        exec.fence();
+        stats.compute_seconds[p] += timer.seconds();
+      }
+      if (progress) progress(RingProgress{j, R, R + p + 1, 2 * R});
+    }
+    io.store_dkv(j, stored(dk), stored(dv, dk.span()));
+  }
   return stats;
 }
 
