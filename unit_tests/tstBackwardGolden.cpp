@@ -106,6 +106,11 @@ TEST_CASE("run: golden gradients through the program (deck_backward.yaml)",
         const YAML::Node comm = YAML::Load(text)["backward"]["communication"];
         CHECK(comm["bytes_sent_per_member"].as<std::vector<std::int64_t>>() ==
               comm["model_bytes_sent_per_member"].as<std::vector<std::int64_t>>());
+        // the backward's peak beside its model (the ratio is held within 10%
+        // by driver_memory_model at sizes where it means something)
+        const YAML::Node mem = YAML::Load(text)["backward"]["memory"];
+        CHECK(mem["model_bytes"].as<std::int64_t>() > 0);
+        CHECK(mem["peak_bytes"].as<std::int64_t>() >= mem["baseline_bytes"].as<std::int64_t>());
         fs::remove_all(out);
       }
 }

@@ -17,6 +17,10 @@ struct BackwardReport {
   std::vector<std::int64_t> bytes_sent_per_member;
   std::vector<std::int64_t> model_bytes_sent_per_member;
   std::int64_t hops_made = 0, hops_skipped = 0;
+  // memory: the peak resident size while the backward ran (the largest
+  // rank's), the process before any data, and the model of what the
+  // backward holds (model_backward; under MPI with the member's forward)
+  std::int64_t peak_bytes = 0, baseline_bytes = 0, model_bytes = 0;
   // verification
   bool verified = false;
   std::int64_t dq_rows = 0;  ///< sampled query rows whose dQ was checked

@@ -1,11 +1,14 @@
 // The backward pass of `ringattn run` (docs/SPEC.md section 7, attention.backward: true):
-// after the forward's repeats, each member (MPI) or the whole sequence in one
-// process (simulated: R virtual members over whole-sequence views) loads Q,
-// K, V and dO, runs the forward once for O and LSE, then times the
-// backward's warm-up and repeats. dQ, dK, dV go to output.dq/dk/dv (written
-// atomically, in global order); sampled rows are checked against float64
-// (BackwardVerify below).
+// after the forward's repeats, each rank (MPI) loads its Q, K, V and dO,
+// runs the forward once for O and LSE, then times the backward's warm-up
+// and repeats; the simulated ring does the same member by member
+// (SimulatedBackward.cpp), its memory growing as N / R. dQ, dK, dV go to
+// output.dq/dk/dv (written atomically, in global order); sampled rows are
+// checked against float64 (reference_dq_row, reference_dkv_row below).
+#include "BackwardOutputs.hpp"
 #include "InputChecks.hpp"
+#include "Plan.hpp"
+#include "ProcessMemory.hpp"
 #include "RunModes.hpp"
 
 #include "Commands.hpp"
@@ -25,76 +28,6 @@
 namespace ringattn::driver {
 
 namespace {
-
-/// dQ, dK and dV files, as OutputFiles does O and LSE: created under
-/// temporary names by rank 0, written by every member, renamed at commit.
-class GradientFiles {
-public:
-  GradientFiles(const RunConfig &cfg, const DriverComm &comm) : cfg_(cfg), comm_(comm) {}
-
-  int open() {
-    const std::string *paths[3] = {&cfg_.output.dq, &cfg_.output.dk, &cfg_.output.dv};
-    const std::vector<std::int64_t> shapes[3] = {cfg_.q_shape(), cfg_.kv_shape(), cfg_.kv_shape()};
-    int rc = exit_ok;
-    std::string message;
-    const long token = comm_.broadcast(long(::getpid()));
-    const DType dtype = output_file_dtype(cfg_.problem.dtype); // 16-bit: float32 files
-    try {
-      for (int i = 0; i < 3; ++i) {
-        if (paths[i]->empty()) continue;
-        if (comm_.rank() == 0) {
-          files_[i].emplace(*paths[i], token);
-          writers_[i] = NpyWriter::create(files_[i]->temp_path(), dtype, shapes[i]);
-        }
-      }
-    } catch (const std::exception &e) {
-      rc = exit_bad_input;
-      message = std::string("ringattn: error: ") + e.what();
-    }
-    if ((rc = comm_.agree(rc, message)) != exit_ok) return rc;
-    try {
-      for (int i = 0; i < 3; ++i)
-        if (!paths[i]->empty() && comm_.rank() != 0)
-          writers_[i] =
-              NpyWriter::open(AtomicFile::temp_path_for(*paths[i], token), dtype, shapes[i]);
-    } catch (const std::exception &e) {
-      rc = exit_failure;
-      message = std::string("ringattn: error: ") + e.what();
-    }
-    return comm_.agree(rc, message);
-  }
-
-  /// Member p's rows of tensor i (0 dQ, 1 dK, 2 dV), host [B, n, heads, D].
-  template <class Scalar>
-  void write_member(int i, const Partition &part, int p, const Scalar *host) {
-    if (!writers_[i]) return;
-    const std::int64_t B = cfg_.problem.batch, N = cfg_.problem.seq_len;
-    const std::int64_t row =
-        (i == 0 ? cfg_.problem.heads : cfg_.problem.kv_heads) * cfg_.problem.head_dim;
-    const std::int64_t n = part.local_size(p);
-    for (std::int64_t b = 0; b < B; ++b)
-      for (int r = 0; r < part.num_ranges(); ++r) {
-        const Range g = part.range(p, r);
-        if (g.size() == 0) continue;
-        const std::int64_t l = part.range_local_begin(p, r);
-        writers_[i]->write((b * N + g.begin) * row, g.size() * row, host + (b * n + l) * row);
-      }
-  }
-
-  void commit() {
-    for (auto &w : writers_)
-      if (w) w->close();
-    comm_.barrier();
-    for (auto &f : files_)
-      if (f) f->commit();
-  }
-
-private:
-  const RunConfig &cfg_;
-  const DriverComm &comm_;
-  std::optional<AtomicFile> files_[3];
-  std::optional<NpyWriter> writers_[3];
-};
 
 std::int64_t backward_key_pairs(const Pattern &pattern, std::int64_t batch) {
   std::int64_t pairs = 0;
@@ -178,9 +111,10 @@ std::vector<double> reference_dq_row(const InputData &data, const Pattern &patte
 
 /// Float64 dK and dV [Hkv][D] of key row (b, u): every (branch, query head,
 /// query) pair that sees u, each query's O and LSE from reference_row.
-/// `budget` (pairs of work left) is charged; false when it would run out.
+/// `budget` (pairs of work left) is charged; false when it would run out
+/// (`first`: the first key row is checked whatever it costs).
 bool reference_dkv_row(const InputData &data, const Pattern &pattern, double scale,
-                       const SampledRow &row, double &budget, std::vector<double> &dk,
+                       const SampledRow &row, double &budget, bool first, std::vector<double> &dk,
                        std::vector<double> &dv) {
   const int H = pattern.heads, Hkv = pattern.kv_heads;
   const std::int64_t D = data.head_dim(), u = row.t;
@@ -197,7 +131,7 @@ bool reference_dkv_row(const InputData &data, const Pattern &pattern, double sca
         for (int h = 0; h < H; ++h) cost += double(pattern.pairs_for_query(t, h));
       }
   }
-  if (cost > budget) return false;
+  if (cost > budget && !first) return false;
   budget -= cost;
   std::sort(queries.begin(), queries.end());
   queries.erase(std::unique(queries.begin(), queries.end()), queries.end());
@@ -234,18 +168,17 @@ bool reference_dkv_row(const InputData &data, const Pattern &pattern, double sca
   return true;
 }
 
-} // namespace
-
+/// The MPI ring's backward: this rank's rows of Q, K, V and dO, one forward
+/// for O and LSE, then the warm-up and timed repeats.
 template <class Scalar>
-int run_backward(const PointRun<Scalar> &run, BackwardReport &report) {
+int backward_on_ranks(const PointRun<Scalar> &run, GradientFiles &files, BackwardReport &report,
+                      RingStats &stats, GradientSamples &got) {
   const RunConfig &cfg = run.cfg;
   const DriverComm &comm = run.comm;
-  const bool mpi = cfg.ring.mode == RingMode::mpi;
   const std::int64_t B = cfg.problem.batch, H = cfg.problem.heads, D = cfg.problem.head_dim;
   const std::int64_t Hkv = cfg.problem.kv_heads;
-  const Partition whole(PartitionKind::contiguous, cfg.problem.seq_len, 1);
-  const Partition &part = mpi ? run.part : whole; // the rows this process holds
-  const int p = mpi ? comm.rank() : 0;
+  const Partition &part = run.part;
+  const int p = comm.rank();
   const std::int64_t n = part.local_size(p);
   Tensor4<Scalar, Mem> q("q", B, n, H, D), k("k", B, n, Hkv, D), v("v", B, n, Hkv, D);
   Tensor4<Scalar, Mem> dout("do", B, n, H, D), o("o", B, n, H, D), dq("dq", B, n, H, D);
@@ -261,44 +194,74 @@ int run_backward(const PointRun<Scalar> &run, BackwardReport &report) {
     load_member(run.data, TensorId::dout, part, p, dout, check);
   } catch (const std::exception &e) {
     rc = exit_bad_input;
-    message = "ringattn: error" + (mpi ? " on rank " + std::to_string(p) : std::string()) + ": " +
-              e.what();
+    message = "ringattn: error on rank " + std::to_string(p) + ": " + e.what();
   }
   if ((rc = comm.agree(rc, message)) != exit_ok) return rc;
-  GradientFiles files(cfg, comm);
-  if ((rc = files.open()) != exit_ok) return rc;
-
-  RingStats stats;
 #ifdef RINGATTN_ENABLE_MPI
-  if (mpi) run.attention.forward(comm.comm(), q, k, v, o, lse);
-#endif
-  if (!mpi) run.attention.forward(q, k, v, o, lse);
+  run.attention.forward(comm.comm(), q, k, v, o, lse);
   for (int rep = 0; rep < run.repeats; ++rep) {
     run.progress.begin_repeat(rep);
-    if (mpi) comm.barrier();
+    comm.barrier();
     Kokkos::Timer timer;
-#ifdef RINGATTN_ENABLE_MPI
-    if (mpi) stats = run.attention.backward(comm.comm(), q, k, v, o, lse, dout, dq, dk, dv);
-#endif
-    if (!mpi) stats = run.attention.backward(q, k, v, o, lse, dout, dq, dk, dv);
+    stats = run.attention.backward(comm.comm(), q, k, v, o, lse, dout, dq, dk, dv);
     Exec().fence();
-    const double seconds = mpi ? comm.max(timer.seconds()) : timer.seconds();
+    const double seconds = comm.max(timer.seconds());
     if (rep >= cfg.benchmark.warmup) report.repeat_seconds.push_back(seconds);
   }
+#else
+  (void)report;
+  (void)stats;
+#endif
   auto dqh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), dq);
   auto dkh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), dk);
   auto dvh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), dv);
   files.write_member(0, part, p, dqh.data());
   files.write_member(1, part, p, dkh.data());
   files.write_member(2, part, p, dvh.data());
+  capture_gradient_rows(run.samples, part, p, H * D, dqh.data(), got.dq);
+  capture_gradient_rows(run.samples, part, p, Hkv * D, dkh.data(), got.dk);
+  capture_gradient_rows(run.samples, part, p, Hkv * D, dvh.data(), got.dv);
+  return exit_ok;
+}
+
+} // namespace
+
+template <class Scalar>
+int run_backward(const PointRun<Scalar> &run, BackwardReport &report) {
+  const RunConfig &cfg = run.cfg;
+  const DriverComm &comm = run.comm;
+  const bool mpi = cfg.ring.mode == RingMode::mpi;
+  const std::int64_t B = cfg.problem.batch, D = cfg.problem.head_dim;
+  GradientFiles files(cfg, comm);
+  int rc = exit_ok;
+  if ((rc = files.open()) != exit_ok) return rc;
+  RingStats stats;
+  GradientSamples got;
+  return_freed_memory(); // the forward's buffers
+  reset_peak_resident();
+  rc = mpi ? backward_on_ranks(run, files, report, stats, got)
+           : backward_member_by_member(run, files, report, stats, got);
+  if (rc != exit_ok) return rc;
+  report.peak_bytes = comm.max(peak_resident_bytes());
   files.commit();
+
+  // the model of that peak: what the backward holds (under MPI beside the
+  // largest member's forward buffers, which it keeps)
+  {
+    const ModelProblem pp = make_model_problem(cfg, run.attention.tiling(D), Exec().concurrency());
+    const RingModel ring = analyse_ring(pp, cfg.problem.seq_len, run.part.members);
+    report.model_bytes = model_backward(pp, ring, mpi).memory();
+    if (mpi)
+      report.model_bytes = ringattn::Details::sat_add(
+          report.model_bytes, max_member_total(pp, cfg.problem.seq_len, run.part.members));
+  }
 
   // work and traffic
   const Pattern pattern = make_pattern(cfg);
   report.key_pairs = backward_key_pairs(pattern, B);
   report.flops = 10.0 * double(D) * double(report.key_pairs);
   if (mpi) {
-    report.bytes_sent_per_member = comm.gather(stats.bytes_sent[p]);
+    report.bytes_sent_per_member = comm.gather(stats.bytes_sent[comm.rank()]);
     report.hops_made = comm.sum(stats.hops_made);
     report.hops_skipped = comm.sum(stats.hops_skipped);
   } else {
@@ -311,29 +274,26 @@ int run_backward(const PointRun<Scalar> &run, BackwardReport &report) {
         backward_model_bytes(pattern, run.part, j, B, D, std::int64_t(sizeof(Scalar)),
                              std::int64_t(sizeof(accumulate_t<Scalar>))));
 
-  // verification: sampled rows this process holds, dQ as query rows and dK,
-  // dV as key rows, within a budget of reference work for the key rows
+  // verification: the sampled rows this process's members produced, dQ as
+  // query rows and dK, dV as key rows, within a budget of reference work
+  // for the key rows
   report.verified = !run.samples.empty();
   const double scale = cfg.effective_scale();
-  double budget = 2e8; // (query, key) pairs the key-row references may cost
-  for (const SampledRow &s : run.samples) {
-    if (part.owner(s.t) != p) continue;
-    const std::int64_t row = part.local_index(s.t);
-    std::vector<double> got(std::size_t(H * D));
-    for (std::int64_t e = 0; e < H * D; ++e)
-      got[std::size_t(e)] = double(dqh.data()[(s.b * n + row) * H * D + e]);
-    compare(got, reference_dq_row(run.data, pattern, scale, s), report.max_abs_error_dq,
+  // (query, key) pairs the key-row references may cost: about 10 s of the
+  // float64 reference, which reads every key row it scores from the input
+  double budget = 2e7;
+  for (std::size_t i = 0; i < run.samples.size(); ++i) {
+    const SampledRow &s = run.samples[i];
+    const auto dq_row = got.dq.find(i);
+    if (dq_row == got.dq.end()) continue; // another rank's row
+    compare(dq_row->second, reference_dq_row(run.data, pattern, scale, s), report.max_abs_error_dq,
             report.nonfinite);
     ++report.dq_rows;
     std::vector<double> rk, rv;
-    if (!reference_dkv_row(run.data, pattern, scale, s, budget, rk, rv)) continue;
-    std::vector<double> gk(std::size_t(Hkv * D)), gv(gk.size());
-    for (std::int64_t e = 0; e < Hkv * D; ++e) {
-      gk[std::size_t(e)] = double(dkh.data()[(s.b * n + row) * Hkv * D + e]);
-      gv[std::size_t(e)] = double(dvh.data()[(s.b * n + row) * Hkv * D + e]);
-    }
-    compare(gk, rk, report.max_abs_error_dk, report.nonfinite);
-    compare(gv, rv, report.max_abs_error_dv, report.nonfinite);
+    if (!reference_dkv_row(run.data, pattern, scale, s, budget, report.dkv_rows == 0, rk, rv))
+      continue;
+    compare(got.dk.at(i), rk, report.max_abs_error_dk, report.nonfinite);
+    compare(got.dv.at(i), rv, report.max_abs_error_dv, report.nonfinite);
     ++report.dkv_rows;
   }
   if (mpi) {

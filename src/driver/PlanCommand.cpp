@@ -305,16 +305,18 @@ void print_backward(std::ostream &out, const RunConfig &cfg, const ModelProblem 
   out << "\nbackward (attention.backward: dQ, dK, dV from dO, docs/SPEC.md section 7)\n";
   Table t({true, true});
   t.row({"memory",
-         bytes_text(bm.memory()) + " more per " +
-             (mpi ? std::string("member (the largest)") : std::string("process")) +
-             ": dO, dQ, dK, dV " + bytes_text(bm.tensors) +
-             (mpi ? std::string()
-                  : ", whole-sequence Q, K, V, O, LSE " + bytes_text(bm.inputs) +
-                        ", one member's Q, O, dO, K, V, LSE " + bytes_text(bm.copies)) +
-             ", Delta " + bytes_text(bm.delta) +
-             (bm.accumulators ? ", float accumulators " + bytes_text(bm.accumulators) : "") +
-             ", K/V " + (mpi ? "own block " : "wire and block ") + bytes_text(bm.kv_blocks) +
-             ", dK/dV partials " + bytes_text(bm.partials)});
+         mpi ? bytes_text(bm.memory()) + " more per member (the largest): dO, dQ, dK, dV " +
+                   bytes_text(bm.tensors) + ", Delta " + bytes_text(bm.delta) +
+                   (bm.accumulators ? ", float accumulators " + bytes_text(bm.accumulators) : "") +
+                   ", K/V own block " + bytes_text(bm.kv_blocks) + ", dK/dV partials " +
+                   bytes_text(bm.partials)
+             : bytes_text(bm.memory()) +
+                   " in the process while the backward runs (member by member; the "
+                   "forward's buffers freed, its O and LSE in a temporary file): one member's "
+                   "Q, O, dO, K, V, LSE " +
+                   bytes_text(bm.copies) + ", Delta " + bytes_text(bm.delta) +
+                   ", dQ, dK, dV sums " + bytes_text(bm.accumulators) + ", K/V wire and block " +
+                   bytes_text(bm.kv_blocks) + ", dK/dV partials " + bytes_text(bm.partials)});
   const long double scale = (long double)ra.members / ra.evaluated.size();
   const std::string approx = ra.sampled ? "~" : "";
   const long double kv = bm.kv_bytes, back = bm.partial_bytes;

@@ -73,6 +73,15 @@ void emit_backward(YAML::Emitter &out, const BackwardReport &b, const RunConfig 
   out << YAML::Key << "hops_made" << YAML::Value << b.hops_made;
   out << YAML::Key << "hops_skipped" << YAML::Value << b.hops_skipped;
   out << YAML::EndMap;
+  out << YAML::Key << "memory" << YAML::Value << YAML::Flow << YAML::BeginMap;
+  out << YAML::Key << "peak_bytes" << YAML::Value << b.peak_bytes;
+  out << YAML::Key << "peak_scope" << YAML::Value << "process";
+  out << YAML::Key << "baseline_bytes" << YAML::Value << b.baseline_bytes;
+  out << YAML::Key << "model_bytes" << YAML::Value << b.model_bytes;
+  out << YAML::Key << "peak_over_baseline_to_model" << YAML::Value
+      << (b.model_bytes > 0 ? double(b.peak_bytes - b.baseline_bytes) / double(b.model_bytes)
+                            : 0.0);
+  out << YAML::EndMap;
   out << YAML::Key << "verify" << YAML::Value << YAML::Flow << YAML::BeginMap;
   out << YAML::Key << "enabled" << YAML::Value << b.verified;
   out << YAML::Key << "dq_rows_checked" << YAML::Value << b.dq_rows;

@@ -151,6 +151,7 @@ int run_point(const RunConfig &cfg, const CommandLine &cl, const DriverComm &com
   files.commit();
   if (cfg.attention.backward) { // docs/SPEC.md section 7
     report.backward.emplace();
+    report.backward->baseline_bytes = baseline;
     if ((rc = run_backward(run, *report.backward)) != exit_ok) return rc;
   }
 

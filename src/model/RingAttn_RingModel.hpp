@@ -432,16 +432,18 @@ inline Fit longest_fitting_sequence(const ModelProblem &pp, int members, std::ui
   return fit;
 }
 
-/// The backward pass's memory beyond the forward's, its traffic and work
-/// (docs/SPEC.md section 7), for the largest member (mpi) or the simulated
-/// process (whole-sequence views that the caller holds, and one member's
-/// copies at a time).
+/// The backward pass's memory, traffic and work (docs/SPEC.md section 7). Mode mpi: what
+/// the largest member holds beyond its forward's buffers. Simulated
+/// (RingAttention::backward with a BackwardMemberIO, as `ringattn run` runs
+/// it): what the process holds while the backward runs, one member's
+/// queries and one member's K/V at a time (the forward's buffers are freed
+/// by then).
 struct BackwardModel {
-  std::int64_t tensors = 0;       ///< dO, dQ, dK, dV (of the member, or of the sequence)
-  std::int64_t inputs = 0;        ///< simulated: whole-sequence Q, K, V, O, LSE
+  std::int64_t tensors = 0;       ///< mpi: the member's dO, dQ, dK, dV
   std::int64_t copies = 0;        ///< simulated: one member's Q, O, dO, K, V, LSE
   std::int64_t delta = 0;         ///< Delta = rowsum(dO * O) [B, H, n]
-  std::int64_t accumulators = 0;  ///< float dQ/dK/dV beside 16-bit storage
+  std::int64_t accumulators = 0;  ///< mpi: float dQ/dK/dV beside 16-bit storage;
+                                  ///< simulated: float dQ/dK/dV (and a 16-bit rounding buffer)
   std::int64_t kv_blocks = 0;     ///< mpi: the own block packed; simulated: a wire and its block
   std::int64_t partials = 0;      ///< dK/dV partials of the blocks, in the accumulate type
   std::int64_t kv_bytes = 0;      ///< the forward's K/V wires, all evaluated members
@@ -452,7 +454,7 @@ struct BackwardModel {
 
   std::int64_t memory() const {
     std::int64_t t = 0;
-    for (std::int64_t b : {tensors, inputs, copies, delta, accumulators, kv_blocks, partials})
+    for (std::int64_t b : {tensors, copies, delta, accumulators, kv_blocks, partials})
       t = Details::sat_add(t, b);
     return t;
   }
@@ -466,12 +468,12 @@ inline BackwardModel model_backward(const ModelProblem &pp, const RingModel &rin
   const std::int64_t acc = s >= 8 ? 8 : 4; // accumulate type (docs/SPEC.md section 1)
   const std::int64_t H = pat.heads, Hkv = pat.kv_heads;
   const Partition part(pp.partition, ring.seq_len, ring.members);
-  // The largest member (mpi), or the process (simulated: N rows of
-  // whole-sequence views and one member's copies). K/V cross on the
-  // forward's wire and the dK/dV partials come back on it; a hop that
-  // expands its wire computes its partial in the block layout first
-  // (expand_rows). The member's own block is packed (block_rows bounds it).
-  std::int64_t n = ring.seq_len;
+  // The largest member (mpi), or the process (simulated: the largest
+  // member's rows). K/V cross on the forward's wire and the dK/dV partials
+  // come back on it; a hop that expands its wire computes its partial in
+  // the block layout first (expand_rows). The member's own block is packed
+  // (block_rows bounds it).
+  std::int64_t n = ring.process_rows;
   ExchangeExtent e = ring.process_extent;
   if (mpi) {
     const int big = ring.largest_member();
@@ -479,21 +481,20 @@ inline BackwardModel model_backward(const ModelProblem &pp, const RingModel &rin
     e = ring.extents[std::size_t(big)];
   }
   const std::int64_t row_values = 2 * B * D; // values per K/V (or dK/dV) row, both halves
-  bm.tensors = Details::sat_prod({B, n, 2 * H + 2 * Hkv, D, s});
-  bm.inputs = mpi ? 0
-                  : Details::sat_add(Details::sat_prod({B, n, 2 * H + 2 * Hkv, D, s}),
-                                     Details::sat_prod({B, H, n, acc}));
-  const std::int64_t member_n = mpi ? n : ring.process_rows;
-  bm.delta = Details::sat_prod({B, H, member_n, acc});
-  // mpi: dQ, dK, dV of the member in float (16-bit storage only);
-  // simulated: whole-sequence float dK, dV (16-bit only), one member's float dQ
-  bm.accumulators =
-      mpi ? (acc == s ? 0 : Details::sat_prod({B, n, H + 2 * Hkv, D, acc}))
-          : Details::sat_add(acc == s ? 0 : Details::sat_prod({B, n, 2 * Hkv, D, acc}),
-                             Details::sat_prod({B, member_n, H, D, acc}));
-  bm.copies = mpi ? 0
-                  : Details::sat_add(Details::sat_prod({B, member_n, 3 * H + 2 * Hkv, D, s}),
-                                     Details::sat_prod({B, H, member_n, acc}));
+  if (mpi) {
+    // the member's dO, dQ, dK, dV; their float sums for 16-bit storage
+    bm.tensors = Details::sat_prod({B, n, 2 * H + 2 * Hkv, D, s});
+    bm.accumulators = acc == s ? 0 : Details::sat_prod({B, n, H + 2 * Hkv, D, acc});
+  } else {
+    // one member's Q, O, dO and one member's K, V, and LSE; float dQ, dK,
+    // dV, and for 16-bit storage a buffer to round them into
+    bm.copies = Details::sat_add(Details::sat_prod({B, n, 3 * H + 2 * Hkv, D, s}),
+                                 Details::sat_prod({B, H, n, acc}));
+    bm.accumulators =
+        Details::sat_add(Details::sat_prod({B, n, H + 2 * Hkv, D, acc}),
+                         acc == s ? 0 : Details::sat_prod({B, n, std::max(H, 2 * Hkv), D, s}));
+  }
+  bm.delta = Details::sat_prod({B, H, n, acc});
   bm.kv_blocks =
       mpi ? Details::sat_prod({e.block_rows, row_values, s})
           : Details::sat_prod({Details::sat_add(e.recv_rows, e.block_rows), row_values, s});

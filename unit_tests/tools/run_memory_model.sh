@@ -5,7 +5,8 @@
 # must lie within 10% for the simulated ring at R = 1, 4, 16 and 64 (LongNet
 # deck, N = 131,072, H = 4, D = 64, float32, and R = 16 in bfloat16) and,
 # with MPIEXEC given, the MPI ring at np 2 and 4 (inputs/longnet_mpi.yaml,
-# whose members exchange rows).
+# whose members exchange rows); and the backward's peak against its model
+# (simulated R = 4, 16 at N = 65,536; the MPI runs).
 #   run_memory_model.sh RINGATTN SOURCE_DIR [MPIEXEC]
 set -euo pipefail
 ringattn=$1 src=$2 mpiexec=${3:-}
@@ -15,9 +16,13 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 one=(--quiet --set benchmark.warmup=0 --set benchmark.repeats=1 --set verify.rows=4)
 failed=0
-check() { # name, results file
+check() { # name, results file [backward]
   local ratio
-  ratio=$(sed -n 's/^ *peak_over_baseline_to_model: //p' "$2")
+  if [ "${3:-}" = backward ]; then # the backward's flow map: "  memory: {..., peak_over_baseline_to_model: r}"
+    ratio=$(sed -n 's/^  memory: {.*peak_over_baseline_to_model: \([^}]*\)}/\1/p' "$2")
+  else
+    ratio=$(sed -n 's/^ *peak_over_baseline_to_model: //p' "$2")
+  fi
   if awk -v r="$ratio" 'BEGIN { exit !(r >= 0.9 && r <= 1.1) }'; then
     echo "$1: (peak - baseline) / model = $ratio"
   else
@@ -35,12 +40,21 @@ OMP_NUM_THREADS=2 "$ringattn" run "$src/inputs/longnet.yaml" "${one[@]}" "${long
   --set ring.size=16 --set problem.dtype=bfloat16 --set verify.tolerance=1e-2 \
   --set output.results="$out/R16_bf16.yaml"
 check "simulated R=16 bfloat16" "$out/R16_bf16.yaml"
+# The backward (docs/SPEC.md section 7): the simulated ring member by member, N = 65,536
+backward=(--set attention.backward=true --set verify.enabled=false)
+for R in 4 16; do
+  OMP_NUM_THREADS=2 "$ringattn" run "$src/inputs/longnet.yaml" "${one[@]}" "${longnet[@]}" \
+    "${backward[@]}" --set problem.seq_len=65536 --set ring.size=$R \
+    --set output.results="$out/R${R}_backward.yaml"
+  check "simulated R=$R float32 backward" "$out/R${R}_backward.yaml" backward
+done
 if [ -n "$mpiexec" ]; then
   for np in 2 4; do
     OMP_NUM_THREADS=1 OMPI_MCA_orte_tmpdir_base="$out/ompi$np" PRTE_MCA_prte_tmpdir_base="$out/ompi$np" \
       "$mpiexec" -np $np --oversubscribe "$ringattn" run "$src/inputs/longnet_mpi.yaml" "${one[@]}" \
-      --kokkos-disable-warnings --set output.results="$out/np$np.yaml"
+      --kokkos-disable-warnings --set output.results="$out/np$np.yaml" "${backward[@]}"
     check "mpi np=$np float32" "$out/np$np.yaml"
+    check "mpi np=$np float32 backward" "$out/np$np.yaml" backward
   done
 fi
 exit $failed
