@@ -75,15 +75,7 @@ struct ModelProblem {
 
   /// What sizes a member's buffers besides its rows and exchanges.
   MemberShape shape() const {
-    MemberShape s;
-    s.batch = batch;
-    s.heads = pattern.heads;
-    s.kv_heads = pattern.kv_heads;
-    s.head_dim = head_dim;
-    s.scalar_bytes = scalar_bytes;
-    s.tiling = tiling;
-    s.threads = threads;
-    return s;
+    return MemberShape::of(pattern, batch, head_dim, scalar_bytes, tiling, threads);
   }
 };
 

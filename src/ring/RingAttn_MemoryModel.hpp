@@ -101,6 +101,19 @@ struct MemberShape {
   /// MPI sends K and V in place (no send buffer): host memory
   /// (Details::sends_in_place), judged for the default execution space.
   bool sends_in_place = Details::sends_in_place<Kokkos::DefaultExecutionSpace::memory_space>;
+
+  static MemberShape of(const Pattern &pattern, std::int64_t batch, std::int64_t head_dim,
+                        std::int64_t scalar_bytes, const Tiling &tiling, int threads) {
+    MemberShape s;
+    s.batch = batch;
+    s.heads = pattern.heads;
+    s.kv_heads = pattern.kv_heads;
+    s.head_dim = head_dim;
+    s.scalar_bytes = scalar_bytes;
+    s.tiling = tiling;
+    s.threads = threads;
+    return s;
+  }
 };
 
 /// The model of a member of n rows whose exchanges have extent e (mpi), or
@@ -174,15 +187,8 @@ inline MemberMemoryModel model_member_memory(const Pattern &pattern, const Parti
       e.items = std::max(e.items, ej.items);
     }
   }
-  MemberShape shape;
-  shape.batch = batch;
-  shape.heads = pattern.heads;
-  shape.kv_heads = pattern.kv_heads;
-  shape.head_dim = head_dim;
-  shape.scalar_bytes = scalar_bytes;
-  shape.tiling = tiling;
-  shape.threads = threads;
-  return member_memory(shape, n, e, mpi);
+  return member_memory(MemberShape::of(pattern, batch, head_dim, scalar_bytes, tiling, threads), n,
+                       e, mpi);
 }
 
 } // namespace ringattn
