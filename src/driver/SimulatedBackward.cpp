@@ -213,7 +213,7 @@ int backward_member_by_member(const PointRun<Scalar> &run, GradientFiles &files,
   } catch (const NonFiniteInput &e) { // one process: nobody waits on us
     rc = exit_bad_input;
     message = std::string("ringattn: error: ") + e.what();
-  } catch (const std::runtime_error &e) {
+  } catch (const std::exception &e) { // I/O, the spill file, an allocation
     rc = exit_failure;
     message = std::string("ringattn: error: ") + e.what();
   }
