@@ -16,6 +16,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace ringattn::driver {
 
@@ -84,6 +85,30 @@ void load_member(const InputData &data, TensorId id, const Partition &part, int 
   if (check) check_member_finite(*check, id, part, p, host.data(), std::int64_t(host.span()));
   Kokkos::deep_copy(view, host);
 }
+
+/// Loads members' rows of the inputs for the simulated ring, which loads a
+/// member again on every repeat and pass: each (tensor, member) is scanned
+/// for NaN and infinities once (input.check_finite), the first time.
+class MemberLoader {
+public:
+  MemberLoader(const RunConfig &cfg, const InputData &data, const Partition &part, bool check)
+      : cfg_(cfg), data_(data), part_(part),
+        unchecked_(check ? 4 * std::size_t(part.members) : 0, true) {}
+
+  template <class Scalar, class Mem>
+  void load(TensorId id, int p, const Tensor4<Scalar, Mem> &view) {
+    const std::size_t slot = std::size_t(id) * std::size_t(part_.members) + std::size_t(p);
+    const bool check = slot < unchecked_.size() && unchecked_[slot];
+    load_member(data_, id, part_, p, view, check ? &cfg_ : nullptr);
+    if (check) unchecked_[slot] = false;
+  }
+
+private:
+  const RunConfig &cfg_;
+  const InputData &data_;
+  const Partition &part_;
+  std::vector<bool> unchecked_; // (tensor, member) not yet scanned: q, k, v, dout
+};
 
 /// Whether a finished member's outputs hold a value docs/SPEC.md section 2 rules out:
 /// NaN or an infinity in O, NaN or +inf in LSE (-inf is an empty row).

@@ -37,6 +37,12 @@ void emit_list(YAML::Emitter &out, const std::vector<T> &values) {
 
 double finite_or_max(double x) { return std::isfinite(x) ? x : std::numeric_limits<double>::max(); }
 
+/// What a run held beyond the process before its data, over the model (0
+/// without a model): the memory-model check's ratio.
+double peak_over_baseline_to_model(std::int64_t peak, std::int64_t baseline, std::int64_t model) {
+  return model > 0 ? double(peak - baseline) / double(model) : 0.0;
+}
+
 /// The backward pass's section (docs/SPEC.md section 7): its own timing, work (10 D flops
 /// per kept pair), throughput, communication (K/V blocks plus the returning
 /// dK/dV partials) and verification.
@@ -79,8 +85,7 @@ void emit_backward(YAML::Emitter &out, const BackwardReport &b, const RunConfig 
   out << YAML::Key << "baseline_bytes" << YAML::Value << b.baseline_bytes;
   out << YAML::Key << "model_bytes" << YAML::Value << b.model_bytes;
   out << YAML::Key << "peak_over_baseline_to_model" << YAML::Value
-      << (b.model_bytes > 0 ? double(b.peak_bytes - b.baseline_bytes) / double(b.model_bytes)
-                            : 0.0);
+      << peak_over_baseline_to_model(b.peak_bytes, b.baseline_bytes, b.model_bytes);
   out << YAML::EndMap;
   out << YAML::Key << "verify" << YAML::Value << YAML::Flow << YAML::BeginMap;
   out << YAML::Key << "enabled" << YAML::Value << b.verified;
@@ -139,7 +144,7 @@ void emit_report_body(YAML::Emitter &out, const RunReport &r) {
   std::int64_t peak = 0;
   for (auto p : r.peak_bytes_per_member) peak = std::max(peak, p);
   out << YAML::Key << "peak_over_baseline_to_model" << YAML::Value
-      << (r.model.total() > 0 ? double(peak - r.baseline_bytes) / double(r.model.total()) : 0.0);
+      << peak_over_baseline_to_model(peak, r.baseline_bytes, r.model.total());
   out << YAML::Key << "model" << YAML::Value << YAML::Flow << YAML::BeginMap;
   out << YAML::Key << "q" << YAML::Value << r.model.q;
   out << YAML::Key << "k" << YAML::Value << r.model.k;

@@ -58,29 +58,6 @@ private:
   int fd_ = -1;
 };
 
-/// Loads a member's rows of one input tensor, scanning each (tensor,
-/// member) for NaN and infinities once (input.check_finite).
-class MemberLoader {
-public:
-  MemberLoader(const RunConfig &cfg, const InputData &data, const Partition &part, bool check)
-      : cfg_(cfg), data_(data), part_(part),
-        unchecked_(check ? 4 * std::size_t(part.members) : 0, true) {}
-
-  template <class Scalar>
-  void load(TensorId id, int p, const Tensor4<Scalar, Mem> &view) {
-    const std::size_t slot = std::size_t(id) * std::size_t(part_.members) + std::size_t(p);
-    const bool check = slot < unchecked_.size() && unchecked_[slot];
-    load_member(data_, id, part_, p, view, check ? &cfg_ : nullptr);
-    if (check) unchecked_[slot] = false;
-  }
-
-private:
-  const RunConfig &cfg_;
-  const InputData &data_;
-  const Partition &part_;
-  std::vector<bool> unchecked_;
-};
-
 /// Where member p's O and LSE lie in the spill file: every member's O, then
 /// every member's LSE.
 struct SpillLayout {

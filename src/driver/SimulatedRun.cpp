@@ -23,16 +23,16 @@ class DriverMemberIO final : public MemberIO<Scalar, Mem> {
 public:
   DriverMemberIO(const RunConfig &cfg, const InputData &data, const Partition &part,
                  OutputFiles &files, const std::vector<SampledRow> &samples, bool check_finite)
-      : cfg_(cfg), data_(data), part_(part), files_(files), samples_(samples),
-        unchecked_(check_finite ? 3 * std::size_t(part.members) : 0, true) {}
+      : cfg_(cfg), part_(part), files_(files), samples_(samples),
+        loader_(cfg, data, part, check_finite) {}
   bool final_repeat = false;
   std::map<std::size_t, RowValues> got;
   bool outputs_nonfinite = false;
 
-  void load_q(int p, const Tensor4<Scalar, Mem> &q) override { load(TensorId::q, p, q); }
+  void load_q(int p, const Tensor4<Scalar, Mem> &q) override { loader_.load(TensorId::q, p, q); }
   void load_kv(int p, const Tensor4<Scalar, Mem> &k, const Tensor4<Scalar, Mem> &v) override {
-    load(TensorId::k, p, k);
-    load(TensorId::v, p, v);
+    loader_.load(TensorId::k, p, k);
+    loader_.load(TensorId::v, p, v);
   }
   void store(int p, const Tensor4<Scalar, Mem> &o,
              const Tensor3<accumulate_t<Scalar>, Mem> &lse) override {
@@ -49,19 +49,10 @@ public:
 
 private:
   const RunConfig &cfg_;
-  const InputData &data_;
   const Partition &part_;
   OutputFiles &files_;
   const std::vector<SampledRow> &samples_;
-  std::vector<bool> unchecked_; // (tensor, member) not yet scanned for NaN/Inf
-
-  void load(TensorId id, int p, const Tensor4<Scalar, Mem> &view) {
-    // The inputs do not change between repeats: scan each member's rows once.
-    const std::size_t slot = std::size_t(id) * std::size_t(part_.members) + std::size_t(p);
-    const bool check = slot < unchecked_.size() && unchecked_[slot];
-    load_member(data_, id, part_, p, view, check ? &cfg_ : nullptr);
-    if (check) unchecked_[slot] = false;
-  }
+  MemberLoader loader_; // the inputs do not change between repeats: scanned once
 };
 
 } // namespace
