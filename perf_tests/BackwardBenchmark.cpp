@@ -47,7 +47,9 @@ Times measure(const Case &c, int repeats) {
   S4 o("o", 1, p.seq_len, p.heads, c.D), dq("dq", 1, p.seq_len, p.heads, c.D),
       dk("dk", 1, p.seq_len, p.kv_heads, c.D), dv("dv", 1, p.seq_len, p.kv_heads, c.D);
   ringattn::Tensor3<float, Mem> lse("lse", 1, p.heads, p.seq_len);
-  ringattn::RingAttention<Exec, Scalar> attention(p);
+  ringattn::RingOptions options;
+  options.tiling = tiling_from_environment<Scalar>(c.D);
+  ringattn::RingAttention<Exec, Scalar> attention(p, options);
   std::vector<double> fwd, bwd;
   for (int r = 0; r < repeats + 1; ++r) {
     Kokkos::fence();

@@ -17,6 +17,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -54,6 +56,22 @@ ringattn::Tensor4<Scalar, Mem> random_tensor(const char *label, std::int64_t B, 
         KOKKOS_LAMBDA(const std::size_t i) { dst[i] = Scalar(src[i]); });
     return narrow;
   }
+}
+
+/// The default tiling of (Exec, Scalar) at head dim D, with the benchmark
+/// knobs of the environment applied: RINGATTN_TILES=QT,KT (tile sizes) and
+/// RINGATTN_HOST_AVX512=0|1 (Tiling::host_avx512) and RINGATTN_NATIVE_16BIT=0|1
+/// (Tiling::native_16bit_gemm), to explore tilings.
+template <class Scalar>
+ringattn::Tiling tiling_from_environment(int D) {
+  ringattn::Tiling t = ringattn::default_tiling<Exec, Scalar>(D);
+  if (const char *tiles = std::getenv("RINGATTN_TILES"))
+    std::sscanf(tiles, "%d,%d", &t.q_tile, &t.k_tile);
+  if (const char *fused = std::getenv("RINGATTN_HOST_AVX512"))
+    t.host_avx512 = std::atoi(fused) != 0;
+  if (const char *native = std::getenv("RINGATTN_NATIVE_16BIT"))
+    t.native_16bit_gemm = std::atoi(native) != 0;
+  return t;
 }
 
 inline double median(std::vector<double> v) {

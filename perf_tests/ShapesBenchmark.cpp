@@ -58,11 +58,7 @@ void time_shape(const Shape &s, std::size_t c, int warmup, int repeats) {
   ringattn::Tensor4<Scalar, Mem> o("o", s.B, s.N, s.H, s.D);
   ringattn::Tensor3<ringattn::accumulate_t<Scalar>, Mem> lse("lse", s.B, s.H, s.N);
   ringattn::RingOptions options;
-  if (const char *tiles = std::getenv("RINGATTN_TILES")) { // "QT,KT" to explore tilings
-    ringattn::Tiling t = ringattn::default_tiling<Exec, Scalar>(s.D);
-    std::sscanf(tiles, "%d,%d", &t.q_tile, &t.k_tile);
-    options.tiling = t;
-  }
+  options.tiling = ringattn::perf::tiling_from_environment<Scalar>(s.D);
   ringattn::RingAttention<Exec, Scalar> attention(p, options);
   std::vector<double> times;
   for (int r = 0; r < warmup + repeats; ++r) {

@@ -93,6 +93,38 @@ TEMPLATE_LIST_TEST_CASE("the host fast path at tiles that do not divide N or eac
   }
 }
 
+TEST_CASE("the host's AVX-512 tile and its sgemm tile both match the reference",
+          "[attention][avx512]") {
+  // Both host fast paths forced (Tiling::host_avx512 on and off), at tiles
+  // that cut the AVX-512 path's column blocks (48 queries) and micro-tiles
+  // (8 keys, 8 dims) anywhere: query tiles below, at and above 48, key
+  // tiles not a multiple of 8, head dims from one micro-tile to 17.
+  using Host = Kokkos::DefaultHostExecutionSpace;
+  if (!Details::host_avx512_available())
+    WARN("this build does not target AVX-512: only the sgemm tile is checked");
+  std::mt19937_64 rng(8128);
+  const std::pair<int, int> tiles[] = {{7, 5}, {48, 8}, {50, 13}, {96, 128}, {768, 128}};
+  for (int trial = 0; trial < 30; ++trial) {
+    Problem p = random_problem(rng, 500);
+    const int dims[] = {8, 16, 40, 64, 128, 136};
+    p.D = dims[trial % 6];
+    p.fill(rng);
+    const auto [qt, kt] = tiles[trial % 5];
+    for (bool avx512 : {true, false}) {
+      INFO("q_tile " << qt << " k_tile " << kt << (avx512 ? " AVX-512" : " sgemm"));
+      Tiling tiling = default_tiling<Host>(p.D);
+      tiling.host_avx512 = avx512;
+      tiling.q_tile = qt;
+      tiling.k_tile = kt;
+      RingOptions options;
+      options.tiling = tiling;
+      options.members = trial % 3 == 0 ? 3 : 1;
+      options.partition = trial % 2 ? PartitionKind::zigzag : PartitionKind::contiguous;
+      check_against_reference<Host, float>(p, options, tol_float);
+    }
+  }
+}
+
 TEMPLATE_LIST_TEST_CASE("long sequences, ragged segments, tile boundaries", "[attention][backend]",
                         ExecSpaces) {
   std::mt19937_64 rng(7);
@@ -382,8 +414,9 @@ void check_nonfinite_rule(const Problem &p, const RingOptions &options, double t
   CHECK(err <= tol);
 }
 
-/// Every kernel path of ExecSpace: the default (the CBLAS fast path for float
-/// on a host space), the portable kernel forced, and a simulated ring of 3
+/// Every kernel path of ExecSpace: the default (the host fast path for float
+/// on a host space: its AVX-512 tile where built for AVX-512), its sgemm
+/// tile, the portable kernel forced, and a simulated ring of 3
 /// (NaN carried through the merges), in float and double.
 template <class ExecSpace, class Poisoned>
 void check_nonfinite_everywhere(const Problem &p, const Poisoned &poisoned) {
@@ -391,11 +424,15 @@ void check_nonfinite_everywhere(const Problem &p, const Poisoned &poisoned) {
   portable.portable = true;
   portable.q_tile = 8;
   portable.k_tile = 16;
-  RingOptions fast, forced, ring;
+  // the host's sgemm tile, where the AVX-512 tile is the default
+  Tiling sgemm = default_tiling<ExecSpace>(p.D);
+  sgemm.host_avx512 = false;
+  RingOptions fast, forced, ring, fast_sgemm;
   forced.tiling = portable;
+  fast_sgemm.tiling = sgemm;
   ring.members = 3;
   ring.partition = PartitionKind::zigzag;
-  for (const RingOptions &o : {fast, forced, ring}) {
+  for (const RingOptions &o : {fast, forced, ring, fast_sgemm}) {
     check_nonfinite_rule<ExecSpace, float>(p, o, tol_float, poisoned);
     check_nonfinite_rule<ExecSpace, double>(p, o, 1e-12, poisoned);
     // bfloat16 (inputs rounded to it; NaN and +-inf are exact): the host

@@ -42,18 +42,21 @@ template <class ExecSpace, class Scalar>
 void check_problem(const Problem &raw) {
   const Problem p = rounded_to<Scalar>(raw);
   INFO(p.describe());
-  // the host path with tiles widened to float, with MKL's 16-bit GEMMs
-  // (where built with MKL), the portable kernel, and (bfloat16, where the
-  // build and the CPU have it) the host path on AMX
-  for (int kernel : {0, 1, 2, 3})
+  // the host path with tiles widened to float (sgemm, and the AVX-512 tile
+  // where built for AVX-512), with MKL's 16-bit GEMMs (where built with
+  // MKL), the portable kernel, and (bfloat16, where the build and the CPU
+  // have it) the host path on AMX
+  for (int kernel : {0, 1, 2, 3, 4})
     for (int members : {1, 3}) {
       if (kernel == 1 && !Details::host_native_16bit_gemm) continue;
       if (kernel == 3 && !(std::is_same_v<Scalar, bfloat16_t> && Details::amx_permitted()))
         continue;
-      INFO((kernel == 0   ? "host, widened"
+      if (kernel == 4 && !Details::host_avx512_available()) continue;
+      INFO((kernel == 0   ? "host, widened, sgemm"
             : kernel == 1 ? "host, 16-bit GEMM"
             : kernel == 2 ? "portable"
-                          : "host, AMX")
+            : kernel == 3 ? "host, AMX"
+                          : "host, widened, AVX-512 tile")
            << ", members " << members);
       RingOptions options;
       options.members = members;
@@ -62,6 +65,7 @@ void check_problem(const Problem &raw) {
           kernel == 2 ? small_portable_tiles<ExecSpace>() : default_tiling<ExecSpace, Scalar>(p.D);
       tiling.native_16bit_gemm = kernel == 1;
       tiling.host_amx = kernel == 3;
+      tiling.host_avx512 = kernel == 4;
       options.tiling = tiling;
       check_16bit<ExecSpace, Scalar>(p, options);
     }

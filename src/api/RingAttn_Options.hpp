@@ -33,6 +33,12 @@ struct Tiling {
   /// process the tile state; elsewhere ignored. Takes precedence over
   /// native_16bit_gemm. Probabilities are rounded to bfloat16 for P V.
   bool host_amx = true;
+  /// Float and 16-bit storage on the host fast path: both tile products in
+  /// AVX-512 float arithmetic, fused with the softmax, instead of two CBLAS
+  /// sgemm calls per tile, where the build targets AVX-512 and the head dim
+  /// is a multiple of 8; elsewhere ignored. AMX and native_16bit_gemm take
+  /// precedence. default_tiling sets it where it was measured faster.
+  bool host_avx512 = false;
   /// Most teams one kernel launch may have (Kokkos league sizes are int):
   /// batch x work items beyond it are launched in turns.
   std::int64_t max_league_size = INT_MAX;

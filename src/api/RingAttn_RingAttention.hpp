@@ -65,20 +65,41 @@ Tiling default_tiling([[maybe_unused]] int head_dim) {
     // twice the query rows per tile halve that cost (ringattn_kernel_benchmark,
     // storage table, with RINGATTN_TILES=256,256 against the default).
     if constexpr (is_16bit_storage_v<Scalar>) t.q_tile = 256;
-    // bfloat16 on AMX (RingAttn_BlockKernelAmx.hpp): each key tile is packed
-    // into the tile unit's layout once per query tile, so long query tiles;
-    // 256 keys keep a 32-row block of scores in L1. Measured with
-    // RINGATTN_TILES over 256/512/1024 x 128/256/512 (ringattn_shapes_benchmark
-    // --dtype bfloat16, N 4,096 H 8 D 64 and N 8,192 H 2 D 128, one thread):
-    // 512 x 256 the fastest at both D, dense and causal (256 x 256: 0.86-0.92).
+    // Where the build targets AVX-512: both tile products fused with the
+    // softmax in AVX-512 (RingAttn_BlockKernelAvx512.hpp), no BLAS call;
+    // on an AVX-512 EPYC core 1.1 to 1.35 times the sgemm tile above, in
+    // float and widened 16 bits (README, "host kernel"). Long query tiles:
+    // each key tile is then read from memory once per 768 queries; 128 keys
+    // keep a column block's scores (48 x 128) in L1. Measured with
+    // RINGATTN_TILES over 96 to 1536 x 32 to 256 (ringattn_shapes_benchmark,
+    // N 4,096, H 8, D 64 and 128, one thread): 768 x 64 to 256 within 3% of
+    // the best (1536 x 64); 128 x 256 at 0.78 to 0.85 of it. The backward,
+    // which shares the tiles, took 0.9 to 1.0 of its time at 128 x 256 /
+    // 1024 (ringattn_backward_benchmark).
+    const bool avx512 =
+        Details::host_avx512_available() && Details::avx512_takes_head_dim(head_dim);
+    if (avx512) {
+      t.host_avx512 = true;
+      t.q_tile = 768;
+      t.k_tile = 128;
+    }
     if constexpr (std::is_same_v<Scalar, bfloat16_t>) {
       if (Details::amx_takes_head_dim(head_dim) && Details::amx_permitted()) {
+        // bfloat16 on AMX (RingAttn_BlockKernelAmx.hpp), which takes
+        // precedence: each key tile is packed into the tile unit's layout
+        // once per query tile, so long query tiles; 256 keys keep a 32-row
+        // block of scores in L1. Measured with RINGATTN_TILES over
+        // 256/512/1024 x 128/256/512 (ringattn_shapes_benchmark --dtype
+        // bfloat16, N 4,096 H 8 D 64 and N 8,192 H 2 D 128, one thread): 512 x
+        // 256 the fastest at both D, dense and causal (256 x 256: 0.86-0.92).
         t.q_tile = 512;
         t.k_tile = 256;
-      } else if (Details::host_native_16bit_gemm && Details::cpu_has_avx512_bf16()) {
-        // No tile unit, but AVX512-BF16: MKL's gemm_bf16bf16f32 on the
-        // 16-bit tiles took 0.52 to 0.60 of the float32 time where widening
-        // took 0.98 to 1.05 (ringattn_kernel_benchmark, storage table)
+      } else if (!avx512 && Details::host_native_16bit_gemm && Details::cpu_has_avx512_bf16()) {
+        // No tile unit and no AVX-512 tile, but AVX512-BF16: MKL's
+        // gemm_bf16bf16f32 on the 16-bit tiles took 0.52 to 0.60 of the
+        // float32 time where widening took 0.98 to 1.05 (Sapphire Rapids,
+        // ringattn_kernel_benchmark, storage table). On an AVX-512 EPYC it
+        // ran at 0.65 to 0.7 of the AVX-512 tile's rate, which wins there.
         t.native_16bit_gemm = true;
       }
     }
@@ -444,7 +465,7 @@ private:
     const Tiling t = tiling(head_dim);
     fp.add(options_.partition).add(members).add(kind).add(double(scale(head_dim)));
     fp.add(t.q_tile).add(t.k_tile).add(t.team_size).add(t.vector_length).add(t.portable);
-    fp.add(t.native_16bit_gemm).add(t.host_amx).add(t.max_league_size);
+    fp.add(t.native_16bit_gemm).add(t.host_amx).add(t.host_avx512).add(t.max_league_size);
     return fp.value();
   }
 

@@ -189,11 +189,18 @@ void block_attention(const ExecSpace &exec,
       std::max<std::int64_t>(q.stride_1(), kv.k.stride_1()), head_dim, tiling,
       [&]([[maybe_unused]] const auto &part, [[maybe_unused]] std::int64_t num_items) {
 #ifdef RINGATTN_ENABLE_BLAS
-        if constexpr (host_tile_type_v<Scalar>)
+        if constexpr (host_tile_type_v<Scalar>) {
+          // AMX first (bfloat16), then MKL's 16-bit GEMMs where asked, then
+          // the AVX-512 fused tile, then CBLAS sgemm
+          const bool amx = std::is_same_v<Scalar, bfloat16_t> && tiling.host_amx &&
+                           amx_takes_head_dim(head_dim) && amx_permitted();
+          const bool native =
+              tiling.native_16bit_gemm && host_native_16bit_gemm && !std::is_same_v<Scalar, float>;
+          const bool avx512 = !amx && !native && tiling.host_avx512 && host_avx512_available() &&
+                              avx512_takes_head_dim(head_dim);
           return HostBlockAttentionFunctor<ExecSpace, Scalar>{
-              args(part, num_items), tiling.native_16bit_gemm,
-              std::is_same_v<Scalar, bfloat16_t> && tiling.host_amx &&
-                  amx_takes_head_dim(head_dim) && amx_permitted()};
+              args(part, num_items), tiling.native_16bit_gemm, amx, avx512};
+        }
 #endif
       },
       [&](const auto &part, std::int64_t num_items, int scratch_level) {

@@ -12,6 +12,7 @@
 #include <RingAttn_Config.hpp>
 #include <core/RingAttn_Half.hpp>
 #include <kernels/detail/RingAttn_BlockKernelAmx.hpp>
+#include <kernels/detail/RingAttn_BlockKernelAvx512.hpp>
 
 #include <type_traits>
 
@@ -175,6 +176,9 @@ struct HostBlockAttentionFunctor {
   /// bfloat16 storage: the tile products on Intel AMX (amx_takes, set by
   /// the launch; RingAttn_BlockKernelAmx.hpp).
   bool amx = false;
+  /// Both tile products in AVX-512 without the BLAS, fused with the softmax
+  /// (avx512_takes, set by the launch; RingAttn_BlockKernelAvx512.hpp).
+  bool avx512 = false;
 
   static std::size_t scratch_elements(int QT, int KT, int D) {
     // widened Q, K, V tiles, or (native) the probabilities in 16 bits
@@ -183,9 +187,10 @@ struct HostBlockAttentionFunctor {
                                       : 0;
     const std::size_t tiles =
         std::size_t(QT) * KT + std::size_t(QT) * D + 2 * std::size_t(QT) + widened;
+    const std::size_t fused = avx512_scratch_floats(QT, KT, D, widen);
     if constexpr (std::is_same_v<Scalar, bfloat16_t>)
-      return std::max(tiles, amx_scratch_floats(QT, KT, D));
-    return tiles;
+      return std::max({tiles, fused, amx_scratch_floats(QT, KT, D)});
+    return std::max(tiles, fused);
   }
 
   void operator()(const member_type &team) const {
@@ -200,6 +205,17 @@ struct HostBlockAttentionFunctor {
                                  scratch.data());
         return;
       }
+    }
+#endif
+#ifdef RINGATTN_HAVE_HOST_AVX512
+    if (avx512) {
+      ScratchView scratch(team.team_scratch(1),
+                          scratch_elements(args.q_tile, args.k_tile, int(args.q.extent(3))));
+      avx512_attention_query_tile(args,
+                                  QueryTile::of_team(team.league_rank(), args.num_items, args.items,
+                                                     args.tasks, args.q_tile),
+                                  scratch.data());
+      return;
     }
 #endif
     constexpr float ninf = -compat::infinity<float>();
