@@ -64,6 +64,27 @@ inline std::size_t avx512_scratch_floats(int QT, int KT, int D, bool widen) {
   return parts + 6 * 16; // alignment of six parts
 }
 
+/// Merges a host query tile's result into (o, lse) (docs/SPEC.md section 3,
+/// the log-sum-exp merge): row i of the tile has base-2 running max mrow[i],
+/// sum lrow[i] and unnormalized output acc(i, d). Rows that saw no key (l
+/// is 0; NaN after a NaN score, which then propagates) are left as they are.
+template <class MemorySpace, class Scalar, class Acc>
+void merge_host_query_tile(const BlockKernelArgs<MemorySpace, Scalar> &args, const QueryTile &query,
+                           const float *mrow, const float *lrow, const Acc &acc) {
+  const int D = int(args.q.extent(3));
+  for (int i = 0; i < query.nq; ++i) {
+    const float l = lrow[i];
+    if (l == 0.0f) continue;
+    const std::int64_t row = query.qrow(i);
+    const MergeWeights<float> w = lse_merge<float>(args.lse(query.b, query.h, row),
+                                                   mrow[i] * 0.6931471805599453f + std::log(l));
+    const float wb = w.wb / l;
+    float *const orow = &args.o(query.b, row - args.o_row0, query.h, 0);
+    for (int d = 0; d < D; ++d) orow[d] = w.wa * orow[d] + wb * acc(i, d);
+    args.lse(query.b, query.h, row) = w.lse;
+  }
+}
+
 #ifdef RINGATTN_HAVE_HOST_AVX512
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -317,17 +338,8 @@ void avx512_attention_query_tile(const BlockKernelArgs<MemorySpace, Scalar> &arg
     }
   }
 
-  for (int i = 0; i < nq; ++i) {
-    const float l = lrow[i];
-    if (l == 0.0f) continue; // saw no key in this block (l is NaN after a NaN score)
-    const std::int64_t row = query.qrow(i);
-    const MergeWeights<float> w =
-        lse_merge<float>(args.lse(b, h, row), mrow[i] * 0.6931471805599453f + std::log(l));
-    const float wb = w.wb / l;
-    float *const orow = &args.o(b, row - args.o_row0, h, 0);
-    for (int d = 0; d < D; ++d) orow[d] = w.wa * orow[d] + wb * ot[d * QTp + i];
-    args.lse(b, h, row) = w.lse;
-  }
+  merge_host_query_tile(args, query, mrow, lrow,
+                        [ot, QTp](int i, int d) { return ot[d * QTp + i]; });
 }
 
 #if defined(__GNUC__) && !defined(__clang__)

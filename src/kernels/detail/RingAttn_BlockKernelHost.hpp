@@ -361,18 +361,8 @@ struct HostBlockAttentionFunctor {
       }
     }
 
-    for (int i = 0; i < nq; ++i) {
-      const float l = lrow[i];
-      if (l == 0.0f) continue; // saw no key in this block (l is NaN after a NaN score)
-      const std::int64_t row = query.qrow(i);
-      const MergeWeights<float> w =
-          lse_merge<float>(args.lse(b, h, row), mrow[i] * host_ln2 + compat::log(l));
-      const float wb = w.wb / l;
-      float *const orow = &args.o(b, row - args.o_row0, h, 0);
-      const float *const arow = acc + std::size_t(i) * D;
-      for (int d = 0; d < D; ++d) orow[d] = w.wa * orow[d] + wb * arow[d];
-      args.lse(b, h, row) = w.lse;
-    }
+    merge_host_query_tile(args, query, mrow, lrow,
+                          [acc, D](int i, int d) { return acc[std::size_t(i) * D + d]; });
   }
 };
 
