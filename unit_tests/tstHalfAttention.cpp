@@ -43,7 +43,8 @@ void check_problem(const Problem &raw) {
   const Problem p = rounded_to<Scalar>(raw);
   INFO(p.describe());
   // the host path with tiles widened to float (sgemm, and the AVX-512 tile
-  // where built for AVX-512), with MKL's 16-bit GEMMs (where built with
+  // where built for AVX-512; its bfloat16 scores are VDPBF16PS dot products
+  // of the stored values where built for AVX512-BF16), with MKL's 16-bit GEMMs (where built with
   // MKL), the portable kernel, and (bfloat16, where the build and the CPU
   // have it) the host path on AMX
   for (int kernel : {0, 1, 2, 3, 4})
@@ -56,7 +57,7 @@ void check_problem(const Problem &raw) {
             : kernel == 1 ? "host, 16-bit GEMM"
             : kernel == 2 ? "portable"
             : kernel == 3 ? "host, AMX"
-                          : "host, widened, AVX-512 tile")
+                          : "host, AVX-512 tile (bfloat16 scores by VDPBF16PS where built)")
            << ", members " << members);
       RingOptions options;
       options.members = members;

@@ -11,7 +11,9 @@
 //   S^T[j][i] = sum_d K[j][d] Q^T[d][i]   (a key's values broadcast),
 //   O^T[d][i] += sum_j V[j][d] P^T[j][i]  (a value broadcast),
 // and K and V are read where they lie, row by row; nothing is packed per
-// key tile (float storage; 16-bit tiles are widened first). The softmax
+// key tile (float storage; 16-bit tiles are widened first, except that
+// bfloat16 scores take VDPBF16PS where the build targets AVX512-BF16: Q is
+// packed in pairs of head dims and K read in place). The softmax
 // of a query is then down a column of S^T: its row maximum and sum are
 // lane-wise maxima and sums over rows, with no horizontal reduction, and a
 // causal edge is a lane mask per key (query i keeps its first kept(i) keys).
@@ -27,6 +29,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 namespace ringattn::Details {
@@ -40,6 +43,16 @@ inline constexpr int avx512_micro_rows = 8;
 /// Whether this build has the AVX-512 path (the target has AVX-512 F and BW).
 inline constexpr bool host_avx512_available() {
 #ifdef RINGATTN_HAVE_HOST_AVX512
+  return true;
+#else
+  return false;
+#endif
+}
+
+/// Whether bfloat16 scores take AVX512-BF16 dot products (VDPBF16PS) in
+/// this build: K is then read in place and Q packed in pairs, not widened.
+inline constexpr bool host_avx512_bf16_dot() {
+#ifdef RINGATTN_HAVE_HOST_AVX512_BF16
   return true;
 #else
   return false;
@@ -159,6 +172,48 @@ RINGATTN_AVX512_MICRO_KERNEL void avx512_accumulate(const float *pt, int nk, con
   }
 }
 
+#ifdef RINGATTN_HAVE_HOST_AVX512_BF16
+/// S^T[j][0 .. 48) = scale sum_d K[j][d] Q[.][d] for bfloat16 K and Q, keys
+/// j < nk, by VDPBF16PS: a lane multiplies the pair (d, d + 1) of its query
+/// and of the broadcast key, each product exact in float (8 x 8 significant
+/// bits), and adds both to its float32 accumulator; half the instructions of
+/// the float micro-tile. qp holds Q in pairs, [D / 2][ldq][2] bfloat16 (D
+/// even), K rows ldk elements apart, S^T rows 48 apart.
+RINGATTN_AVX512_MICRO_KERNEL void avx512_scores_bf16(const std::uint16_t *qp, std::int64_t ldq,
+                                                     const std::uint16_t *k, std::int64_t ldk,
+                                                     int nk, int D, float scale, float *st) {
+  constexpr int R = avx512_micro_rows;
+  const __m512 vscale = _mm512_set1_ps(scale);
+  for (int j0 = 0; j0 < nk; j0 += R) {
+    const std::uint16_t *krow[R];
+    for (int m = 0; m < R; ++m) // past the last key: repeat it, not stored
+      krow[m] = k + std::int64_t(j0 + m < nk ? j0 + m : nk - 1) * ldk;
+    __m512 c[R][3];
+    for (int m = 0; m < R; ++m)
+      for (int v = 0; v < 3; ++v) c[m][v] = _mm512_setzero_ps();
+    for (int d = 0; d < D; d += 2) {
+      const std::uint16_t *const qd = qp + std::int64_t(d) * ldq;
+      const __m512bh q0 = (__m512bh)_mm512_loadu_si512(qd),
+                     q1 = (__m512bh)_mm512_loadu_si512(qd + 32),
+                     q2 = (__m512bh)_mm512_loadu_si512(qd + 64);
+      for (int m = 0; m < R; ++m) {
+        std::int32_t pair;
+        std::memcpy(&pair, krow[m] + d, sizeof pair);
+        const __m512bh kb = (__m512bh)_mm512_set1_epi32(pair);
+        c[m][0] = _mm512_dpbf16_ps(c[m][0], kb, q0);
+        c[m][1] = _mm512_dpbf16_ps(c[m][1], kb, q1);
+        c[m][2] = _mm512_dpbf16_ps(c[m][2], kb, q2);
+      }
+    }
+    const int rows = nk - j0 < R ? nk - j0 : R;
+    for (int m = 0; m < rows; ++m)
+      for (int v = 0; v < 3; ++v)
+        _mm512_storeu_ps(st + std::size_t(j0 + m) * avx512_query_block + 16 * v,
+                         _mm512_mul_ps(c[m][v], vscale));
+  }
+}
+#endif
+
 /// 16 values of 16-bit storage widened to float (exact): bfloat16 is the
 /// top half of a float, float16 by VCVTPH2PS.
 inline __m512 avx512_widen16(const bfloat16_t *src) {
@@ -188,6 +243,9 @@ template <class MemorySpace, class Scalar>
 void avx512_attention_query_tile(const BlockKernelArgs<MemorySpace, Scalar> &args,
                                  const QueryTile &query, float *scratch) {
   constexpr bool widen = !std::is_same_v<Scalar, float>;
+  // bfloat16 where the build has AVX512-BF16: scores from the stored values
+  // by dot products of pairs (avx512_scores_bf16), only V widened
+  constexpr bool bf16_dot = host_avx512_bf16_dot() && std::is_same_v<Scalar, bfloat16_t>;
   constexpr float ninf = -__builtin_inff(), inf = __builtin_inff();
   constexpr int QB = avx512_query_block;
   const int H = int(args.q.extent(2)), D = int(args.q.extent(3));
@@ -211,18 +269,27 @@ void avx512_attention_query_tile(const BlockKernelArgs<MemorySpace, Scalar> &arg
     scratch = part + floats;
     return part;
   };
-  float *const qt = carve(std::size_t(D) * QTp);               // Q^T, scaled: [D][QTp]
-  float *const ot = carve(std::size_t(D) * QTp);               // O^T, unnormalized: [D][QTp]
-  float *const st = carve(std::size_t(KT) * QB);               // S^T, then P^T, of a column block
-  float *const mrow = carve(std::size_t(QTp));                 // running max
-  float *const lrow = carve(std::size_t(QTp));                 // running denominator
+  float *const qt = carve(std::size_t(D) * QTp); // Q^T, scaled: [D][QTp]; bf16_dot: Q in pairs
+  float *const ot = carve(std::size_t(D) * QTp); // O^T, unnormalized: [D][QTp]
+  float *const st = carve(std::size_t(KT) * QB); // S^T, then P^T, of a column block
+  float *const mrow = carve(std::size_t(QTp));   // running max
+  float *const lrow = carve(std::size_t(QTp));   // running denominator
   float *const kwide = carve(widen ? std::size_t(KT) * D : 0); // 16-bit: widened K, V
   float *const vwide = carve(widen ? std::size_t(KT) * D : 0);
 
+  // Q in pairs, [D / 2][QTp][2] bfloat16, unscaled (the scale multiplies
+  // the scores): the bits as stored
+  std::uint16_t *const qpairs = reinterpret_cast<std::uint16_t *>(qt);
   for (int d = 0; d < D; ++d) {
-    float *const qd = qt + d * QTp;
-    for (int i = 0; i < nq; ++i) qd[i] = scale2 * float(q_rows[i * ldq_rows + d]);
-    for (int i = nq; i < nqp; ++i) qd[i] = 0; // padding columns: harmless zeros
+    if constexpr (bf16_dot) {
+      std::uint16_t *const qd = qpairs + (d & ~1) * QTp + (d & 1);
+      for (int i = 0; i < nq; ++i) qd[2 * i] = bfloat16_t(q_rows[i * ldq_rows + d]).bits;
+      for (int i = nq; i < nqp; ++i) qd[2 * i] = 0; // padding columns: harmless zeros
+    } else {
+      float *const qd = qt + d * QTp;
+      for (int i = 0; i < nq; ++i) qd[i] = scale2 * float(q_rows[i * ldq_rows + d]);
+      for (int i = nq; i < nqp; ++i) qd[i] = 0; // padding columns: harmless zeros
+    }
     float *const od = ot + d * QTp;
     for (int i = 0; i < nqp; ++i) od[i] = 0;
   }
@@ -238,18 +305,22 @@ void avx512_attention_query_tile(const BlockKernelArgs<MemorySpace, Scalar> &arg
       if (args.causal && !key.trim_to_causal(query.qpos_last)) break;
       const CausalBounds bounds = CausalBounds::of(args.causal, query, key);
       const int nk = key.nk;
-      const float *k_rows, *v_rows;
-      std::int64_t ldkv;
+      const Scalar *const k_stored = &args.kv.k(b, key.krow_first, g, 0);
+      const Scalar *const v_stored = &args.kv.v(b, key.krow_first, g, 0);
+      const float *k_rows = nullptr, *v_rows;
+      std::int64_t ldk = ldk_rows, ldv = ldk_rows;
       if constexpr (widen) {
-        avx512_widen_rows(&args.kv.k(b, key.krow_first, g, 0), ldk_rows, nk, D, kwide);
-        avx512_widen_rows(&args.kv.v(b, key.krow_first, g, 0), ldk_rows, nk, D, vwide);
-        k_rows = kwide;
+        if constexpr (!bf16_dot) {
+          avx512_widen_rows(k_stored, ldk_rows, nk, D, kwide);
+          k_rows = kwide;
+          ldk = D;
+        }
+        avx512_widen_rows(v_stored, ldk_rows, nk, D, vwide);
         v_rows = vwide;
-        ldkv = D;
+        ldv = D;
       } else {
-        k_rows = &args.kv.k(b, key.krow_first, g, 0);
-        v_rows = &args.kv.v(b, key.krow_first, g, 0);
-        ldkv = ldk_rows;
+        k_rows = k_stored;
+        v_rows = v_stored;
       }
 
       for (int i0 = 0; i0 < nq; i0 += QB) {
@@ -259,7 +330,15 @@ void avx512_attention_query_tile(const BlockKernelArgs<MemorySpace, Scalar> &arg
         const int most = bounds.kept(query, key, i0 + rows - 1);
         if (most == 0) continue; // the whole block is masked: nothing changes
         const int least = bounds.kept(query, key, i0);
-        avx512_scores(qt + i0, QTp, k_rows, ldkv, most, D, st);
+        if constexpr (bf16_dot) {
+#ifdef RINGATTN_HAVE_HOST_AVX512_BF16
+          avx512_scores_bf16(qpairs + 2 * i0, QTp,
+                             reinterpret_cast<const std::uint16_t *>(k_stored), ldk, most, D,
+                             scale2, st);
+#endif
+        } else {
+          avx512_scores(qt + i0, QTp, k_rows, ldk, most, D, st);
+        }
 
         __m512i keep[3];
         for (int u = 0; u < 3; ++u) {
@@ -333,7 +412,7 @@ void avx512_attention_query_tile(const BlockKernelArgs<MemorySpace, Scalar> &arg
             for (int u = 0; u < 3; ++u)
               _mm512_storeu_ps(od + 16 * u, _mm512_mul_ps(_mm512_loadu_ps(od + 16 * u), alpha[u]));
           }
-        avx512_accumulate(st, most, v_rows, ldkv, D, ot + i0, QTp);
+        avx512_accumulate(st, most, v_rows, ldv, D, ot + i0, QTp);
       }
     }
   }

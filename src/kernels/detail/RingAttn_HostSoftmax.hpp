@@ -13,6 +13,9 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && !defined(__CUDACC__)
 #define RINGATTN_HAVE_HOST_AVX512
 #include <immintrin.h>
+#if defined(__AVX512BF16__)
+#define RINGATTN_HAVE_HOST_AVX512_BF16
+#endif
 #endif
 
 namespace ringattn::Details {
