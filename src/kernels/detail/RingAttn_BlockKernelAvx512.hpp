@@ -11,9 +11,11 @@
 //   S^T[j][i] = sum_d K[j][d] Q^T[d][i]   (a key's values broadcast),
 //   O^T[d][i] += sum_j V[j][d] P^T[j][i]  (a value broadcast),
 // and K and V are read where they lie, row by row; nothing is packed per
-// key tile (float storage; 16-bit tiles are widened first, except that
-// bfloat16 scores take VDPBF16PS where the build targets AVX512-BF16: Q is
-// packed in pairs of head dims and K read in place). The softmax
+// key tile (float storage; 16-bit tiles are widened first). Where the
+// build targets AVX512-BF16, bfloat16 runs both products by VDPBF16PS
+// instead (bf16_dot): scores from Q packed in pairs of head dims and K read
+// in place, and O^T += V^T P^T with P rounded to bfloat16 (as the AMX tile
+// does) and V interleaved in pairs of keys per key tile. The softmax
 // of a query is then down a column of S^T: its row maximum and sum are
 // lane-wise maxima and sums over rows, with no horizontal reduction, and a
 // causal edge is a lane mask per key (query i keeps its first kept(i) keys).
@@ -212,6 +214,77 @@ RINGATTN_AVX512_MICRO_KERNEL void avx512_scores_bf16(const std::uint16_t *qp, st
                          _mm512_mul_ps(c[m][v], vscale));
   }
 }
+
+/// O^T[d][0 .. 48) += sum_{j < nk} V[j][d] P^T[j][0 .. 48) for bfloat16 V
+/// and P by VDPBF16PS over pairs of keys (j, j + 1), d < D: pp holds P^T
+/// in pairs, [nk / 2 rounded up][48][2] (avx512_pair_weights), vp holds V
+/// in pairs, [nk / 2 rounded up][D][2] (avx512_pair_rows). Where nk is odd
+/// the last pair's second key is left out: its V is masked to 0, so a
+/// value there (a key past the column block's last) cannot reach O.
+RINGATTN_AVX512_MICRO_KERNEL void avx512_accumulate_bf16(const std::uint16_t *pp, int nk,
+                                                         const std::uint16_t *vp, int D, float *ot,
+                                                         std::int64_t ldo) {
+  constexpr int R = avx512_micro_rows;
+  const int pairs = (nk + 1) / 2;
+  for (int d0 = 0; d0 < D; d0 += R) {
+    __m512 c[R][3];
+    for (int m = 0; m < R; ++m)
+      for (int u = 0; u < 3; ++u) c[m][u] = _mm512_loadu_ps(ot + (d0 + m) * ldo + 16 * u);
+    for (int jp = 0; jp < pairs; ++jp) {
+      const std::uint16_t *const pj = pp + std::size_t(jp) * 2 * avx512_query_block;
+      const __m512bh p0 = (__m512bh)_mm512_loadu_si512(pj),
+                     p1 = (__m512bh)_mm512_loadu_si512(pj + 32),
+                     p2 = (__m512bh)_mm512_loadu_si512(pj + 64);
+      const std::uint16_t *const vj = vp + (std::size_t(jp) * D + d0) * 2;
+      const std::int32_t keep = 2 * jp + 1 < nk ? -1 : 0xFFFF;
+      for (int m = 0; m < R; ++m) {
+        std::int32_t pair;
+        std::memcpy(&pair, vj + 2 * m, sizeof pair);
+        const __m512bh vb = (__m512bh)_mm512_set1_epi32(pair & keep);
+        c[m][0] = _mm512_dpbf16_ps(c[m][0], vb, p0);
+        c[m][1] = _mm512_dpbf16_ps(c[m][1], vb, p1);
+        c[m][2] = _mm512_dpbf16_ps(c[m][2], vb, p2);
+      }
+    }
+    for (int m = 0; m < R; ++m)
+      for (int u = 0; u < 3; ++u) _mm512_storeu_ps(ot + (d0 + m) * ldo + 16 * u, c[m][u]);
+  }
+}
+
+/// dst[j / 2][d][j % 2] = src[j * ld + d] for j < n (n rounded up to even,
+/// the extra row 0), d < D: bfloat16 rows of a key tile interleaved in pairs
+/// for avx512_accumulate_bf16.
+inline void avx512_pair_rows(const std::uint16_t *src, std::int64_t ld, int n, int D,
+                             std::uint16_t *dst) {
+  for (int j = 0; j < n; j += 2) {
+    const std::uint16_t *const a = src + std::int64_t(j) * ld;
+    const std::uint16_t *const b = j + 1 < n ? a + ld : nullptr;
+    std::uint16_t *const out = dst + std::size_t(j) * D;
+    int d = 0;
+    for (; d + 16 <= D; d += 16) {
+      const __m512i lo =
+          _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + d)));
+      const __m512i hi =
+          b ? _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(b + d)))
+            : _mm512_setzero_si512();
+      _mm512_storeu_si512(out + 2 * d, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+    }
+    for (; d < D; ++d) {
+      out[2 * d] = a[d];
+      out[2 * d + 1] = b ? b[d] : std::uint16_t(0);
+    }
+  }
+}
+
+/// Two rows of weights (16 queries each) rounded to bfloat16 (nearest even)
+/// and interleaved: lane i holds (w0[i], w1[i]), a key pair of query i.
+inline __m512i avx512_pair_weights(__m512 w0, __m512 w1) {
+  const __m512i halves = (__m512i)_mm512_cvtne2ps_pbh(w1, w0); // w0 in words 0-15, w1 in 16-31
+  const __m512i interleave =
+      _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(interleave, halves);
+}
 #endif
 
 /// 16 values of 16-bit storage widened to float (exact): bfloat16 is the
@@ -276,6 +349,9 @@ void avx512_attention_query_tile(const BlockKernelArgs<MemorySpace, Scalar> &arg
   float *const lrow = carve(std::size_t(QTp));   // running denominator
   float *const kwide = carve(widen ? std::size_t(KT) * D : 0); // 16-bit: widened K, V
   float *const vwide = carve(widen ? std::size_t(KT) * D : 0);
+  // bf16_dot: V in pairs of keys, [KT / 2 rounded up][D][2] bfloat16 (fits:
+  // (KT + 1) D halves <= KT D floats)
+  std::uint16_t *const vpairs = reinterpret_cast<std::uint16_t *>(vwide);
 
   // Q in pairs, [D / 2][QTp][2] bfloat16, unscaled (the scale multiplies
   // the scores): the bits as stored
@@ -307,7 +383,7 @@ void avx512_attention_query_tile(const BlockKernelArgs<MemorySpace, Scalar> &arg
       const int nk = key.nk;
       const Scalar *const k_stored = &args.kv.k(b, key.krow_first, g, 0);
       const Scalar *const v_stored = &args.kv.v(b, key.krow_first, g, 0);
-      const float *k_rows = nullptr, *v_rows;
+      const float *k_rows = nullptr, *v_rows = nullptr;
       std::int64_t ldk = ldk_rows, ldv = ldk_rows;
       if constexpr (widen) {
         if constexpr (!bf16_dot) {
@@ -315,9 +391,16 @@ void avx512_attention_query_tile(const BlockKernelArgs<MemorySpace, Scalar> &arg
           k_rows = kwide;
           ldk = D;
         }
-        avx512_widen_rows(v_stored, ldk_rows, nk, D, vwide);
-        v_rows = vwide;
-        ldv = D;
+        if constexpr (bf16_dot) {
+#ifdef RINGATTN_HAVE_HOST_AVX512_BF16
+          avx512_pair_rows(reinterpret_cast<const std::uint16_t *>(v_stored), ldk_rows, nk, D,
+                           vpairs);
+#endif
+        } else {
+          avx512_widen_rows(v_stored, ldk_rows, nk, D, vwide);
+          v_rows = vwide;
+          ldv = D;
+        }
       } else {
         k_rows = k_stored;
         v_rows = v_stored;
@@ -376,17 +459,35 @@ void avx512_attention_query_tile(const BlockKernelArgs<MemorySpace, Scalar> &arg
         }
         // P^T = 2^(S^T - m) where kept, else 0 (a column with no key seen
         // yet, m = -inf, keeps none: all zero)
-        for (int j = 0; j < most; ++j) {
-          float *const sj = st + std::size_t(j) * QB;
-          for (int u = 0; u < 3; ++u) {
-            const __mmask16 lanes = j < least
-                                        ? __mmask16(0xFFFF)
-                                        : _mm512_cmpgt_epi32_mask(keep[u], _mm512_set1_epi32(j));
-            const __m512 w =
-                avx512_exp2_weights(_mm512_sub_ps(_mm512_loadu_ps(sj + 16 * u), mnew[u]), lanes);
-            sum[u] = _mm512_add_ps(sum[u], w);
-            _mm512_storeu_ps(sj + 16 * u, w);
-          }
+        const auto weights = [&](int j, int u) {
+          const __mmask16 lanes = j < least
+                                      ? __mmask16(0xFFFF)
+                                      : _mm512_cmpgt_epi32_mask(keep[u], _mm512_set1_epi32(j));
+          return avx512_exp2_weights(
+              _mm512_sub_ps(_mm512_loadu_ps(st + std::size_t(j) * QB + 16 * u), mnew[u]), lanes);
+        };
+        if constexpr (bf16_dot) {
+#ifdef RINGATTN_HAVE_HOST_AVX512_BF16
+          // P^T rounded to bfloat16 in pairs of keys for VDPBF16PS, as the
+          // AMX tile does (docs/DESIGN.md); the sums l stay those of the
+          // float weights. In place: pair row j / 2 goes where rows already
+          // read lie (j / 2 <= j).
+          for (int j = 0; j < most; j += 2)
+            for (int u = 0; u < 3; ++u) {
+              const __m512 w0 = weights(j, u);
+              const __m512 w1 = j + 1 < most ? weights(j + 1, u) : _mm512_setzero_ps();
+              sum[u] = _mm512_add_ps(_mm512_add_ps(sum[u], w0), w1);
+              _mm512_storeu_si512(st + std::size_t(j / 2) * QB + 16 * u,
+                                  avx512_pair_weights(w0, w1));
+            }
+#endif
+        } else {
+          for (int j = 0; j < most; ++j)
+            for (int u = 0; u < 3; ++u) {
+              const __m512 w = weights(j, u);
+              sum[u] = _mm512_add_ps(sum[u], w);
+              _mm512_storeu_ps(st + std::size_t(j) * QB + 16 * u, w);
+            }
         }
         bool rescale = false;
         __m512 alpha[3];
@@ -412,7 +513,14 @@ void avx512_attention_query_tile(const BlockKernelArgs<MemorySpace, Scalar> &arg
             for (int u = 0; u < 3; ++u)
               _mm512_storeu_ps(od + 16 * u, _mm512_mul_ps(_mm512_loadu_ps(od + 16 * u), alpha[u]));
           }
-        avx512_accumulate(st, most, v_rows, ldv, D, ot + i0, QTp);
+        if constexpr (bf16_dot) {
+#ifdef RINGATTN_HAVE_HOST_AVX512_BF16
+          avx512_accumulate_bf16(reinterpret_cast<const std::uint16_t *>(st), most, vpairs, D,
+                                 ot + i0, QTp);
+#endif
+        } else {
+          avx512_accumulate(st, most, v_rows, ldv, D, ot + i0, QTp);
+        }
       }
     }
   }
