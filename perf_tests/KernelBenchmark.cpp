@@ -33,10 +33,12 @@ struct Measurement {
 /// Median time of `repeats` forward passes (after one warm-up) of one
 /// member over the whole sequence, and GFLOP/s on the pairs the pattern
 /// keeps; storage type Scalar (16-bit: `path` picks the host path's way to
-/// multiply 16-bit tiles).
-enum class Path { widened, mkl_16bit, amx };
+/// multiply 16-bit tiles: the default tile, which is the AVX-512 tile where
+/// built (bfloat16 by VDPBF16PS where built for AVX512-BF16), the sgemm tile
+/// on tiles widened to float, MKL's 16-bit GEMMs, or AMX).
+enum class Path { host_default, sgemm_widened, mkl_16bit, amx };
 template <class Scalar = float>
-Measurement measure(const Case &c, int repeats, Path path = Path::widened) {
+Measurement measure(const Case &c, int repeats, Path path = Path::host_default) {
   const auto &p = c.pattern;
   const auto q = random_tensor<Scalar>("q", 1, p.seq_len, p.heads, c.D, 1);
   const auto k = random_tensor<Scalar>("k", 1, p.seq_len, p.kv_heads, c.D, 2);
@@ -45,11 +47,12 @@ Measurement measure(const Case &c, int repeats, Path path = Path::widened) {
                                    std::size_t(p.heads), std::size_t(c.D));
   ringattn::Tensor3<float, Mem> lse("lse", 1, p.heads, p.seq_len);
   ringattn::RingOptions options;
-  // widened and MKL's 16-bit GEMMs at the tiles of widened 16-bit storage
-  // (float16's), AMX at bfloat16's defaults
-  ringattn::Tiling t = std::is_same_v<Scalar, float> || path == Path::amx
+  // the sgemm tile and MKL's 16-bit GEMMs at the tiles of widened 16-bit
+  // storage (float16's), the default and AMX at the type's defaults
+  ringattn::Tiling t = path == Path::host_default || path == Path::amx
                            ? ringattn::default_tiling<Exec, Scalar>(c.D)
                            : ringattn::default_tiling<Exec, ringattn::float16_t>(c.D);
+  if (path == Path::sgemm_widened || path == Path::mkl_16bit) t.host_avx512 = false;
   if (const char *tiles = std::getenv("RINGATTN_TILES")) // "QT,KT" to explore tilings
     std::sscanf(tiles, "%d,%d", &t.q_tile, &t.k_tile);
   t.native_16bit_gemm = path == Path::mkl_16bit;
@@ -100,17 +103,25 @@ int main(int argc, char *argv[]) {
                   base > 0 ? m.gflops / base : 0.0);
     }
 
-    // 16-bit storage against float32 on the same case, in the same run:
-    // tiles widened to float for sgemm, (MKL) MKL's 16-bit GEMMs, and
-    // (bfloat16, where built for AMX and granted) the tile unit.
+    // 16-bit storage against float32 on the same case, in the same run: the
+    // default host tile (the AVX-512 tile where built), tiles widened to
+    // float for sgemm, (MKL) MKL's 16-bit GEMMs, and (bfloat16, where built
+    // for AMX and granted) the tile unit.
     std::printf("\n| storage, host path (seconds; ratio to float32) | case | D | float32 | "
-                "bfloat16 widened | bfloat16 MKL gemm_bf16bf16f32 | bfloat16 AMX | "
-                "float16 widened | float16 MKL gemm_f16f16f32 |\n");
-    std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+                "bfloat16 default%s | bfloat16 sgemm widened | bfloat16 MKL gemm_bf16bf16f32 | "
+                "bfloat16 AMX | float16 default%s | float16 sgemm widened | "
+                "float16 MKL gemm_f16f16f32 |\n",
+                ringattn::Details::host_avx512_bf16_dot()    ? " (AVX-512 tile, VDPBF16PS)"
+                : ringattn::Details::host_avx512_available() ? " (AVX-512 tile)"
+                                                             : "",
+                ringattn::Details::host_avx512_available() ? " (AVX-512 tile)" : "");
+    std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (const Case &c : cases) {
       const double f32 = measure<float>(c, repeats).seconds;
-      const double bw = measure<ringattn::bfloat16_t>(c, repeats, Path::widened).seconds;
-      const double fw = measure<ringattn::float16_t>(c, repeats, Path::widened).seconds;
+      const double bd = measure<ringattn::bfloat16_t>(c, repeats).seconds;
+      const double bw = measure<ringattn::bfloat16_t>(c, repeats, Path::sgemm_widened).seconds;
+      const double fd = measure<ringattn::float16_t>(c, repeats).seconds;
+      const double fw = measure<ringattn::float16_t>(c, repeats, Path::sgemm_widened).seconds;
       const bool mkl = ringattn::Details::host_native_16bit_gemm;
       const bool amx = ringattn::Details::amx_permitted();
       const double bn =
@@ -122,9 +133,10 @@ int main(int argc, char *argv[]) {
                            std::to_string(x / f32).substr(0, 4) + ")"
                      : std::string(none);
       };
-      std::printf("| | %s | %d | %.4f | %s | %s | %s | %s | %s |\n", c.name.c_str(), c.D, f32,
-                  cell(bw, "").c_str(), cell(bn, "no MKL").c_str(), cell(ba, "no AMX").c_str(),
-                  cell(fw, "").c_str(), cell(fn, "no MKL").c_str());
+      std::printf("| | %s | %d | %.4f | %s | %s | %s | %s | %s | %s | %s |\n", c.name.c_str(), c.D,
+                  f32, cell(bd, "").c_str(), cell(bw, "").c_str(), cell(bn, "no MKL").c_str(),
+                  cell(ba, "no AMX").c_str(), cell(fd, "").c_str(), cell(fw, "").c_str(),
+                  cell(fn, "no MKL").c_str());
     }
 
     // Dilated attention's work is linear in N: time(2N) / time(N) should stay
