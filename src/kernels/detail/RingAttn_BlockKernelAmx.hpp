@@ -58,13 +58,7 @@ void amx_attention_query_tile(const Args &args, const QueryTile &query, float *s
   const float scale2 = float(double(args.scale) * 1.4426950408889634);
 
   // scratch parts, each 64-byte aligned
-  const auto carve = [&scratch](std::size_t floats) {
-    const std::uintptr_t at =
-        (reinterpret_cast<std::uintptr_t>(scratch) + 63) & ~std::uintptr_t(63);
-    float *const part = reinterpret_cast<float *>(at);
-    scratch = part + floats;
-    return part;
-  };
+  const auto carve = [&scratch](std::size_t floats) { return carve_scratch(scratch, floats); };
   float *const s = carve(std::size_t(amx_block) * KTp);
   auto *const p = reinterpret_cast<std::uint16_t *>(carve(std::size_t(amx_block) * KTp / 2));
   float *const acc = carve(std::size_t(QTp) * Dp);

@@ -335,13 +335,7 @@ void avx512_attention_query_tile(const BlockKernelArgs<MemorySpace, Scalar> &arg
   // scores in base 2, as the other host paths (exp2_nonpositive_host)
   const float scale2 = float(double(args.scale) * 1.4426950408889634);
 
-  const auto carve = [&scratch](std::size_t floats) {
-    const std::uintptr_t at =
-        (reinterpret_cast<std::uintptr_t>(scratch) + 63) & ~std::uintptr_t(63);
-    float *const part = reinterpret_cast<float *>(at);
-    scratch = part + floats;
-    return part;
-  };
+  const auto carve = [&scratch](std::size_t floats) { return carve_scratch(scratch, floats); };
   float *const qt = carve(std::size_t(D) * QTp); // Q^T, scaled: [D][QTp]; bf16_dot: Q in pairs
   float *const ot = carve(std::size_t(D) * QTp); // O^T, unnormalized: [D][QTp]
   float *const st = carve(std::size_t(KT) * QB); // S^T, then P^T, of a column block

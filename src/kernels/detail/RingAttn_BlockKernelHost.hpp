@@ -194,35 +194,26 @@ struct HostBlockAttentionFunctor {
   }
 
   void operator()(const member_type &team) const {
+    const int QT = args.q_tile, KT = args.k_tile;
+    const QueryTile query =
+        QueryTile::of_team(team.league_rank(), args.num_items, args.items, args.tasks, QT);
+    ScratchView scratch(team.team_scratch(1), scratch_elements(QT, KT, int(args.q.extent(3))));
 #ifdef RINGATTN_HAVE_HOST_AMX
     if constexpr (std::is_same_v<Scalar, bfloat16_t>) {
       if (amx) {
-        ScratchView scratch(team.team_scratch(1),
-                            scratch_elements(args.q_tile, args.k_tile, int(args.q.extent(3))));
-        amx_attention_query_tile(args,
-                                 QueryTile::of_team(team.league_rank(), args.num_items, args.items,
-                                                    args.tasks, args.q_tile),
-                                 scratch.data());
+        amx_attention_query_tile(args, query, scratch.data());
         return;
       }
     }
 #endif
 #ifdef RINGATTN_HAVE_HOST_AVX512
     if (avx512) {
-      ScratchView scratch(team.team_scratch(1),
-                          scratch_elements(args.q_tile, args.k_tile, int(args.q.extent(3))));
-      avx512_attention_query_tile(args,
-                                  QueryTile::of_team(team.league_rank(), args.num_items, args.items,
-                                                     args.tasks, args.q_tile),
-                                  scratch.data());
+      avx512_attention_query_tile(args, query, scratch.data());
       return;
     }
 #endif
     constexpr float ninf = -compat::infinity<float>();
     const int H = int(args.q.extent(2)), D = int(args.q.extent(3));
-    const int QT = args.q_tile, KT = args.k_tile;
-    const QueryTile query =
-        QueryTile::of_team(team.league_rank(), args.num_items, args.items, args.tasks, QT);
     const std::int64_t b = query.b, stride = query.stride;
     const int h = query.h, nq = query.nq;
     // Queries of a dilated task are rows qrow_first + i * stride: a leading
@@ -239,7 +230,6 @@ struct HostBlockAttentionFunctor {
     // and the block's LSE is m ln 2 + ln l (exp2_nonpositive_host).
     const float scale2 = float(double(args.scale) * host_log2e);
 
-    ScratchView scratch(team.team_scratch(1), scratch_elements(QT, KT, D));
     float *const s = scratch.data();               // [QT][KT] scores, then probabilities
     float *const acc = s + std::size_t(QT) * KT;   // [QT][D] unnormalized output
     float *const mrow = acc + std::size_t(QT) * D; // running max

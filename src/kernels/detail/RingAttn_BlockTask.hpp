@@ -9,6 +9,7 @@
 
 #include <Kokkos_Macros.hpp>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace ringattn::Details {
@@ -65,6 +66,16 @@ struct WorkItem {
   std::int64_t task = 0;
   std::int64_t q_begin = 0;
 };
+
+/// The next part of a host tile's scratch, `floats` long and 64-byte
+/// aligned; `scratch` moves past it (the AVX-512 and AMX tiles carve their
+/// buffers so, and size the scratch with 63 bytes of slack per part).
+inline float *carve_scratch(float *&scratch, std::size_t floats) {
+  const std::uintptr_t at = (reinterpret_cast<std::uintptr_t>(scratch) + 63) & ~std::uintptr_t(63);
+  float *const part = reinterpret_cast<float *>(at);
+  scratch = part + floats;
+  return part;
+}
 
 /// Queries [q_begin, q_begin + nq) of one task for batch entry b, nq at most
 /// the query tile: positions qpos(i), local rows qrow(i), i < nq.
