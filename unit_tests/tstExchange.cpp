@@ -6,9 +6,11 @@
 #include "RingAttn_TestCase.hpp"
 #include <ring/detail/RingAttn_Exchange.hpp>
 
+#include <algorithm>
 #include <random>
 #include <set>
 #include <tuple>
+#include <vector>
 
 using namespace ringattn;
 using namespace ringattn::test;
@@ -133,4 +135,51 @@ TEST_CASE("exchange plans past 2^31 rows use 64-bit offsets", "[ring][exchange]"
   // The last query of head 3 (phase 3): N / 4 keys in branch 0, 2^31 in branch 1.
   CHECK(dilated.pairs_for_query(N - 1, 3) == N / 4 + (std::int64_t(1) << 31));
   CHECK(dilated.pairs_for_query(N - 1, 0) == (std::int64_t(1) << 31));
+}
+
+TEST_CASE("work items tile every task's queries once, in near-equal tiles of at most q_tile",
+          "[ring][exchange]") {
+  // make_work_items: ceil(q / q_tile) tiles per task, contiguous and
+  // disjoint, covering [0, q); each at most q_tile; all but the last whole
+  // granules, and no two differing by more than one granule (the last may
+  // be short by less than one).
+  std::mt19937_64 rng(20261203);
+  for (int q_tile : {1, 7, 16, 48, 64, 100, 768, 1536}) {
+    std::vector<BlockTask> tasks;
+    for (std::int64_t q : {1, 2, 47, 48, 49, 255, 256, 767, 768, 769, 4096, 16384}) {
+      BlockTask t;
+      t.q_count = q;
+      tasks.push_back(t);
+    }
+    for (int extra = 0; extra < 8; ++extra) {
+      BlockTask t;
+      t.q_count = std::uniform_int_distribution<std::int64_t>(1, 20000)(rng);
+      tasks.push_back(t);
+    }
+    const std::vector<WorkItem> items = make_work_items(tasks, q_tile);
+    const std::int64_t g = work_item_granule(q_tile);
+    CHECK(q_tile % g == 0);
+    std::size_t at = 0;
+    for (std::size_t t = 0; t < tasks.size(); ++t) {
+      const std::int64_t q = tasks[t].q_count;
+      INFO("q_tile " << q_tile << " task of " << q << " queries");
+      const std::int64_t tiles = (q + q_tile - 1) / q_tile;
+      std::int64_t next = 0, largest = 0, smallest = q;
+      for (std::int64_t i = 0; i < tiles; ++i, ++at) {
+        REQUIRE(at < items.size());
+        const WorkItem &item = items[at];
+        CHECK(item.task == std::int64_t(t));
+        CHECK(item.q_begin == next);
+        CHECK(item.q_count >= 1);
+        CHECK(item.q_count <= q_tile);
+        CHECK(item.q_begin % g == 0);
+        next = item.q_begin + item.q_count;
+        largest = std::max(largest, item.q_count);
+        if (i + 1 < tiles) smallest = std::min(smallest, item.q_count);
+      }
+      CHECK(next == q);
+      if (tiles > 1) CHECK(largest - smallest <= g);
+    }
+    CHECK(at == items.size());
+  }
 }

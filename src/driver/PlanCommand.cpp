@@ -169,7 +169,8 @@ void print_memory_table(std::ostream &out, const MemberMemoryModel &m, const Exc
   // the member's rows n, from Q's bytes
   const std::int64_t n =
       m.q / std::max<std::int64_t>(1, pp.batch * pp.pattern.heads * pp.head_dim * pp.scalar_bytes);
-  const std::string chunk = std::to_string(ringattn::Details::running_o_chunk_rows(n));
+  const std::string chunk =
+      std::to_string(ringattn::Details::running_o_chunk_rows(n, pp.batch * pp.pattern.heads));
   add("O",
       pp.scalar_bytes >= 4 ? "[B, n, H, D]"
       : e.recv_rows == 0   ? "[B, n, H, D], and a float chunk of " + chunk + " rows while running"

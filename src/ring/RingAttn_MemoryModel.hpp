@@ -133,9 +133,10 @@ inline MemberMemoryModel member_memory(const MemberShape &shape, std::int64_t n,
   // storage, whose O then has a float copy beside the stored one (a chunk
   // of rows where nothing crosses to the member).
   const std::int64_t acc_bytes = s >= 8 ? 8 : 4;
-  const std::int64_t running_rows = s >= acc_bytes     ? 0
-                                    : e.recv_rows == 0 ? Details::running_o_chunk_rows(n)
-                                                       : n;
+  const std::int64_t running_rows = s >= acc_bytes ? 0
+                                    : e.recv_rows == 0
+                                        ? Details::running_o_chunk_rows(n, sat_mul(B, H))
+                                        : n;
   m.q = sat_prod({B, n, H, D, s});
   m.o = sat_add(m.q, sat_prod({B, running_rows, H, D, acc_bytes}));
   m.k = m.v = sat_prod({B, n, Hkv, D, s});

@@ -148,7 +148,8 @@ struct RingSchedule {
       std::int64_t n_max = 0;
       for (int j = 0; j < R; ++j) n_max = std::max(n_max, partition.local_size(j));
       const std::int64_t chunk = std::max<std::int64_t>(
-          1, running_o_chunk_rows(kind == RingKind::mpi ? partition.local_size(p) : n_max));
+          1, running_o_chunk_rows(kind == RingKind::mpi ? partition.local_size(p) : n_max,
+                                  batch * pattern.heads));
       Exchange own = plan_exchange(pattern, partition, p, p, true);
       read_keys_in_place(own, kind == RingKind::in_memory);
       for (const Range &range : m.rows)

@@ -317,7 +317,7 @@ struct BackwardDqFunctor {
   KOKKOS_FUNCTION void operator()(const member_type &team) const {
     const Acc ninf = -compat::infinity<Acc>();
     const int D = head_dim, QT = q_tile, KT = k_tile;
-    const QueryTile query = QueryTile::of_team(team.league_rank(), num_items, items, tasks, QT);
+    const QueryTile query = QueryTile::of_team(team.league_rank(), num_items, items, tasks);
     const std::int64_t b = query.b, stride = query.stride;
     const int h = query.h, nq = query.nq;
 

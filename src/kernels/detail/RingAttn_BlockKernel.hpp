@@ -44,7 +44,7 @@ struct BlockAttentionFunctor {
     const int D = head_dim, QT = args.q_tile, KT = args.k_tile;
     const Acc scale = args.scale;
     const QueryTile query =
-        QueryTile::of_team(team.league_rank(), args.num_items, args.items, args.tasks, QT);
+        QueryTile::of_team(team.league_rank(), args.num_items, args.items, args.tasks);
     const std::int64_t b = query.b, stride = query.stride;
     const int h = query.h, nq = query.nq;
     const int g = args.kv.kv_head(h, int(args.q.extent(2)));

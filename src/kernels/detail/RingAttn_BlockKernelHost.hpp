@@ -196,7 +196,7 @@ struct HostBlockAttentionFunctor {
   void operator()(const member_type &team) const {
     const int QT = args.q_tile, KT = args.k_tile;
     const QueryTile query =
-        QueryTile::of_team(team.league_rank(), args.num_items, args.items, args.tasks, QT);
+        QueryTile::of_team(team.league_rank(), args.num_items, args.items, args.tasks);
     ScratchView scratch(team.team_scratch(1), scratch_elements(QT, KT, int(args.q.extent(3))));
 #ifdef RINGATTN_HAVE_HOST_AMX
     if constexpr (std::is_same_v<Scalar, bfloat16_t>) {

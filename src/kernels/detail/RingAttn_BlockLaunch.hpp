@@ -90,11 +90,15 @@ void launch_host_teams(const ExecSpace &exec, const std::string &label, std::int
   const std::size_t bytes = HostFunctor::ScratchView::shmem_size(
       HostFunctor::scratch_elements(tiling.q_tile, tiling.k_tile, D));
   [[maybe_unused]] const SingleThreadedBlas one_blas_thread;
-  // Dynamic schedule: causal work items differ in cost (later queries see
-  // more keys), and a static split would leave one thread the heavy half.
+  // Dynamic schedule, one team at a time: causal work items differ in cost
+  // (later queries see more keys), and a static split would leave one
+  // thread the heavy half. The chunk size must be set: by default the
+  // OpenMP backend deals each thread one chunk of league / threads teams,
+  // and its work stealing then has nothing to steal.
   using HostPolicy = Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>>;
-  Kokkos::parallel_for(label,
-                       HostPolicy(exec, league, 1).set_scratch_size(1, Kokkos::PerTeam(bytes)), f);
+  Kokkos::parallel_for(
+      label,
+      HostPolicy(exec, league, 1).set_chunk_size(1).set_scratch_size(1, Kokkos::PerTeam(bytes)), f);
   exec.fence();
 }
 #endif

@@ -61,10 +61,12 @@ struct ExpandRun {
   std::int64_t elem0 = 0;
 };
 
-/// One team's share: a tile of the queries of one task.
+/// One team's share: queries [q_begin, q_begin + q_count) of one task, at
+/// most the query tile (make_work_items).
 struct WorkItem {
   std::int64_t task = 0;
   std::int64_t q_begin = 0;
+  std::int64_t q_count = 0;
 };
 
 /// The next part of a host tile's scratch, `floats` long and 64-byte
@@ -114,11 +116,10 @@ struct QueryTile {
   /// entry, work item): the forward and the backward's dQ pass.
   template <class ItemView, class TaskView>
   KOKKOS_INLINE_FUNCTION static QueryTile of_team(std::int64_t league_rank, std::int64_t num_items,
-                                                  const ItemView &items, const TaskView &tasks,
-                                                  int q_tile) {
+                                                  const ItemView &items, const TaskView &tasks) {
     const WorkItem item = items(league_rank % num_items);
     const BlockTask task = tasks(item.task);
-    return of_task(league_rank / num_items, task, item.q_begin, task.stride, q_tile);
+    return of_task(league_rank / num_items, task, item.q_begin, task.stride, int(item.q_count));
   }
 };
 

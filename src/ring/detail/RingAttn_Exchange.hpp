@@ -315,10 +315,18 @@ inline void read_keys_in_place(Exchange &ex, bool global_rows) {
 
 /// Rows per chunk of a member of n rows that keeps its running O a chunk at
 /// a time (16-bit storage, its own block its only one:
-/// RingMember::consume_in_chunks): an eighth, rounded up to whole multiples
-/// of 4,096 rows, at most n.
-inline std::int64_t running_o_chunk_rows(std::int64_t n) {
-  return std::min(n, std::max<std::int64_t>(4096, (n / 8 + 4095) / 4096 * 4096));
+/// RingMember::consume_in_chunks), for batch x heads = batch_heads: an
+/// eighth of n, and at least 32,768 / batch_heads, each rounded up to whole
+/// multiples of 4,096 rows; at most n. Each chunk is a launch of its own:
+/// the floor gives it about 40 query tiles of 768 to share among threads
+/// (one head in chunks of 4,096 rows made six, and float16 ran 5-10% behind
+/// float32 at N 16,384 on two threads), at a float chunk of 128 KiB per
+/// head dim.
+inline std::int64_t running_o_chunk_rows(std::int64_t n, std::int64_t batch_heads) {
+  const auto whole_4096 = [](std::int64_t rows) { return (rows + 4095) / 4096 * 4096; };
+  const std::int64_t floor =
+      whole_4096((32768 + batch_heads - 1) / std::max<std::int64_t>(1, batch_heads));
+  return std::min(n, std::max(floor, whole_4096(n / 8)));
 }
 
 /// The tasks of `ex` cut to their queries in rows [row_begin, row_end) (the
@@ -377,12 +385,34 @@ inline std::int64_t balanced_row_split(const Exchange &ex, std::int64_t rows, bo
   return rows <= 1 ? rows : hi;
 }
 
-/// Tiles of q_tile queries of every task: the block kernel's work items.
+/// Queries that the tiles of make_work_items come in: the AVX-512 tile's
+/// column block (48) where it divides the query tile, else a vector of 16
+/// where that divides it, else 1.
+inline int work_item_granule(int q_tile) {
+  return q_tile % 48 == 0 ? 48 : q_tile % 16 == 0 ? 16 : 1;
+}
+
+/// The block kernel's work items: every task's queries cut into as few
+/// tiles as q_tile allows (ceil(q_count / q_tile)), of nearly equal size in
+/// whole granules (work_item_granule), the larger and smaller spread evenly.
+/// Tiles of equal work let the teams of a launch finish together: 4,096
+/// queries at q_tile 768 make six tiles of 672-720, where tiles of q_tile
+/// would make five of 768 and one of 256, and two threads would wait 12%
+/// on the one that got three full tiles.
 inline std::vector<WorkItem> make_work_items(const std::vector<BlockTask> &tasks, int q_tile) {
   std::vector<WorkItem> items;
-  for (std::size_t t = 0; t < tasks.size(); ++t)
-    for (std::int64_t q0 = 0; q0 < tasks[t].q_count; q0 += q_tile)
-      items.push_back(WorkItem{std::int64_t(t), q0});
+  const std::int64_t g = work_item_granule(q_tile);
+  for (std::size_t t = 0; t < tasks.size(); ++t) {
+    const std::int64_t q = tasks[t].q_count;
+    const std::int64_t tiles = (q + q_tile - 1) / q_tile, granules = (q + g - 1) / g;
+    // tile i: granules [i granules / tiles, (i + 1) granules / tiles), at
+    // most ceil(granules / tiles) <= q_tile / g of them; the last ends at q
+    for (std::int64_t i = 0; i < tiles; ++i) {
+      const std::int64_t begin = i * granules / tiles * g;
+      const std::int64_t end = std::min(q, (i + 1) * granules / tiles * g);
+      items.push_back(WorkItem{std::int64_t(t), begin, end - begin});
+    }
+  }
   return items;
 }
 
