@@ -96,6 +96,55 @@ TEST_CASE("a plan is reused: new values each pass, the reference's answers, no a
     }
 }
 
+TEST_CASE("a 16-bit plan keeps its float running O: later passes allocate nothing",
+          "[attention][ringplan][half]") {
+  // bfloat16 storage keeps the running O in float32 (docs/SPEC.md section 1):
+  // the whole rows where members receive (zigzag), a chunk of rows where a
+  // member's own block is its only one (contiguous, segments within the
+  // share). The plan makes these on its first forward; later passes on the
+  // plan allocate nothing, and equal, bit for bit, a pass that builds its
+  // own plan and the float64 reference (inputs rounded) within 1e-2.
+  using B16 = bfloat16_t;
+  using H4 = Tensor4<B16, Mem>;
+  std::mt19937_64 rng(20261205);
+  const ProblemShape shape{1024, true, true, Mixing::mixture, {128, 256}, {1, 2}, 4, 2, 32};
+  for (const PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag}) {
+    INFO("zigzag " << (kind == PartitionKind::zigzag));
+    RingOptions options;
+    options.members = 2;
+    options.partition = kind;
+    const Problem first = rounded_to<B16>(shape.problem(rng));
+    const RingAttention<Exec, B16> attention(first.pattern(), options);
+    const auto plan = attention.make_plan(first.B, first.D);
+    const auto put = [&](const Problem &p, const std::vector<double> &x, int heads) {
+      H4 view("t", std::size_t(p.B), std::size_t(p.N), std::size_t(heads), std::size_t(p.D));
+      for (std::size_t i = 0; i < x.size(); ++i) view.data()[i] = B16(float(x[i]));
+      return view;
+    };
+    for (int pass = 0; pass < 3; ++pass) {
+      INFO("pass " << pass);
+      const Problem p = pass == 0 ? first : rounded_to<B16>(shape.problem(rng));
+      const Reference ref =
+          reference_attention(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v);
+      const H4 q = put(p, p.q, p.H), k = put(p, p.k, p.Hkv), v = put(p, p.v, p.Hkv);
+      H4 o("o", p.B, p.N, p.H, p.D), o_own("o_own", p.B, p.N, p.H, p.D);
+      Tensor3<float, Mem> lse("lse", p.B, p.H, p.N), lse_own("lse_own", p.B, p.H, p.N);
+      {
+        const AllocationCount counting;
+        attention.forward(plan, q, k, v, o, lse);
+        if (pass > 0) CHECK(AllocationCount::count == 0);
+      }
+      attention.forward(q, k, v, o_own, lse_own);
+      CHECK(std::memcmp(o.data(), o_own.data(), o.size() * sizeof(B16)) == 0);
+      CHECK(std::memcmp(lse.data(), lse_own.data(), lse.size() * sizeof(float)) == 0);
+      double err = 0;
+      for (std::size_t i = 0; i < o.size(); ++i)
+        err = std::max(err, std::abs(double(float(o.data()[i])) - ref.o[i]));
+      CHECK(err <= 1e-2);
+    }
+  }
+}
+
 TEST_CASE("a plan made for another shape, pattern or ring is refused", "[attention][ringplan]") {
   std::mt19937_64 rng(20261204);
   const Problem p =

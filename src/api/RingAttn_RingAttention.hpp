@@ -299,9 +299,9 @@ public:
 
   /// forward with a plan from make_plan: the whole sequence in this process
   /// (a simulated plan) or this rank's rows (an MPI plan, over the plan's
-  /// communicator). The ring loop builds, copies and (float and double
-  /// storage) allocates nothing; 16-bit storage allocates its float running
-  /// O (or a chunk of it).
+  /// communicator). The ring loop builds, copies and allocates nothing,
+  /// except that 16-bit storage allocates its float running O (or a chunk of
+  /// it) in the plan on the plan's first forward.
   RingStats forward(const Plan &plan, const InTensor4 &q, const InTensor4 &k, const InTensor4 &v,
                     const OutTensor4 &o, const OutTensor3 &lse,
                     const ExecSpace &exec = ExecSpace()) const {

@@ -90,6 +90,11 @@ struct RingSchedule {
   /// The backward's partial dK/dV: of the block, and the wires sent and received.
   BlockBuffer<Acc, memory_space> block_partial{"ringattn::dkv_block_partial"};
   MessageBuffer<Acc, memory_space> partial_send[2], partial_recv[2];
+  /// 16-bit storage: the float running O of the forward (whole rows, and a
+  /// chunk of rows for members whose own block is their only one), made by
+  /// the first forward on the plan and reused by the next.
+  BlockBuffer<Acc, memory_space> running_o{"ringattn::o_running"},
+      running_o_chunk{"ringattn::o_chunk"};
 #ifdef RINGATTN_ENABLE_MPI
   std::shared_ptr<MPI_Comm> comm; ///< the private duplicate (MPI ring)
 #endif
@@ -258,7 +263,10 @@ class RingAttention;
 
 /// A ring pass's schedule and buffers, built once by
 /// RingAttention::make_plan for a batch size and head dim (and, for the MPI
-/// ring, a communicator) and passed to forward and backward.
+/// ring, a communicator) and passed to forward and backward. Passes on one
+/// plan reuse its buffers (message wires, partials, the 16-bit float running
+/// O), so they run one at a time: threads that call at once each use their
+/// own plan. Copies share one plan.
 template <class ExecSpace = Kokkos::DefaultExecutionSpace, class Scalar = float>
 class RingPlan {
 public:

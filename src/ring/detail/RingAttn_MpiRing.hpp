@@ -191,21 +191,21 @@ RingStats run_mpi_ring(
   // member's own block is its only one (consume_in_chunks).
   constexpr bool widened = !std::is_same_v<Acc, Scalar>;
   const bool chunked = !me.chunks.empty();
+  // (the plan's buffers: allocated by its first forward)
   const Tensor4<Acc, Mem> o_run = [&] {
-    if constexpr (!widened)
+    if constexpr (!widened) {
       return o;
-    else
-      return Tensor4<Acc, Mem>(
-          Kokkos::view_alloc("ringattn::o_running", Kokkos::WithoutInitializing), o.extent(0),
-          chunked ? 0 : o.extent(1), o.extent(2), o.extent(3));
+    } else {
+      const std::size_t rows = chunked ? 0 : o.extent(1);
+      return wrap_view<Tensor4<Acc, Mem>>(
+          plan.running_o.values(o.extent(0) * rows * o.extent(2) * o.extent(3)).data(), o.extent(0),
+          rows, o.extent(2), o.extent(3));
+    }
   }();
   std::int64_t chunk = 0;
   for (const Range &r : me.chunk_rows) chunk = std::max(chunk, r.size());
   const Kokkos::View<Acc *, Mem> o_chunk =
-      !chunked ? Kokkos::View<Acc *, Mem>() // no allocation
-               : Kokkos::View<Acc *, Mem>(
-                     Kokkos::view_alloc("ringattn::o_chunk", Kokkos::WithoutInitializing),
-                     std::size_t(batch * chunk * o.extent(2) * dim));
+      plan.running_o_chunk.values(std::size_t(batch * chunk * o.extent(2) * dim));
   if (chunked)
     RingMember<ExecSpace, Scalar>::reset_lse(exec, lse);
   else

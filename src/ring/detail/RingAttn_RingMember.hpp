@@ -31,11 +31,17 @@ public:
 
   /// The block for `rows` rows; reallocates only to grow.
   Tensor4<Scalar, MemorySpace> view(std::int64_t batch, std::int64_t rows, std::int64_t dim) {
-    const std::size_t need = std::size_t(2 * batch * rows * dim);
-    if (storage_.extent(0) < need)
+    return wrap_view<Tensor4<Scalar, MemorySpace>>(
+        values(std::size_t(2 * batch * rows * dim)).data(), 2, batch, rows, dim);
+  }
+  /// `count` contiguous values; reallocates only to grow.
+  Kokkos::View<Scalar *, MemorySpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>
+  values(std::size_t count) {
+    if (storage_.extent(0) < count)
       storage_ = Kokkos::View<Scalar *, MemorySpace>(
-          Kokkos::view_alloc(label_, Kokkos::WithoutInitializing), need);
-    return wrap_view<Tensor4<Scalar, MemorySpace>>(storage_.data(), 2, batch, rows, dim);
+          Kokkos::view_alloc(label_, Kokkos::WithoutInitializing), count);
+    return Kokkos::View<Scalar *, MemorySpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
+        storage_.data(), count);
   }
   std::size_t capacity_bytes() const { return storage_.extent(0) * sizeof(Scalar); }
 

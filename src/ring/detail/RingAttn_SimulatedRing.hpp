@@ -172,19 +172,19 @@ RingStats run_simulated_ring_in_place(
   constexpr bool widened = !std::is_same_v<Acc, Scalar>;
   bool whole_running_o = true;
   const std::int64_t chunk = largest_chunk(plan, whole_running_o);
+  // (the plan's buffers: allocated by its first forward)
   const Tensor4<Acc, Mem> o_run = [&] {
-    if constexpr (!widened)
+    if constexpr (!widened) {
       return o;
-    else
-      return Tensor4<Acc, Mem>(
-          Kokkos::view_alloc("ringattn::o_running", Kokkos::WithoutInitializing), o.extent(0),
-          whole_running_o ? o.extent(1) : 0, o.extent(2), o.extent(3));
+    } else {
+      const std::size_t rows = whole_running_o ? o.extent(1) : 0;
+      return wrap_view<Tensor4<Acc, Mem>>(
+          plan.running_o.values(o.extent(0) * rows * o.extent(2) * o.extent(3)).data(), o.extent(0),
+          rows, o.extent(2), o.extent(3));
+    }
   }();
   const Kokkos::View<Acc *, Mem> o_chunk =
-      chunk == 0 ? Kokkos::View<Acc *, Mem>() // float and double storage: no allocation
-                 : Kokkos::View<Acc *, Mem>(
-                       Kokkos::view_alloc("ringattn::o_chunk", Kokkos::WithoutInitializing),
-                       std::size_t(batch * chunk * o.extent(2) * head_dim));
+      plan.running_o_chunk.values(std::size_t(batch * chunk * o.extent(2) * head_dim));
   if (whole_running_o)
     RingMember<ExecSpace, Scalar>::reset(exec, o_run, lse);
   else
