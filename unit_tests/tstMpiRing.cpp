@@ -252,3 +252,44 @@ TEST_CASE("MPI plan: one communicator duplicate, reused buffers, the planless re
     CHECK_THROWS_AS(attention.forward(wrong, q, k, v, o, lse), std::invalid_argument);
   }
 }
+
+TEST_CASE("MPI plan in 16-bit storage: the float running O is kept, later passes allocate nothing",
+          "[mpi][ring][ringplan][half]") {
+  // zigzag members receive and keep their whole float32 running O;
+  // contiguous members of the dilated problem whose segments lie in their
+  // share keep a chunk of it. Either way the plan makes it on its first
+  // forward; later forwards allocate nothing and equal, bit for bit, the
+  // forward that builds its own plan.
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  using B16 = bfloat16_t;
+  const auto ps = standard_problems();
+  for (const Problem &raw : {ps[2], ps[3]})
+    for (const PartitionKind kind : {PartitionKind::zigzag, PartitionKind::contiguous}) {
+      const Problem p = rounded_to<B16>(raw);
+      int size = 1;
+      MPI_Comm_size(MPI_COMM_WORLD, &size);
+      INFO(p.describe() << " P=" << size << " zigzag " << (kind == PartitionKind::zigzag));
+      const Partition part(kind, p.N, size);
+      const std::int64_t n = part.local_size(rank);
+      auto q = local_rows<B16>(p.q, p, p.H, part, rank);
+      auto k = local_rows<B16>(p.k, p, p.Hkv, part, rank);
+      auto v = local_rows<B16>(p.v, p, p.Hkv, part, rank);
+      RingOptions options;
+      options.partition = kind;
+      if (p.scale > 0) options.scale = p.scale;
+      const RingAttention<Exec, B16> attention(p.pattern(), options);
+      const auto plan = attention.make_plan(MPI_COMM_WORLD, p.B, p.D);
+      Tensor4<B16, Mem> o_own("o_own", p.B, n, p.H, p.D), o("o", p.B, n, p.H, p.D);
+      Tensor3<float, Mem> lse_own("lse_own", p.B, p.H, n), lse("lse", p.B, p.H, n);
+      attention.forward(MPI_COMM_WORLD, q, k, v, o_own, lse_own);
+      attention.forward(plan, q, k, v, o, lse); // makes the plan's float running O
+      for (int pass = 0; pass < 2; ++pass) {
+        const AllocationCount counting;
+        attention.forward(plan, q, k, v, o, lse);
+        CHECK(AllocationCount::count == 0);
+      }
+      CHECK(same_bits(o, o_own));
+      CHECK(same_bits(lse, lse_own));
+    }
+}

@@ -10,6 +10,7 @@
 
 #include <RingAttn_Config.hpp>
 #include <api/RingAttn_RingAttention.hpp>
+#include <core/detail/RingAttn_Saturating.hpp>
 
 #include <Kokkos_Core.hpp>
 #ifdef RINGATTN_ENABLE_MPI
@@ -169,12 +170,12 @@ void print_memory_table(std::ostream &out, const MemberMemoryModel &m, const Exc
   // the member's rows n, from Q's bytes
   const std::int64_t n =
       m.q / std::max<std::int64_t>(1, pp.batch * pp.pattern.heads * pp.head_dim * pp.scalar_bytes);
-  const std::string chunk =
-      std::to_string(ringattn::Details::running_o_chunk_rows(n, pp.batch * pp.pattern.heads));
+  const std::string chunk = std::to_string(ringattn::Details::running_o_chunk_rows(
+      n, ringattn::Details::sat_mul(pp.batch, pp.pattern.heads)));
   add("O",
       pp.scalar_bytes >= 4 ? "[B, n, H, D]"
-      : e.recv_rows == 0   ? "[B, n, H, D], and a float chunk of " + chunk + " rows while running"
-                           : "[B, n, H, D], and a float copy while running",
+      : e.recv_rows == 0   ? "[B, n, H, D], and a float32 chunk of " + chunk + " rows"
+                           : "[B, n, H, D], and a float32 copy",
       m.o);
   add("LSE", pp.scalar_bytes < 4 ? "[B, H, n], float" : "[B, H, n]", m.lse);
   // mpi: two wires received, one sent (from K and V in place where MPI reads

@@ -92,9 +92,9 @@ void launch_host_teams(const ExecSpace &exec, const std::string &label, std::int
   [[maybe_unused]] const SingleThreadedBlas one_blas_thread;
   // Dynamic schedule, one team at a time: causal work items differ in cost
   // (later queries see more keys), and a static split would leave one
-  // thread the heavy half. The chunk size must be set: by default the
-  // OpenMP backend deals each thread one chunk of league / threads teams,
-  // and its work stealing then has nothing to steal.
+  // thread the heavy half. Each team is a whole query tile (milliseconds),
+  // so teams are stolen one by one, where Kokkos' automatic chunk grows to
+  // 2-128 teams on leagues of more than 40 teams per thread.
   using HostPolicy = Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>>;
   Kokkos::parallel_for(
       label,

@@ -78,7 +78,7 @@ inline std::vector<std::pair<std::int64_t, std::int64_t>> branch_offsets(const P
 /// What an exchange (source -> receiver) holds, by counts: the rows of the
 /// block the kernels read (per batch entry, all kv heads), the rows of its
 /// wire (each (kv head, row) once: what crosses) and, per branch, the
-/// block-kernel tasks and work items (tiles of q_tile queries) the receiver
+/// block-kernel tasks and work items (ceil(q / q_tile) tiles per task) the receiver
 /// runs on it. tasks/items are the largest over branches, as
 /// largest_exchange() takes.
 struct ExchangeCount {
@@ -216,7 +216,7 @@ inline std::int64_t exchange_entries(const Pattern &pattern) {
 }
 
 // One segment of one branch, as plan_exchange() plans it (same loops, counts
-// only): rows of the block, tasks, and work items of q_tile queries.
+// only): rows of the block, tasks, and work items (ceil(q / q_tile) per task).
 inline ExchangeCounter::Acc ExchangeCounter::count_segment(const Partition &partition, int receiver,
                                                            int source, int branch, std::int64_t s,
                                                            int q_tile) const {

@@ -324,8 +324,8 @@ inline void read_keys_in_place(Exchange &ex, bool global_rows) {
 /// head dim.
 inline std::int64_t running_o_chunk_rows(std::int64_t n, std::int64_t batch_heads) {
   const auto whole_4096 = [](std::int64_t rows) { return (rows + 4095) / 4096 * 4096; };
-  const std::int64_t floor =
-      whole_4096((32768 + batch_heads - 1) / std::max<std::int64_t>(1, batch_heads));
+  // ceil(32768 / batch_heads), without overflow for a saturated B H
+  const std::int64_t floor = whole_4096(32767 / std::max<std::int64_t>(1, batch_heads) + 1);
   return std::min(n, std::max(floor, whole_4096(n / 8)));
 }
 
@@ -405,11 +405,14 @@ inline std::vector<WorkItem> make_work_items(const std::vector<BlockTask> &tasks
   for (std::size_t t = 0; t < tasks.size(); ++t) {
     const std::int64_t q = tasks[t].q_count;
     const std::int64_t tiles = (q + q_tile - 1) / q_tile, granules = (q + g - 1) / g;
-    // tile i: granules [i granules / tiles, (i + 1) granules / tiles), at
-    // most ceil(granules / tiles) <= q_tile / g of them; the last ends at q
+    // tile i: granules [floor(i granules / tiles), floor((i + 1) granules /
+    // tiles)), at most ceil(granules / tiles) <= q_tile / g of them; the
+    // last ends at q. (i granules = i each tiles + i more: no overflow.)
+    const std::int64_t each = granules / tiles, more = granules % tiles;
+    const auto first_granule = [&](std::int64_t i) { return i * each + i * more / tiles; };
     for (std::int64_t i = 0; i < tiles; ++i) {
-      const std::int64_t begin = i * granules / tiles * g;
-      const std::int64_t end = std::min(q, (i + 1) * granules / tiles * g);
+      const std::int64_t begin = first_granule(i) * g;
+      const std::int64_t end = std::min(q, first_granule(i + 1) * g);
       items.push_back(WorkItem{std::int64_t(t), begin, end - begin});
     }
   }

@@ -142,8 +142,9 @@ RingStats run_simulated_ring(const ExecSpace &exec, const RingSchedule<ExecSpace
 /// The simulated ring over whole-sequence views that the caller holds
 /// (RingAttention::forward in one process, plan of kind in_memory): every
 /// member reads Q, K and V in place and writes O and LSE in place, by
-/// position, so the pass copies no input and allocates nothing (for
-/// 16-bit storage, the float running O, or a chunk of it). Members run one
+/// position, so the pass copies no input and allocates nothing (16-bit
+/// storage: the plan's float running O, or a chunk of it, on the plan's
+/// first forward). Members run one
 /// after another, each on the schedule of the MPI ring, merging in the
 /// same order.
 template <class ExecSpace, class Scalar>
