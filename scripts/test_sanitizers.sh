@@ -84,8 +84,9 @@ step() {
 # (their float64 reference is a host loop) run for many minutes under ASan
 # and bounds checks; the same kernels and plans run on the other cases
 # (golden gradients, empty rows, float64, simulated rings). So does the
-# 16-bit chunked running O at N = 32,768 (over six minutes); its chunked
-# path runs here in tstRingPlan's and the MPI tests' 16-bit plan cases.
+# 16-bit chunked running O at N = 8,192 and eight heads (a float64 reference
+# of N^2 H pairs per case); its chunked path runs here in tstRingPlan's and
+# the MPI tests' 16-bit plan cases.
 step unit_tests "$build/unit_tests/ringattn_unit_tests" "$tags" "~[traffic]" \
   "~backward: long sequences*" "~backward: random shapes*" "~backward: the portable kernel*" \
   "~16-bit storage: a member whose own block*"

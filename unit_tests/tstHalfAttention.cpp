@@ -134,8 +134,8 @@ TEMPLATE_LIST_TEST_CASE("16-bit storage: a member whose own block is its only on
                         "[half][attention]", StorageTypes) {
   // Segments dividing the share: the members of contiguous rings of 1 and 2
   // receive nothing and keep their float running O a chunk of rows at a time
-  // (running_o_chunk_rows: 16,384 rows for one batch entry of two heads,
-  // so two chunks at N = 32,768 with one member); zigzag members
+  // (running_o_chunk_rows: 4,096 rows for one batch entry of eight heads,
+  // so two chunks at N = 8,192 with one member); zigzag members
   // receive, and keep it whole. head_groups leaves rows of some heads that
   // see no key (O = 0).
   using Exec = Kokkos::DefaultHostExecutionSpace;
@@ -143,7 +143,7 @@ TEMPLATE_LIST_TEST_CASE("16-bit storage: a member whose own block is its only on
   for (Mixing mixing : {Mixing::mixture, Mixing::head_groups})
     for (bool causal : {false, true}) {
       const Problem p = rounded_to<TestType>(
-          ProblemShape{32768, true, causal, mixing, {256, 512}, {1, 2}, 2, 1, 16}.problem(rng));
+          ProblemShape{8192, true, causal, mixing, {256, 512}, {1, 2}, 8, 2, 16}.problem(rng));
       INFO(p.describe());
       const Reference ref =
           reference_attention(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v);
