@@ -22,7 +22,10 @@ up to D), the same H for both. GFLOP/s count the (query, key) pairs kept at
 4 D flops each (docs/SPEC.md section 6): N^2 dense, N (N + 1) / 2 causal, for both.
 Each storage type in --dtypes is timed the same way: RingAttn stores Q, K, V
 and O in it (ringattn_shapes_benchmark --dtype), PyTorch gets tensors of the
-same torch dtype.
+same torch dtype The storage types of a shape are timed in the same rounds,
+alternately (a drift of the machine's speed touches them alike); the column
+"RingAttn speed over <first dtype>" is RingAttn's median time in the first
+storage type over its median time in this one (above 1: faster).
 
 Also in the same run, per thread count: the tile-GEMM ceiling of the CBLAS the
 kernel uses (ringattn_tile_gemm_probe: the tile loop without softmax, at the
@@ -231,9 +234,9 @@ def main():
         if dt not in ("float32", "bfloat16", "float16"):
             sys.exit(f"[compare_torch] unknown storage type {dt!r}")
     print("| threads | dtype | case | N | H | D | RingAttn GFLOP/s | PyTorch SDPA GFLOP/s | ratio to "
-          "PyTorch | tile-GEMM ceiling GFLOP/s | ratio to ceiling | sgemm 2048^3 GFLOP/s | "
-          "ratio to sgemm peak |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          f"PyTorch | RingAttn speed over {dtypes[0]} | tile-GEMM ceiling GFLOP/s | "
+          "ratio to ceiling | sgemm 2048^3 GFLOP/s | ratio to sgemm peak |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for t in [int(x) for x in a.threads.split(",")]:
         env = thread_env(t)
         ceil = {}  # D -> (tile-loop GFLOP/s at the kernel's tiles for D, sgemm peak)
@@ -246,24 +249,29 @@ def main():
                                rows[name]["peak"])
         worker = subprocess.Popen([py, "-c", WORKER, str(t)], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True, env=env)
-        for dt, n, d, causal in [(dt, n, d, causal) for dt in dtypes
-                         for n in [int(x) for x in a.n.split(",")]
-                         for d in [int(x) for x in a.d.split(",")] for causal in (0, 1)]:
+        for n, d, causal in [(n, d, causal) for n in [int(x) for x in a.n.split(",")]
+                             for d in [int(x) for x in a.d.split(",")] for causal in (0, 1)]:
             h = a.heads or heads(n)
-            rt, tt = [], []
+            # every storage type in the same rounds, alternately, so a drift
+            # of the machine's speed touches them alike
+            rt = {dt: [] for dt in dtypes}
+            tt = {dt: [] for dt in dtypes}
             for r in range(a.repeats):
-                rt.append(ringattn_once(exe, env, n, h, d, causal, dt))
-                worker.stdin.write(f"{n} {h} {d} {causal} {1 if r == 0 else 0} {dt}\n")
-                worker.stdin.flush()
-                tt.append(float(worker.stdout.readline()))
-            g_r = gflops(n, h, d, causal, median(rt))
-            g_t = gflops(n, h, d, causal, median(tt))
-            c, p = ceil.get(d, (0, 0))
-            cells = [str(t), dt, "dense causal" if causal else "dense", f"{n}", str(h), str(d),
-                     f"{g_r:.1f}", f"{g_t:.1f}", f"{g_r / g_t:.2f}",
-                     f"{c:.1f}" if c else "-", f"{g_r / c:.2f}" if c else "-",
-                     f"{p:.1f}" if p else "-", f"{g_r / p:.2f}" if p else "-"]
-            print("| " + " | ".join(cells) + " |", flush=True)
+                for dt in dtypes:
+                    rt[dt].append(ringattn_once(exe, env, n, h, d, causal, dt))
+                    worker.stdin.write(f"{n} {h} {d} {causal} {1 if r == 0 else 0} {dt}\n")
+                    worker.stdin.flush()
+                    tt[dt].append(float(worker.stdout.readline()))
+            for dt in dtypes:
+                g_r = gflops(n, h, d, causal, median(rt[dt]))
+                g_t = gflops(n, h, d, causal, median(tt[dt]))
+                c, p = ceil.get(d, (0, 0))
+                cells = [str(t), dt, "dense causal" if causal else "dense", f"{n}", str(h), str(d),
+                         f"{g_r:.1f}", f"{g_t:.1f}", f"{g_r / g_t:.2f}",
+                         f"{median(rt[dtypes[0]]) / median(rt[dt]):.2f}",
+                         f"{c:.1f}" if c else "-", f"{g_r / c:.2f}" if c else "-",
+                         f"{p:.1f}" if p else "-", f"{g_r / p:.2f}" if p else "-"]
+                print("| " + " | ".join(cells) + " |", flush=True)
         worker.stdin.close()
         worker.wait()
     print(f"load average (1 min) at end: {load_average()}")
