@@ -124,6 +124,32 @@ void check_expand(const Exchange &recv, const Exchange &send, std::int64_t n_sou
     Kokkos::deep_copy(block, wire); // the wire is the block
   exec.fence();
   for (std::size_t x = 0; x < block.span(); ++x) REQUIRE(block.data()[x] == direct.data()[x]);
+  if (!recv.expands()) return;
+  // The forward expands a branch at a time (Exchange::branch_expand): each
+  // branch's part, expanded alone into a block of its own rows, is that
+  // branch's rows of the gathered block; the parts tile the block.
+  REQUIRE(recv.branch_row0.front() == 0);
+  REQUIRE(recv.branch_row0.back() == recv.block_rows);
+  for (int i = 0; i + 1 < int(recv.branch_row0.size()); ++i) {
+    const std::int64_t row0 = recv.branch_row0[std::size_t(i)], rows = recv.branch_rows(i);
+    REQUIRE(rows >= 0);
+    const std::vector<ExpandRun> part = recv.branch_expand(i);
+    std::int64_t elements = 0;
+    for (const ExpandRun &e : part) {
+      REQUIRE(e.elem0 == elements);
+      elements += e.count;
+    }
+    REQUIRE(elements == rows);
+    if (rows == 0) continue;
+    HostT4 branch("branch", 2, B, rows, D);
+    Kokkos::deep_copy(branch, std::nan(""));
+    expand_block<Exec, double>(exec, wire, runs(part), rows, branch);
+    exec.fence();
+    for (int kv = 0; kv < 2; ++kv)
+      for (int b = 0; b < B; ++b)
+        for (std::int64_t r = 0; r < rows; ++r)
+          for (int d = 0; d < D; ++d) REQUIRE(branch(kv, b, r, d) == direct(kv, b, row0 + r, d));
+  }
 }
 
 } // namespace

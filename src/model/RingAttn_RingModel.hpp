@@ -135,7 +135,11 @@ inline void merge_recv(ExchangeExtent &e, const ExchangeCount &c, int step) {
   }
   if (step == 0) return;
   e.add_received(step, c.wire_rows);
-  if (c.wire_rows < c.rows) e.expand_rows = std::max(e.expand_rows, c.rows);
+  if (c.wire_rows < c.rows) {
+    e.expand_rows = std::max(e.expand_rows, c.rows);
+    for (int i = 0; i < max_branches; ++i)
+      e.branch_expand_rows = std::max(e.branch_expand_rows, c.branch_rows[i]);
+  }
 }
 
 /// Whether members a and b may share a segment in some branch (else every

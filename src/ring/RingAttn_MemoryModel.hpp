@@ -59,9 +59,12 @@ struct MemberMemoryModel {
 /// holds). recv_rows and send_rows count wire rows of hops that cross (the
 /// member's own rows are read in place); block_rows the largest block the
 /// kernels read; expand_rows the largest block of a hop that expands its
-/// wire.
+/// wire (the backward expands a hop's block whole) and branch_expand_rows
+/// the largest one branch's part of such a block (the forward expands a
+/// branch at a time).
 struct ExchangeExtent {
-  std::int64_t recv_rows = 0, send_rows = 0, block_rows = 0, expand_rows = 0, tasks = 0, items = 0;
+  std::int64_t recv_rows = 0, send_rows = 0, block_rows = 0, expand_rows = 0,
+               branch_expand_rows = 0, tasks = 0, items = 0;
   /// The largest wire received at even and at odd steps: the MPI ring's two
   /// receive buffers, which alternate (step s uses buffer s % 2).
   std::int64_t recv_rows_at[2] = {0, 0};
@@ -80,7 +83,12 @@ inline ExchangeExtent largest_exchange(const Pattern &pattern, const Partition &
     const Details::Exchange in = Details::plan_exchange(pattern, partition, p, j, true);
     if (j != p) e.add_received((p - j + partition.members) % partition.members, in.rows);
     e.block_rows = std::max(e.block_rows, in.block_rows);
-    if (in.expands()) e.expand_rows = std::max(e.expand_rows, in.block_rows);
+    if (in.expands()) {
+      e.expand_rows = std::max(e.expand_rows, in.block_rows);
+      for (int i = 0; i < pattern.num_branches; ++i)
+        if (!in.tasks[std::size_t(i)].empty())
+          e.branch_expand_rows = std::max(e.branch_expand_rows, in.branch_rows(i));
+    }
     for (const auto &branch : in.tasks) {
       e.tasks += std::int64_t(branch.size());
       e.items += std::int64_t(Details::make_work_items(branch, q_tile).size());
@@ -143,12 +151,13 @@ inline MemberMemoryModel member_memory(const MemberShape &shape, std::int64_t n,
   m.lse = sat_prod({B, H, n, acc_bytes});
   m.block_rows = e.block_rows;
   // mpi: two receive wires, a send wire (none where MPI reads K and V in
-  // place) and an expanded block; the simulated ring reads every source's
-  // K/V in place (none)
+  // place) and the largest branch's expanded block; the simulated ring
+  // reads every source's K/V in place (none)
   const std::int64_t block_bytes = sat_prod({2, B, D, s});
   const std::int64_t receive = mpi ? sat_mul(block_bytes, e.receive_buffer_rows()) : 0;
   const std::int64_t send_rows = shape.sends_in_place ? 0 : e.send_rows;
-  m.blocks = mpi ? sat_add(receive, sat_mul(block_bytes, sat_add(send_rows, e.expand_rows))) : 0;
+  m.blocks =
+      mpi ? sat_add(receive, sat_mul(block_bytes, sat_add(send_rows, e.branch_expand_rows))) : 0;
   const int d = int(std::min<std::int64_t>(D, INT32_MAX));
   m.tiles = sat_prod(
       {std::int64_t(shape.threads),

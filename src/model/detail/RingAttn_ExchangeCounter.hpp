@@ -88,6 +88,7 @@ struct ExchangeCount {
   std::int64_t items = 0; ///< max over branches of the branch's work items
   std::int64_t branch_tasks[max_branches] = {};
   std::int64_t branch_items[max_branches] = {};
+  std::int64_t branch_rows[max_branches] = {}; ///< Exchange::branch_rows
 };
 
 /// (kv head class, phase) entries an ExchangeCounter of `pattern` holds, over
@@ -342,6 +343,7 @@ inline ExchangeCount ExchangeCounter::count(const Partition &partition, int rece
       done = std::max(done, hi);
     }
     ec.rows = sat_add(ec.rows, branch.rows);
+    ec.branch_rows[i] = branch.rows;
     ec.branch_tasks[i] = branch.tasks;
     ec.branch_items[i] = branch.items;
     ec.tasks = std::max(ec.tasks, branch.tasks);

@@ -16,7 +16,9 @@
 //    once per reader (`block_rows`, the `gather` list);
 //  - the wire: per kv head, the union of those progressions, each
 //    (kv head, row) once (`rows`, the `pack` list). The receiver expands the
-//    wire into the block (the `expand` list); where no row is read twice
+//    wire into the block (the `expand` list; the forward expands one
+//    branch's part at a time, `branch_expand`, so it holds the largest
+//    branch's part, not the whole block); where no row is read twice
 //    (dense attention, for one) the wire is the block and nothing expands.
 //    Only the wire crosses; a hop whose block would be empty is skipped.
 
@@ -41,8 +43,32 @@ struct Exchange {
   std::vector<PackRun> gather;   ///< the source's local K/V rows -> block rows directly
   std::vector<ExpandRun> expand; ///< receiver: wire rows -> block rows; empty: wire == block
   std::vector<std::vector<BlockTask>> tasks;
+  /// Branch i's block rows are [branch_row0[i], branch_row0[i + 1]) (the
+  /// block holds the branches one after another); empty without branches.
+  std::vector<std::int64_t> branch_row0;
   bool empty() const { return block_rows == 0; }
   bool expands() const { return !expand.empty(); }
+  /// Rows of branch i's part of the block.
+  std::int64_t branch_rows(int i) const {
+    return branch_row0.empty() ? 0 : branch_row0[std::size_t(i) + 1] - branch_row0[std::size_t(i)];
+  }
+  /// The runs of the expand list that fill branch i's part of the block,
+  /// their block rows counted from the part's first (elem0 renumbered): the
+  /// forward expands one branch at a time into a block of branch_rows(i).
+  std::vector<ExpandRun> branch_expand(int i) const {
+    std::vector<ExpandRun> runs;
+    const std::int64_t row0 = branch_row0[std::size_t(i)], row1 = branch_row0[std::size_t(i) + 1];
+    std::int64_t elem = 0;
+    for (ExpandRun e : expand) {
+      // a run fills rows of one gather progression, so of one branch
+      if (e.dst_row0 < row0 || e.dst_row0 >= row1) continue;
+      e.dst_row0 -= row0;
+      e.elem0 = elem;
+      elem += e.count;
+      runs.push_back(e);
+    }
+    return runs;
+  }
 };
 
 /// Positions in [lo, hi) congruent to base modulo r, as (first, count).
@@ -171,10 +197,12 @@ inline void plan_wire(Exchange &ex, int g_begin, int g_end, bool with_expand) {
 inline void plan_gather(const Pattern &pattern, const Partition &partition, int receiver,
                         int source, bool with_tasks, int g_begin, int g_end, Exchange &ex) {
   if (with_tasks) ex.tasks.resize(pattern.num_branches);
+  ex.branch_row0.assign(std::size_t(pattern.num_branches) + 1, 0);
   const int hpk = pattern.heads_per_kv_head();
   const int nr = partition.num_ranges();
 
   for (int i = 0; i < pattern.num_branches; ++i) {
+    ex.branch_row0[std::size_t(i)] = ex.block_rows;
     const std::int64_t w = pattern.segment_length[i];
     const std::int64_t r = pattern.dilation_rate[i];
 
@@ -257,6 +285,7 @@ inline void plan_gather(const Pattern &pattern, const Partition &partition, int 
         }
     }
   }
+  ex.branch_row0.back() = ex.block_rows;
 }
 
 /// Plans the exchange from `source` to `receiver`. Tasks and the expand list
@@ -293,8 +322,10 @@ inline std::int64_t wire_rows_of_kv_head(const Pattern &pattern, const Partition
 /// source's local row of its first key, the keys of a run then `stride` rows
 /// apart. With `global_rows` the source's K/V and the receiver's Q, O and LSE
 /// are whole-sequence views, indexed by position: key runs and queries take
-/// their positions as rows.
+/// their positions as rows. Nothing is then expanded (the expand list is
+/// cleared).
 inline void read_keys_in_place(Exchange &ex, bool global_rows) {
+  ex.expand.clear();
   for (auto &branch_tasks : ex.tasks)
     for (BlockTask &task : branch_tasks) {
       if (global_rows) task.q_row0 = task.q_pos0;

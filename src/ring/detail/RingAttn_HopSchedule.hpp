@@ -79,7 +79,9 @@ private:
 /// One branch's launch lists: its tasks and the work items of the forward
 /// and of the backward's dQ; in a backward schedule also the dK/dV pass's
 /// key work and a host copy of the tasks (the host's fused sweep plans its
-/// task sets from them).
+/// task sets from them). In a forward schedule of a hop whose wire expands,
+/// the branch's own expansion (`expand`, into a block of `expand_rows`
+/// rows, which its tasks read): the forward expands one branch at a time.
 template <class MemorySpace>
 struct BranchSchedule {
   std::vector<BlockTask> host_tasks;
@@ -87,12 +89,16 @@ struct BranchSchedule {
   Kokkos::View<const WorkItem *, MemorySpace> items;
   Kokkos::View<const KeyWorkItem *, MemorySpace> key_items;
   Kokkos::View<const std::int64_t *, MemorySpace> task_index;
+  Kokkos::View<const ExpandRun *, MemorySpace> expand;
+  std::int64_t expand_rows = 0;
+  bool expands() const { return expand.extent(0) > 0; }
 };
 
 /// The receiving side of one hop: the wire (`rows`, unique (kv head, row)
 /// rows), the block the kernels read (`block_rows`), the source's pack runs
 /// that build the wire, the expansion of the wire into the block (empty
-/// where the wire is the block) and one schedule per branch.
+/// where the wire is the block, and in a forward schedule, whose branches
+/// each hold their part of it) and one schedule per branch.
 template <class MemorySpace>
 struct HopSchedule {
   std::int64_t rows = 0;
@@ -122,7 +128,9 @@ enum class ScheduleUse {
 
 /// The device schedule of `ex` (its tasks as they are: rows of a block, or
 /// of K/V read in place where read_keys_in_place rewrote them), and where
-/// `pack` is given, those pack runs in place of ex.pack.
+/// `pack` is given, those pack runs in place of ex.pack. A forward schedule
+/// of an exchange that expands gives each branch its part of the expansion
+/// and its tasks' rows in that part (Exchange::branch_expand).
 template <class MemorySpace, class ExecSpace>
 HopSchedule<MemorySpace> make_hop_schedule(const ExecSpace &exec, const Exchange &ex,
                                            const Tiling &tiling, ScheduleUse use,
@@ -137,31 +145,46 @@ HopSchedule<MemorySpace> make_hop_schedule(const ExecSpace &exec, const Exchange
   struct Staged {
     std::vector<WorkItem> items;
     KeyWork work;
-    std::size_t at[4] = {0, 0, 0, 0}; // tasks, items, key items, task index
+    std::size_t at[5] = {0, 0, 0, 0, 0}; // tasks, items, key items, task index, expand
+    std::vector<BlockTask> tasks;        // in the branch's expanded block
+    std::vector<ExpandRun> expand;
   };
+  const bool by_branch = use == ScheduleUse::forward && ex.expands();
   const std::size_t branches = ex.tasks.size();
   std::vector<Staged> staged(branches);
   ListArena<MemorySpace> arena;
   const std::vector<PackRun> &pack_runs = pack ? *pack : ex.pack;
-  const std::size_t pack_at = arena.add(pack_runs), expand_at = arena.add(ex.expand);
+  const std::vector<ExpandRun> no_runs;
+  const std::vector<ExpandRun> &expand = by_branch ? no_runs : ex.expand;
+  const std::size_t pack_at = arena.add(pack_runs), expand_at = arena.add(expand);
   for (std::size_t i = 0; i < branches; ++i) {
-    const std::vector<BlockTask> &tasks = ex.tasks[i];
     Staged &st = staged[i];
-    if (tasks.empty()) continue;
+    if (ex.tasks[i].empty()) continue;
+    if (by_branch) {
+      st.expand = ex.branch_expand(int(i));
+      st.tasks = ex.tasks[i];
+      const std::int64_t row0 = ex.branch_row0[i];
+      for (BlockTask &task : st.tasks)
+        for (int k = 0; k < task.num_key_runs; ++k) task.key_runs[k].block_row -= row0;
+    }
+    const std::vector<BlockTask> &tasks = by_branch ? st.tasks : ex.tasks[i];
     st.items = make_work_items(tasks, tiling.q_tile);
     if (use == ScheduleUse::backward) st.work = make_key_work(tasks, tiling.k_tile);
     st.at[0] = arena.add(tasks);
     st.at[1] = arena.add(st.items);
     st.at[2] = arena.add(st.work.items);
     st.at[3] = arena.add(st.work.task_index);
+    st.at[4] = arena.add(st.expand);
   }
   hop.storage = arena.copy(exec);
   hop.pack = arena.template view<PackRun>(pack_at, pack_runs.size());
-  hop.expand = arena.template view<ExpandRun>(expand_at, ex.expand.size());
+  hop.expand = arena.template view<ExpandRun>(expand_at, expand.size());
   for (std::size_t i = 0; i < branches; ++i) {
     const Staged &st = staged[i];
     BranchSchedule<MemorySpace> b;
     b.tasks = arena.template view<BlockTask>(st.at[0], ex.tasks[i].size());
+    b.expand = arena.template view<ExpandRun>(st.at[4], st.expand.size());
+    b.expand_rows = st.expand.empty() ? 0 : ex.branch_rows(int(i));
     b.items = arena.template view<WorkItem>(st.at[1], st.items.size());
     b.key_items = arena.template view<KeyWorkItem>(st.at[2], st.work.items.size());
     b.task_index = arena.template view<std::int64_t>(st.at[3], st.work.task_index.size());

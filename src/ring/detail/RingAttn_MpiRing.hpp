@@ -211,6 +211,14 @@ RingStats run_mpi_ring(
   else
     RingMember<ExecSpace, Scalar>::reset(exec, o_run, lse);
 
+  // The largest branch block that a hop's wire expands into (allocated
+  // here, on the plan's first forward, not in the ring loop)
+  std::int64_t expand_rows = 0;
+  for (const HopSchedule<Mem> &hop : me.forward)
+    for (const BranchSchedule<Mem> &branch : hop.branches)
+      expand_rows = std::max(expand_rows, branch.expand_rows);
+  if (expand_rows > 0) plan.expanded.view(batch, expand_rows, dim);
+
   auto &recv = plan.recv; // wires: rows that cross, each (kv head, position) once
   auto &send = plan.send;
   const MPI_Datatype type = mpi_type<Scalar>();
@@ -281,14 +289,11 @@ RingStats run_mpi_ring(
     } else if (!current.hop->empty()) {
       exec.fence();
       Kokkos::Timer timer;
-      const KV kv = [&] {
-        if (s == 0) return KV::of_member(k, v);
-        if (!current.hop->expands()) return KV::of_block(current.buffer->block);
-        const Tensor4<Scalar, Mem> block = plan.expanded.view(batch, current.hop->block_rows, dim);
-        member.expand(exec, current.buffer->block, *current.hop, block);
-        return KV::of_block(block);
-      }();
-      member.consume(exec, q, kv, *current.hop, o_run, lse, between);
+      // the wire, where it expands a branch at a time into plan.expanded
+      typename RingMember<ExecSpace, Scalar>::WireExpansion expansion;
+      if (s > 0) expansion = {current.buffer->block, &plan.expanded};
+      member.consume(exec, q, s == 0 ? KV::of_member(k, v) : KV::of_block(current.buffer->block),
+                     *current.hop, o_run, lse, between, 0, s == 0 ? nullptr : &expansion);
       exec.fence();
       stats.compute_seconds[p] += timer.seconds();
     }

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -155,18 +156,20 @@ public:
     pack_block<ExecSpace, Scalar>(exec, k, v, runs, wire);
   }
 
-  /// Expands a received wire [2, B, hop.rows, D] into the block the kernels
-  /// read [2, B, hop.block_rows, D] (only where hop.expands()).
-  static void expand(const ExecSpace &exec, const ConstTensor4 &wire,
-                     const HopSchedule<memory_space> &hop,
-                     const Tensor4<Scalar, memory_space> &block) {
-    expand_block<ExecSpace, Scalar>(exec, wire, hop.expand, hop.block_rows, block);
-  }
+  /// A received wire [2, B, hop.rows, D] and the buffer that a branch of a
+  /// hop whose wire expands is expanded into (BranchSchedule::expand), one
+  /// branch after another: the block of the largest branch, not of the hop.
+  struct WireExpansion {
+    ConstTensor4 wire;
+    BlockBuffer<Scalar, memory_space> *expanded = nullptr;
+  };
 
   /// Attends the local queries to the keys of `kv` (a packed block, or a
   /// member's K/V in place for a schedule whose tasks read it in place)
   /// under the branch schedules of `hop`, merging into (o, lse); one launch
-  /// per branch, whose tasks touch disjoint rows.
+  /// per branch, whose tasks touch disjoint rows. A branch that expands
+  /// (hop's wire has rows read twice) reads instead its part of the block,
+  /// expanded from `expansion`'s wire into its buffer just before its launch.
   /// With `between` (the MPI ring's message progress), each branch's work
   /// items are launched in chunks and `between` runs after each chunk, so
   /// pending messages move while the block is computed (an MPI progresses
@@ -174,10 +177,23 @@ public:
   void consume(const ExecSpace &exec, const InTensor4 &q,
                const KeyValueRows<memory_space, Scalar> &kv, const HopSchedule<memory_space> &hop,
                const Tensor4<Acc, memory_space> &o, const Tensor3<Acc, memory_space> &lse,
-               const std::function<void()> &between = {}, std::int64_t o_row0 = 0) const {
+               const std::function<void()> &between = {}, std::int64_t o_row0 = 0,
+               const WireExpansion *expansion = nullptr) const {
     for (const BranchSchedule<memory_space> &branch : hop.branches) {
       const std::int64_t num_items = std::int64_t(branch.items.extent(0));
       if (num_items == 0) continue;
+      KeyValueRows<memory_space, Scalar> branch_kv = kv;
+      if (branch.expands()) {
+        if (expansion == nullptr || expansion->expanded == nullptr)
+          throw std::logic_error("ringattn: a hop whose wire expands needs the wire and a buffer");
+        const std::int64_t batch = std::int64_t(expansion->wire.extent(1)),
+                           dim = std::int64_t(expansion->wire.extent(3));
+        const Tensor4<Scalar, memory_space> block =
+            expansion->expanded->view(batch, branch.expand_rows, dim);
+        expand_block<ExecSpace, Scalar>(exec, expansion->wire, branch.expand, branch.expand_rows,
+                                        block);
+        branch_kv = KeyValueRows<memory_space, Scalar>::of_block(block);
+      }
       // Chunks of at least 4 items per thread (the tail of a chunk idles
       // threads), at most max_progress_chunks per branch.
       const std::int64_t chunk =
@@ -188,7 +204,7 @@ public:
       for (std::int64_t i0 = 0; i0 < num_items; i0 += chunk) {
         const Kokkos::View<const WorkItem *, memory_space> part =
             Kokkos::subview(branch.items, Kokkos::make_pair(i0, std::min(num_items, i0 + chunk)));
-        block_attention<ExecSpace, Scalar>(exec, q, kv, branch.tasks, part, o, lse, scale_,
+        block_attention<ExecSpace, Scalar>(exec, q, branch_kv, branch.tasks, part, o, lse, scale_,
                                            pattern_.causal, tiling_, o_row0);
         if (between) {
           exec.fence();
