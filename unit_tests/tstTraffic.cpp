@@ -97,8 +97,9 @@ using ConstHostT4 = Kokkos::View<const double ****, Kokkos::LayoutRight, Kokkos:
 
 /// pack -> expand on the receiver gives, bit for bit, the block gathered
 /// directly from the source's K/V (what the kernels read), every row written.
-void check_expand(const Exchange &recv, const Exchange &send, std::int64_t n_source, int Hkv,
-                  std::mt19937_64 &rng) {
+/// Returns how many branches read the wire itself (Exchange::reads_wire).
+int check_expand(const Exchange &recv, const Exchange &send, std::int64_t n_source, int Hkv,
+                 std::mt19937_64 &rng) {
   const int B = 2, D = 3;
   using Exec = Kokkos::DefaultHostExecutionSpace;
   HostT4 k("k", B, n_source, Hkv, D), v("v", B, n_source, Hkv, D);
@@ -124,7 +125,8 @@ void check_expand(const Exchange &recv, const Exchange &send, std::int64_t n_sou
     Kokkos::deep_copy(block, wire); // the wire is the block
   exec.fence();
   for (std::size_t x = 0; x < block.span(); ++x) REQUIRE(block.data()[x] == direct.data()[x]);
-  if (!recv.expands()) return;
+  if (!recv.expands()) return 0;
+  int reading_wire = 0;
   // The forward expands a branch at a time (Exchange::branch_expand): each
   // branch's part, expanded alone into a block of its own rows, is that
   // branch's rows of the gathered block; the parts tile the block.
@@ -141,6 +143,15 @@ void check_expand(const Exchange &recv, const Exchange &send, std::int64_t n_sou
     }
     REQUIRE(elements == rows);
     if (rows == 0) continue;
+    if (recv.branch_reads_wire(i)) {
+      // the branch's part is the wire, row for row
+      ++reading_wire;
+      REQUIRE(rows == recv.rows);
+      for (int kv = 0; kv < 2; ++kv)
+        for (int b = 0; b < B; ++b)
+          for (std::int64_t r = 0; r < rows; ++r)
+            for (int d = 0; d < D; ++d) REQUIRE(wire(kv, b, r, d) == direct(kv, b, row0 + r, d));
+    }
     HostT4 branch("branch", 2, B, rows, D);
     Kokkos::deep_copy(branch, std::nan(""));
     expand_block<Exec, double>(exec, wire, runs(part), rows, branch);
@@ -150,13 +161,14 @@ void check_expand(const Exchange &recv, const Exchange &send, std::int64_t n_sou
         for (std::int64_t r = 0; r < rows; ++r)
           for (int d = 0; d < D; ++d) REQUIRE(branch(kv, b, r, d) == direct(kv, b, row0 + r, d));
   }
+  return reading_wire;
 }
 
 } // namespace
 
 TEST_CASE("traffic: each needed (kv head, row) crosses once, by brute force", "[ring][traffic]") {
   std::mt19937_64 rng(1414);
-  int deduplicated = 0, expanded = 0;
+  int deduplicated = 0, expanded = 0, reading_wire = 0;
   for (int trial = 0; trial < 60; ++trial) {
     const TrafficCase c = random_case(rng);
     const LiteralPattern &lit = c.lit;
@@ -193,13 +205,15 @@ TEST_CASE("traffic: each needed (kv head, row) crosses once, by brute force", "[
           REQUIRE(packed == needed);
           if (recv.block_rows > recv.rows) ++deduplicated;
           if (recv.expands()) ++expanded;
-          if (!recv.empty()) check_expand(recv, send, part.local_size(j), lit.Hkv, rng);
+          if (!recv.empty())
+            reading_wire += check_expand(recv, send, part.local_size(j), lit.Hkv, rng);
         }
     }
   }
   // the cases exercise rows read by several branches or heads
   CHECK(deduplicated > 20);
   CHECK(expanded > 20);
+  CHECK(reading_wire > 5); // and branches whose part is the wire itself
 }
 
 TEST_CASE("traffic: the issue's dilated deck sends 402,653,184 bytes in one pass",

@@ -15,7 +15,8 @@
 //     K/V is read in place, so a member whose hops are all skipped holds no
 //     block), a send wire only in device memory (host memory sends from K
 //     and V in place: sends_in_place), and one expanded block (rows: the
-//     largest block that is not its wire; none for dense attention);
+//     largest branch's part of a block that is not its wire, the forward
+//     expanding a branch at a time; none for dense attention);
 //   - the block kernel's per-team tiles, one team per thread;
 //   - the schedule that the ring's plan (RingAttn_RingPlan.hpp) holds: the
 //     tasks and work items of every hop the member receives, built once
@@ -60,8 +61,8 @@ struct MemberMemoryModel {
 /// member's own rows are read in place); block_rows the largest block the
 /// kernels read; expand_rows the largest block of a hop that expands its
 /// wire (the backward expands a hop's block whole) and branch_expand_rows
-/// the largest one branch's part of such a block (the forward expands a
-/// branch at a time).
+/// the largest one branch's part of such a block that is not the wire
+/// itself (the forward expands a branch at a time).
 struct ExchangeExtent {
   std::int64_t recv_rows = 0, send_rows = 0, block_rows = 0, expand_rows = 0,
                branch_expand_rows = 0, tasks = 0, items = 0;
@@ -86,7 +87,7 @@ inline ExchangeExtent largest_exchange(const Pattern &pattern, const Partition &
     if (in.expands()) {
       e.expand_rows = std::max(e.expand_rows, in.block_rows);
       for (int i = 0; i < pattern.num_branches; ++i)
-        if (!in.tasks[std::size_t(i)].empty())
+        if (!in.tasks[std::size_t(i)].empty() && !in.branch_reads_wire(i))
           e.branch_expand_rows = std::max(e.branch_expand_rows, in.branch_rows(i));
     }
     for (const auto &branch : in.tasks) {

@@ -89,6 +89,7 @@ struct ExchangeCount {
   std::int64_t branch_tasks[max_branches] = {};
   std::int64_t branch_items[max_branches] = {};
   std::int64_t branch_rows[max_branches] = {}; ///< Exchange::branch_rows
+  bool branch_reads_wire[max_branches] = {};   ///< Exchange::branch_reads_wire
 };
 
 /// (kv head class, phase) entries an ExchangeCounter of `pattern` holds, over
@@ -131,6 +132,7 @@ private:
   std::vector<std::vector<KvClass>> classes_; // [branch]
   std::vector<WireClass> wire_classes_;
   bool reads_rows_once_ = true; ///< every kv head has one (branch, phase): wire == block
+  std::vector<char> one_phase_; ///< one_phase_per_kv_head, per branch
 };
 
 // ---- exchange counts ----------------------------------------------------
@@ -161,6 +163,8 @@ inline ExchangeCounter::ExchangeCounter(const Pattern &pattern) : pattern_(patte
     }
   }
   classes_.resize(pattern.num_branches);
+  for (int i = 0; i < pattern.num_branches; ++i)
+    one_phase_.push_back(one_phase_per_kv_head(pattern, i) ? 1 : 0);
   for (int i = 0; i < pattern.num_branches; ++i) {
     const std::int64_t r = pattern.dilation_rate[i];
     auto &classes = classes_[i];
@@ -362,6 +366,11 @@ inline ExchangeCount ExchangeCounter::count(const Partition &partition, int rece
           ec.wire_rows, sat_mul(c.multiplicity,
                                 wire_rows_of_kv_head(pat, partition, receiver, source, c.kv_head)));
   }
+  // as plan_exchange decides it
+  if (ec.wire_rows < ec.rows)
+    for (int i = 0; i < pat.num_branches; ++i)
+      ec.branch_reads_wire[i] =
+          one_phase_[std::size_t(i)] != 0 && ec.branch_rows[i] == ec.wire_rows;
   return ec;
 }
 

@@ -569,6 +569,12 @@ RingStats run_mpi_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar
   const MPI_Datatype type = mpi_type<Scalar>();
   const MPI_Datatype acc_type = mpi_type<Acc>();
   auto count_of = [&](std::int64_t rows) { return 2 * batch * rows * dim; };
+  // The largest whole block a wire expands into (the forward's buffer holds
+  // one branch's part): grown here, not in the ring loop
+  std::int64_t expand_rows = 0;
+  for (const HopSchedule<Mem> &hop : me.backward)
+    if (hop.expands()) expand_rows = std::max(expand_rows, hop.block_rows);
+  if (expand_rows > 0) plan.expanded.view(batch, expand_rows, dim);
 
   struct Step {
     const HopSchedule<Mem> *hop = nullptr; // the wire from p - s

@@ -18,7 +18,8 @@
 //    (kv head, row) once (`rows`, the `pack` list). The receiver expands the
 //    wire into the block (the `expand` list; the forward expands one
 //    branch's part at a time, `branch_expand`, so it holds the largest
-//    branch's part, not the whole block); where no row is read twice
+//    branch's part, not the whole block, and a branch whose part is the
+//    wire, `reads_wire`, reads the wire itself); where no row is read twice
 //    (dense attention, for one) the wire is the block and nothing expands.
 //    Only the wire crosses; a hop whose block would be empty is skipped.
 
@@ -46,7 +47,14 @@ struct Exchange {
   /// Branch i's block rows are [branch_row0[i], branch_row0[i + 1]) (the
   /// block holds the branches one after another); empty without branches.
   std::vector<std::int64_t> branch_row0;
+  /// Where the wire expands: reads_wire[i] when branch i's part of the block
+  /// is the wire itself, row for row (plan_exchange), so the branch reads
+  /// the wire and nothing is expanded for it.
+  std::vector<char> reads_wire;
   bool empty() const { return block_rows == 0; }
+  bool branch_reads_wire(int i) const {
+    return !reads_wire.empty() && reads_wire[std::size_t(i)] != 0;
+  }
   bool expands() const { return !expand.empty(); }
   /// Rows of branch i's part of the block.
   std::int64_t branch_rows(int i) const {
@@ -288,6 +296,27 @@ inline void plan_gather(const Pattern &pattern, const Partition &partition, int 
   ex.branch_row0.back() = ex.block_rows;
 }
 
+/// Whether each kv head reads branch i at one phase at most (the offsets of
+/// its query heads in branch i agree). Then a branch part of the block that
+/// holds as many rows as the wire is the wire, row for row: its rows are a
+/// subset of the wire's (the union), so all of them, and per kv head (in
+/// order, on both sides) they come in ascending positions, segment by
+/// segment and range by range, as the wire holds them (where the union is
+/// one progression, the wire's region is one run in ascending order).
+inline bool one_phase_per_kv_head(const Pattern &pattern, int i) {
+  const int hpk = pattern.heads_per_kv_head();
+  for (int g = 0; g < pattern.kv_heads; ++g) {
+    std::int64_t phase = -1;
+    for (int h = g * hpk; h < (g + 1) * hpk; ++h) {
+      const std::int64_t off = pattern.offset(h, i);
+      if (off < 0) continue;
+      if (phase >= 0 && off != phase) return false;
+      phase = off;
+    }
+  }
+  return true;
+}
+
 /// Plans the exchange from `source` to `receiver`. Tasks and the expand list
 /// are built only when `with_tasks` (the receiver); the sender needs the pack
 /// list alone. A member's exchange with itself never crosses: its wire is its
@@ -301,6 +330,12 @@ inline Exchange plan_exchange(const Pattern &pattern, const Partition &partition
     ex.pack = ex.gather;
   } else {
     plan_wire(ex, 0, pattern.kv_heads, with_tasks);
+  }
+  if (ex.expands()) {
+    ex.reads_wire.assign(std::size_t(pattern.num_branches), 0);
+    for (int i = 0; i < pattern.num_branches; ++i)
+      ex.reads_wire[std::size_t(i)] =
+          ex.branch_rows(i) == ex.rows && one_phase_per_kv_head(pattern, i);
   }
   return ex;
 }
@@ -326,6 +361,7 @@ inline std::int64_t wire_rows_of_kv_head(const Pattern &pattern, const Partition
 /// cleared).
 inline void read_keys_in_place(Exchange &ex, bool global_rows) {
   ex.expand.clear();
+  ex.reads_wire.clear();
   for (auto &branch_tasks : ex.tasks)
     for (BlockTask &task : branch_tasks) {
       if (global_rows) task.q_row0 = task.q_pos0;

@@ -81,7 +81,9 @@ private:
 /// key work and a host copy of the tasks (the host's fused sweep plans its
 /// task sets from them). In a forward schedule of a hop whose wire expands,
 /// the branch's own expansion (`expand`, into a block of `expand_rows`
-/// rows, which its tasks read): the forward expands one branch at a time.
+/// rows, which its tasks read): the forward expands one branch at a time;
+/// empty where the branch's part is the wire (Exchange::reads_wire), whose
+/// rows its tasks then read.
 template <class MemorySpace>
 struct BranchSchedule {
   std::vector<BlockTask> host_tasks;
@@ -161,7 +163,8 @@ HopSchedule<MemorySpace> make_hop_schedule(const ExecSpace &exec, const Exchange
     Staged &st = staged[i];
     if (ex.tasks[i].empty()) continue;
     if (by_branch) {
-      st.expand = ex.branch_expand(int(i));
+      // a branch whose part is the wire reads it (its rows from 0 there too)
+      if (!ex.branch_reads_wire(int(i))) st.expand = ex.branch_expand(int(i));
       st.tasks = ex.tasks[i];
       const std::int64_t row0 = ex.branch_row0[i];
       for (BlockTask &task : st.tasks)
