@@ -6,6 +6,7 @@
 
 #include "RingAttn_BackwardReference.hpp"
 #include "RingAttn_MpiTestCase.hpp"
+#include <ring/detail/RingAttn_Exchange.hpp>
 
 #include <mpi.h>
 
@@ -42,7 +43,8 @@ void collect(const Tensor4<Scalar, Mem> &local, const std::vector<double> &globa
 /// dO rounded): within 2e-2 (bfloat16) or 3e-3 (float16) of max(1, the
 /// largest gradient), as tstHalfAttention.cpp in one process.
 template <class Scalar = float>
-void check_rank_gradients(MPI_Comm comm, const Problem &p, PartitionKind kind, bool overlap) {
+void check_rank_gradients(MPI_Comm comm, const Problem &p, PartitionKind kind, bool overlap,
+                          const Tiling *tiling = nullptr) {
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
@@ -69,6 +71,7 @@ void check_rank_gradients(MPI_Comm comm, const Problem &p, PartitionKind kind, b
   RingOptions options;
   options.partition = kind;
   options.overlap = overlap;
+  if (tiling) options.tiling = *tiling;
   if (p.scale > 0) options.scale = p.scale;
   RingAttention<Exec, Scalar> attention(p.pattern(), options);
   const RingStats forward = attention.forward(comm, q, k, v, o, lse);
@@ -118,6 +121,41 @@ TEST_CASE("MPI ring backward matches the reference on every rank's rows", "[mpi]
   for (const Problem &p : standard_problems())
     for (PartitionKind kind : {PartitionKind::contiguous, PartitionKind::zigzag})
       for (bool overlap : {true, false}) check_rank_gradients(MPI_COMM_WORLD, p, kind, overlap);
+}
+
+TEST_CASE("MPI ring backward expands a branch at a time, or reads the wire", "[mpi][backward]") {
+  // Two rate-1 branches that read every row of the wire (Exchange::reads_wire:
+  // their partials go straight onto the wire's) and a rate-2 branch whose two
+  // phases per kv head expand (its partial is summed onto the wire's): the
+  // fused host sweep and the portable kernel, which both add onto a partial.
+  const Problem p =
+      make_problem(128, 4, 2, 8, false, true, Mixing::mixture, {64, 128, 128}, {1, 1, 2}, 6);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const Partition part(PartitionKind::contiguous, p.N, size);
+  int reading = 0, expanding = 0;
+  for (int source = 0; source < size; ++source) {
+    if (source == rank) continue;
+    const Details::Exchange ex = Details::plan_exchange(p.pattern(), part, rank, source, true);
+    if (!ex.expands()) continue;
+    for (int i = 0; i < 3; ++i)
+      if (!ex.tasks[std::size_t(i)].empty()) ++(ex.branch_reads_wire(i) ? reading : expanding);
+  }
+  if (size == 4) { // member 1 from member 0: both rate-1 branches read the wire
+    int counts[2] = {reading, expanding}, total[2];
+    MPI_Allreduce(counts, total, 2, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    CHECK(total[0] >= 2);
+    CHECK(total[1] >= 1);
+  }
+  const Tiling portable = small_portable_tiles<Exec>();
+  for (bool overlap : {true, false}) {
+    check_rank_gradients(MPI_COMM_WORLD, p, PartitionKind::contiguous, overlap);
+    check_rank_gradients(MPI_COMM_WORLD, p, PartitionKind::contiguous, overlap, &portable);
+  }
+  check_rank_gradients(MPI_COMM_WORLD, p, PartitionKind::zigzag, true, &portable);
+  check_rank_gradients<bfloat16_t>(MPI_COMM_WORLD, rounded_to<bfloat16_t>(p),
+                                   PartitionKind::contiguous, true);
 }
 
 TEST_CASE("MPI ring backward in 16-bit storage", "[mpi][backward][half]") {

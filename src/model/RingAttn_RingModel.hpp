@@ -136,7 +136,6 @@ inline void merge_recv(ExchangeExtent &e, const ExchangeCount &c, int step) {
   if (step == 0) return;
   e.add_received(step, c.wire_rows);
   if (c.wire_rows < c.rows) {
-    e.expand_rows = std::max(e.expand_rows, c.rows);
     for (int i = 0; i < max_branches; ++i)
       if (!c.branch_reads_wire[i])
         e.branch_expand_rows = std::max(e.branch_expand_rows, c.branch_rows[i]);
@@ -468,8 +467,9 @@ inline BackwardModel model_backward(const ModelProblem &pp, const RingModel &rin
   // The largest member (mpi), or the process (simulated: the largest
   // member's rows). K/V cross on the forward's wire and the dK/dV partials
   // come back on it; a hop that expands its wire computes its partial in
-  // the block layout first (expand_rows), and expands the whole block, where
-  // the forward expands a branch's part. The member's own block is packed
+  // the block layout first, one branch's part at a time under MPI
+  // (branch_expand_rows, into the forward's expanded buffer), the whole
+  // block in the simulated ring. The member's own block is packed
   // (block_rows bounds it).
   std::int64_t n = ring.process_rows;
   ExchangeExtent e = ring.process_extent;
@@ -493,18 +493,13 @@ inline BackwardModel model_backward(const ModelProblem &pp, const RingModel &rin
                          acc == s ? 0 : Details::sat_prod({B, n, std::max(H, 2 * Hkv), D, s}));
   }
   bm.delta = Details::sat_prod({B, H, n, acc});
-  // mpi: the own block packed, and the growth of the forward's expanded
-  // buffer from one branch's part to a hop's whole block (the backward
-  // expands whole blocks)
-  const std::int64_t expanded_growth =
-      std::max<std::int64_t>(0, e.expand_rows - e.branch_expand_rows);
   bm.kv_blocks =
-      mpi ? Details::sat_prod({Details::sat_add(e.block_rows, expanded_growth), row_values, s})
+      mpi ? Details::sat_prod({e.block_rows, row_values, s})
           : Details::sat_prod({Details::sat_add(e.recv_rows, e.block_rows), row_values, s});
   const std::int64_t partial_rows =
       mpi ? Details::sat_add(
                 Details::sat_add(std::max(e.block_rows, e.recv_rows_at[0]), e.recv_rows_at[1]),
-                Details::sat_add(Details::sat_mul(2, e.send_rows), e.expand_rows))
+                Details::sat_add(Details::sat_mul(2, e.send_rows), e.branch_expand_rows))
           : Details::sat_add(e.recv_rows, e.block_rows);
   bm.partials = Details::sat_prod({partial_rows, row_values, acc});
   // traffic: the forward's K/V wire rows, plus the same rows of dK/dV back

@@ -59,13 +59,12 @@ struct MemberMemoryModel {
 /// sends, and the tasks and work items of all it receives (what its plan
 /// holds). recv_rows and send_rows count wire rows of hops that cross (the
 /// member's own rows are read in place); block_rows the largest block the
-/// kernels read; expand_rows the largest block of a hop that expands its
-/// wire (the backward expands a hop's block whole) and branch_expand_rows
-/// the largest one branch's part of such a block that is not the wire
-/// itself (the forward expands a branch at a time).
+/// kernels read; branch_expand_rows the largest one branch's part, not the
+/// wire itself, of the block of a hop that expands its wire (the MPI ring
+/// expands a branch at a time, forward and backward).
 struct ExchangeExtent {
-  std::int64_t recv_rows = 0, send_rows = 0, block_rows = 0, expand_rows = 0,
-               branch_expand_rows = 0, tasks = 0, items = 0;
+  std::int64_t recv_rows = 0, send_rows = 0, block_rows = 0, branch_expand_rows = 0, tasks = 0,
+               items = 0;
   /// The largest wire received at even and at odd steps: the MPI ring's two
   /// receive buffers, which alternate (step s uses buffer s % 2).
   std::int64_t recv_rows_at[2] = {0, 0};
@@ -85,7 +84,6 @@ inline ExchangeExtent largest_exchange(const Pattern &pattern, const Partition &
     if (j != p) e.add_received((p - j + partition.members) % partition.members, in.rows);
     e.block_rows = std::max(e.block_rows, in.block_rows);
     if (in.expands()) {
-      e.expand_rows = std::max(e.expand_rows, in.block_rows);
       for (int i = 0; i < pattern.num_branches; ++i)
         if (!in.tasks[std::size_t(i)].empty() && !in.branch_reads_wire(i))
           e.branch_expand_rows = std::max(e.branch_expand_rows, in.branch_rows(i));

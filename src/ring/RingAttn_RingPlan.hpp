@@ -203,9 +203,9 @@ struct RingSchedule {
           continue;
         }
         if (m.send.empty()) send.push_back(send_hop(exec, m.rank, s));
-        if (s > 0) {
+        if (s > 0) { // a branch's part of the block at a time, as the forward
           backward.push_back(
-              make_hop_schedule<memory_space>(exec, ex, tiling, ScheduleUse::backward));
+              make_hop_schedule<memory_space>(exec, ex, tiling, ScheduleUse::backward_by_branch));
           continue;
         }
         backward.emplace_back(); // step 0 runs as own_parts

@@ -511,8 +511,8 @@ struct BackwardDkvFunctor {
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nk), [&](const int j) {
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](const int d) {
-        partial(0, b, krow_first + j, d) = scale * dka[j * D + d];
-        partial(1, b, krow_first + j, d) = dva[j * D + d];
+        partial(0, b, krow_first + j, d) += scale * dka[j * D + d];
+        partial(1, b, krow_first + j, d) += dva[j * D + d];
       });
     });
   }
@@ -625,8 +625,9 @@ bool backward_fused(
   return false;
 }
 
-/// dK/dV pass of one branch: writes the partial dK/dV of every block row
-/// the branch's key runs hold.
+/// dK/dV pass of one branch: adds to `partial` the dK/dV of every block
+/// row the branch's key runs hold (one work item per row, so no two threads
+/// add to one element; as the fused pass, it sums onto what is there).
 template <class ExecSpace, class Scalar>
 void backward_dkv(
     const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &in,

@@ -92,7 +92,8 @@ void expand_block(const ExecSpace &exec,
 }
 
 /// The adjoint of expand_block, for the backward's dK/dV partials: wire =
-/// 0, then wire(:, b, src_row0 + c * src_stride, :) += block(:, b, dst_row0 +
+/// 0 (unless `accumulate`: a branch at a time sums onto what the branches
+/// before it left), then wire(:, b, src_row0 + c * src_stride, :) += block(:, b, dst_row0 +
 /// c * dst_stride, :) for every run in order and c < count. A wire row that
 /// several block rows read (one per branch or phase) gets their sum, in run
 /// order: one team per (half, batch entry, 16 head dims) walks the runs, its
@@ -104,8 +105,9 @@ void contract_block(const ExecSpace &exec,
                     const Kokkos::View<const Acc ****, Kokkos::LayoutRight,
                                        typename ExecSpace::memory_space> &block,
                     const Kokkos::View<const ExpandRun *, typename ExecSpace::memory_space> &runs,
-                    const Tensor4<Acc, typename ExecSpace::memory_space> &wire) {
-  Kokkos::deep_copy(exec, wire, Acc(0));
+                    const Tensor4<Acc, typename ExecSpace::memory_space> &wire,
+                    bool accumulate = false) {
+  if (!accumulate) Kokkos::deep_copy(exec, wire, Acc(0));
   const std::int64_t batch = std::int64_t(wire.extent(1));
   const std::int64_t D = std::int64_t(wire.extent(3));
   const std::int64_t num_runs = std::int64_t(runs.extent(0));

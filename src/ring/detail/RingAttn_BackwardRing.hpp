@@ -9,7 +9,8 @@
 // the block's share to its own dQ and computes the block's partial dK/dV
 // [2, B, block rows, D] (the accumulate type). Where the wire expanded, the
 // partial is summed back onto the wire rows (contract_block, the adjoint of
-// the expansion), so the partial goes back to j on the wire too, and j adds
+// the expansion; the MPI ring expands and sums one branch's part at a time,
+// as its forward expands), so the partial goes back to j on the wire too, and j adds
 // it into its dK/dV through the pack runs that built the wire. Partials are
 // added in step order and every sum has a fixed order, so a pass is bitwise
 // reproducible for a given P, partition and thread count.
@@ -127,50 +128,49 @@ public:
   /// `wire_partial` [2, B, hop.rows, D] = the partial dK/dV of the wire
   /// rows. Where the wire expanded, the block's partial goes to
   /// `block_partial` first and is summed onto the wire rows. Per branch, one
-  /// fused launch (host path) or one dQ and one dK/dV launch.
+  /// fused launch (host path) or one dQ and one dK/dV launch. A hop by
+  /// branch (HopSchedule::by_branch; `in.kv` is then its wire) expands one
+  /// branch's part at a time into `expanded`, and sums that branch's partial
+  /// onto the wire rows before the next branch: the buffers hold the largest
+  /// branch's part, as in the forward.
   void consume(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &in,
                const HopSchedule<memory_space> &hop, const Tensor4<Acc, memory_space> &dq,
                const Tensor4<Acc, memory_space> &wire_partial,
                BlockBuffer<Acc, memory_space> &block_partial,
-               const std::function<void()> &between = {}) const {
+               const std::function<void()> &between = {},
+               BlockBuffer<Scalar, memory_space> *expanded = nullptr) const {
     const std::int64_t B = std::int64_t(wire_partial.extent(1)),
                        D = std::int64_t(wire_partial.extent(3));
-    const Tensor4<Acc, memory_space> partial =
-        hop.expands() ? block_partial.view(B, hop.block_rows, D) : wire_partial;
-    Kokkos::deep_copy(exec, partial, Acc(0));
-    // 16-bit storage on the host: the float sweep over widened copies
-    // (kv empty where it does not run)
-    using Wide = BackwardViews<ExecSpace, float>;
-    [[maybe_unused]] const Wide wide = [&] {
-      if constexpr (widens)
-        if (q_wide_.extent(0) == in.q.extent(0) && q_wide_.extent(1) == in.q.extent(1)) {
-          const Tensor4<float, memory_space> block =
-              block_wide_.view(std::int64_t(in.kv.extent(1)), std::int64_t(in.kv.extent(2)),
-                               std::int64_t(in.kv.extent(3)));
-          convert_tensor(exec, block, in.kv);
-          return Wide{q_wide_, dout_wide_, in.lse, in.delta, block};
-        }
-      return Wide{};
-    }();
+    if (!hop.by_branch) {
+      const Tensor4<Acc, memory_space> partial =
+          hop.expands() ? block_partial.view(B, hop.block_rows, D) : wire_partial;
+      Kokkos::deep_copy(exec, partial, Acc(0));
+      const auto wide = widened(exec, in);
+      for (const BranchSchedule<memory_space> &branch : hop.branches)
+        consume_branch(exec, in, wide, branch, dq, partial, between);
+      if (hop.expands()) contract_block<ExecSpace, Acc>(exec, partial, hop.expand, wire_partial);
+      return;
+    }
+    // By branch: the kernels add onto their partial, so the branches that
+    // read the wire itself add straight onto the wire's partial, and each
+    // other branch's partial is summed onto it (contract_block, accumulate).
+    Kokkos::deep_copy(exec, wire_partial, Acc(0));
     for (const BranchSchedule<memory_space> &branch : hop.branches) {
       if (branch.host_tasks.empty()) continue;
-      // On the host path, one fused sweep.
-      if constexpr (widens) {
-        if (wide.kv.data() != nullptr &&
-            backward_fused<ExecSpace, float>(exec, wide, branch.host_tasks, branch.tasks, dq,
-                                             partial, scale_, pattern_.causal, tiling_, between))
-          continue;
-      } else if (backward_fused<ExecSpace, Scalar>(exec, in, branch.host_tasks, branch.tasks, dq,
-                                                   partial, scale_, pattern_.causal, tiling_,
-                                                   between)) {
+      if (!branch.expands()) {
+        consume_branch(exec, in, widened(exec, in), branch, dq, wire_partial, between);
         continue;
       }
-      backward_dq<ExecSpace, Scalar>(exec, in, branch.tasks, branch.items, dq, scale_,
-                                     pattern_.causal, tiling_);
-      backward_dkv<ExecSpace, Scalar>(exec, in, branch.tasks, branch.key_items, branch.task_index,
-                                      partial, scale_, pattern_.causal, tiling_);
+      if (expanded == nullptr)
+        throw std::logic_error("ringattn: a hop whose wire expands needs a buffer to expand into");
+      const Tensor4<Scalar, memory_space> block = expanded->view(B, branch.expand_rows, D);
+      expand_block<ExecSpace, Scalar>(exec, in.kv, branch.expand, branch.expand_rows, block);
+      const BackwardViews<ExecSpace, Scalar> part{in.q, in.dout, in.lse, in.delta, block};
+      const Tensor4<Acc, memory_space> partial = block_partial.view(B, branch.expand_rows, D);
+      Kokkos::deep_copy(exec, partial, Acc(0));
+      consume_branch(exec, part, widened(exec, part), branch, dq, partial, between);
+      contract_block<ExecSpace, Acc>(exec, partial, branch.expand, wire_partial, true);
     }
-    if (hop.expands()) contract_block<ExecSpace, Acc>(exec, partial, hop.expand, wire_partial);
   }
 
   /// Adds a wire partial dK/dV into dk, dv through `runs`: the pack runs
@@ -184,6 +184,46 @@ public:
   }
 
 private:
+  using Wide = BackwardViews<ExecSpace, float>;
+
+  /// 16-bit storage on the host: the float views of the widened sweep, with
+  /// `in.kv` converted to float (empty where the sweep does not widen).
+  Wide widened(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &in) const {
+    if constexpr (widens)
+      if (q_wide_.extent(0) == in.q.extent(0) && q_wide_.extent(1) == in.q.extent(1)) {
+        const Tensor4<float, memory_space> block =
+            block_wide_.view(std::int64_t(in.kv.extent(1)), std::int64_t(in.kv.extent(2)),
+                             std::int64_t(in.kv.extent(3)));
+        convert_tensor(exec, block, in.kv);
+        return Wide{q_wide_, dout_wide_, in.lse, in.delta, block};
+      }
+    return Wide{};
+  }
+
+  /// One branch of a hop: dq += its share, `partial` += its dK/dV (the
+  /// fused sweep on the host path, else a dQ and a dK/dV launch).
+  void consume_branch(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &in,
+                      [[maybe_unused]] const Wide &wide, const BranchSchedule<memory_space> &branch,
+                      const Tensor4<Acc, memory_space> &dq,
+                      const Tensor4<Acc, memory_space> &partial,
+                      const std::function<void()> &between) const {
+    if (branch.host_tasks.empty()) return;
+    if constexpr (widens) {
+      if (wide.kv.data() != nullptr &&
+          backward_fused<ExecSpace, float>(exec, wide, branch.host_tasks, branch.tasks, dq, partial,
+                                           scale_, pattern_.causal, tiling_, between))
+        return;
+    } else if (backward_fused<ExecSpace, Scalar>(exec, in, branch.host_tasks, branch.tasks, dq,
+                                                 partial, scale_, pattern_.causal, tiling_,
+                                                 between)) {
+      return;
+    }
+    backward_dq<ExecSpace, Scalar>(exec, in, branch.tasks, branch.items, dq, scale_,
+                                   pattern_.causal, tiling_);
+    backward_dkv<ExecSpace, Scalar>(exec, in, branch.tasks, branch.key_items, branch.task_index,
+                                    partial, scale_, pattern_.causal, tiling_);
+  }
+
   Pattern pattern_;
   Partition partition_;
   int rank_;
@@ -569,12 +609,17 @@ RingStats run_mpi_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar
   const MPI_Datatype type = mpi_type<Scalar>();
   const MPI_Datatype acc_type = mpi_type<Acc>();
   auto count_of = [&](std::int64_t rows) { return 2 * batch * rows * dim; };
-  // The largest whole block a wire expands into (the forward's buffer holds
-  // one branch's part): grown here, not in the ring loop
+  // The largest branch's part that a wire expands into (the hops expand a
+  // branch at a time, as the forward's): its K/V and its partial, grown
+  // here, not in the ring loop
   std::int64_t expand_rows = 0;
   for (const HopSchedule<Mem> &hop : me.backward)
-    if (hop.expands()) expand_rows = std::max(expand_rows, hop.block_rows);
-  if (expand_rows > 0) plan.expanded.view(batch, expand_rows, dim);
+    for (const BranchSchedule<Mem> &branch : hop.branches)
+      expand_rows = std::max(expand_rows, branch.expand_rows);
+  if (expand_rows > 0) {
+    plan.expanded.view(batch, expand_rows, dim);
+    plan.block_partial.view(batch, expand_rows, dim);
+  }
 
   struct Step {
     const HopSchedule<Mem> *hop = nullptr; // the wire from p - s
@@ -662,7 +707,7 @@ RingStats run_mpi_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar
           (previous.active &&
            (previous.req[0] != MPI_REQUEST_NULL || previous.req[1] != MPI_REQUEST_NULL));
       member.consume(exec, in, *current.hop, dq_acc, mine.block, plan.block_partial,
-                     in_flight ? progress_messages : std::function<void()>{});
+                     in_flight ? progress_messages : std::function<void()>{}, &plan.expanded);
       exec.fence();
       stats.compute_seconds[p] += timer.seconds();
     }

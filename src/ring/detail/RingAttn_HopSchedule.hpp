@@ -79,11 +79,12 @@ private:
 /// One branch's launch lists: its tasks and the work items of the forward
 /// and of the backward's dQ; in a backward schedule also the dK/dV pass's
 /// key work and a host copy of the tasks (the host's fused sweep plans its
-/// task sets from them). In a forward schedule of a hop whose wire expands,
-/// the branch's own expansion (`expand`, into a block of `expand_rows`
-/// rows, which its tasks read): the forward expands one branch at a time;
-/// empty where the branch's part is the wire (Exchange::reads_wire), whose
-/// rows its tasks then read.
+/// task sets from them). In a schedule by branch (HopSchedule::by_branch)
+/// of a hop whose wire expands, the branch's own expansion (`expand`, into
+/// a block of `expand_rows` rows, which its tasks read): the forward, and
+/// the MPI ring's backward, expand one branch at a time; empty where the
+/// branch's part is the wire (Exchange::reads_wire), whose rows its tasks
+/// then read.
 template <class MemorySpace>
 struct BranchSchedule {
   std::vector<BlockTask> host_tasks;
@@ -99,7 +100,7 @@ struct BranchSchedule {
 /// The receiving side of one hop: the wire (`rows`, unique (kv head, row)
 /// rows), the block the kernels read (`block_rows`), the source's pack runs
 /// that build the wire, the expansion of the wire into the block (empty
-/// where the wire is the block, and in a forward schedule, whose branches
+/// where the wire is the block, and in a schedule by branch, whose branches
 /// each hold their part of it) and one schedule per branch.
 template <class MemorySpace>
 struct HopSchedule {
@@ -108,6 +109,9 @@ struct HopSchedule {
   Kokkos::View<const PackRun *, MemorySpace> pack;
   Kokkos::View<const ExpandRun *, MemorySpace> expand;
   std::vector<BranchSchedule<MemorySpace>> branches;
+  /// The wire expands a branch at a time (BranchSchedule::expand); the
+  /// branches' tasks read rows of their own parts (or of the wire).
+  bool by_branch = false;
   /// The one allocation that every list above points into.
   Kokkos::View<unsigned char *, MemorySpace> storage;
 
@@ -124,15 +128,17 @@ struct HopSchedule {
 
 /// What a schedule is built for.
 enum class ScheduleUse {
-  forward,  ///< tasks and work items
-  backward, ///< tasks, work items and the dK/dV key work
+  forward,           ///< tasks and work items, a branch's part at a time
+  backward,          ///< tasks, work items and the dK/dV key work, the whole block
+  backward_by_branch ///< the same, a branch's part at a time (the MPI ring)
 };
 
 /// The device schedule of `ex` (its tasks as they are: rows of a block, or
 /// of K/V read in place where read_keys_in_place rewrote them), and where
-/// `pack` is given, those pack runs in place of ex.pack. A forward schedule
-/// of an exchange that expands gives each branch its part of the expansion
-/// and its tasks' rows in that part (Exchange::branch_expand).
+/// `pack` is given, those pack runs in place of ex.pack. A schedule by
+/// branch (forward, backward_by_branch) of an exchange that expands gives
+/// each branch its part of the expansion and its tasks' rows in that part
+/// (Exchange::branch_expand).
 template <class MemorySpace, class ExecSpace>
 HopSchedule<MemorySpace> make_hop_schedule(const ExecSpace &exec, const Exchange &ex,
                                            const Tiling &tiling, ScheduleUse use,
@@ -141,8 +147,11 @@ HopSchedule<MemorySpace> make_hop_schedule(const ExecSpace &exec, const Exchange
   bool any_task = false;
   for (const auto &tasks : ex.tasks) any_task = any_task || !tasks.empty();
   if (ex.empty() && !any_task) return hop; // a skipped hop holds nothing
+  const bool backward = use != ScheduleUse::forward;
+  const bool by_branch = use != ScheduleUse::backward && ex.expands();
   hop.rows = ex.rows;
   hop.block_rows = ex.block_rows;
+  hop.by_branch = by_branch;
   // stage every list, then one allocation and copy
   struct Staged {
     std::vector<WorkItem> items;
@@ -151,7 +160,6 @@ HopSchedule<MemorySpace> make_hop_schedule(const ExecSpace &exec, const Exchange
     std::vector<BlockTask> tasks;        // in the branch's expanded block
     std::vector<ExpandRun> expand;
   };
-  const bool by_branch = use == ScheduleUse::forward && ex.expands();
   const std::size_t branches = ex.tasks.size();
   std::vector<Staged> staged(branches);
   ListArena<MemorySpace> arena;
@@ -172,7 +180,7 @@ HopSchedule<MemorySpace> make_hop_schedule(const ExecSpace &exec, const Exchange
     }
     const std::vector<BlockTask> &tasks = by_branch ? st.tasks : ex.tasks[i];
     st.items = make_work_items(tasks, tiling.q_tile);
-    if (use == ScheduleUse::backward) st.work = make_key_work(tasks, tiling.k_tile);
+    if (backward) st.work = make_key_work(tasks, tiling.k_tile);
     st.at[0] = arena.add(tasks);
     st.at[1] = arena.add(st.items);
     st.at[2] = arena.add(st.work.items);
@@ -191,7 +199,7 @@ HopSchedule<MemorySpace> make_hop_schedule(const ExecSpace &exec, const Exchange
     b.items = arena.template view<WorkItem>(st.at[1], st.items.size());
     b.key_items = arena.template view<KeyWorkItem>(st.at[2], st.work.items.size());
     b.task_index = arena.template view<std::int64_t>(st.at[3], st.work.task_index.size());
-    if (use == ScheduleUse::backward) b.host_tasks = ex.tasks[i];
+    if (backward) b.host_tasks = by_branch ? st.tasks : ex.tasks[i];
     hop.branches.push_back(std::move(b));
   }
   return hop;
