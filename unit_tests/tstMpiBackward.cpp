@@ -10,6 +10,8 @@
 
 #include <mpi.h>
 
+#include <functional>
+#include <optional>
 #include <random>
 
 using namespace ringattn;
@@ -42,9 +44,12 @@ void collect(const Tensor4<Scalar, Mem> &local, const std::vector<double> &globa
 /// Float: within 1e-4 of the float64 gradients. 16-bit storage (inputs and
 /// dO rounded): within 2e-2 (bfloat16) or 3e-3 (float16) of max(1, the
 /// largest gradient), as tstHalfAttention.cpp in one process.
+/// With `inspect`, the passes run on a plan made once, which `inspect`
+/// then sees.
 template <class Scalar = float>
 void check_rank_gradients(MPI_Comm comm, const Problem &p, PartitionKind kind, bool overlap,
-                          const Tiling *tiling = nullptr) {
+                          const Tiling *tiling = nullptr,
+                          const std::function<void(const RingPlan<Exec, Scalar> &)> &inspect = {}) {
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
@@ -74,7 +79,10 @@ void check_rank_gradients(MPI_Comm comm, const Problem &p, PartitionKind kind, b
   if (tiling) options.tiling = *tiling;
   if (p.scale > 0) options.scale = p.scale;
   RingAttention<Exec, Scalar> attention(p.pattern(), options);
-  const RingStats forward = attention.forward(comm, q, k, v, o, lse);
+  std::optional<RingPlan<Exec, Scalar>> plan;
+  if (inspect) plan = attention.make_plan(comm, p.B, p.D);
+  const RingStats forward =
+      plan ? attention.forward(*plan, q, k, v, o, lse) : attention.forward(comm, q, k, v, o, lse);
   auto tolerance = [](const std::vector<double> &g) {
     if constexpr (!is_16bit_storage_v<Scalar>) return 1e-4;
     double m = 1;
@@ -84,7 +92,8 @@ void check_rank_gradients(MPI_Comm comm, const Problem &p, PartitionKind kind, b
   std::vector<double> first[3];
   for (int run = 0; run < 2; ++run) {
     auto dq = make(p.H), dk = make(p.Hkv), dv = make(p.Hkv);
-    const RingStats backward = attention.backward(comm, q, k, v, o, lse, d_o, dq, dk, dv);
+    const RingStats backward = plan ? attention.backward(*plan, q, k, v, o, lse, d_o, dq, dk, dv)
+                                    : attention.backward(comm, q, k, v, o, lse, d_o, dq, dk, dv);
     // Traffic (docs/SPEC.md section 7), over the ring: the forward's K/V
     // wire, each needed (kv head, row) once, plus the same rows of dK/dV in
     // the accumulate type (a receiver sends those back).
@@ -113,6 +122,7 @@ void check_rank_gradients(MPI_Comm comm, const Problem &p, PartitionKind kind, b
     else
       CHECK(mine == first[2]);
   }
+  if (inspect) inspect(*plan);
 }
 
 } // namespace
@@ -148,9 +158,27 @@ TEST_CASE("MPI ring backward expands a branch at a time, or reads the wire", "[m
     CHECK(total[0] >= 2);
     CHECK(total[1] >= 1);
   }
+  // The plan's backward hops that expand go a branch at a time, and the
+  // block partial holds the largest expanding branch's part, not a block.
+  const auto by_branch = [&](const RingPlan<Exec, float> &plan) {
+    const auto &member = plan.schedule().members.front();
+    std::int64_t part_rows = 0;
+    for (int s = 1; s < size; ++s) {
+      const Details::Exchange ex =
+          Details::plan_exchange(p.pattern(), part, rank, (rank - s + size) % size, true);
+      const auto &hop = member.backward[std::size_t(s)];
+      CHECK(hop.by_branch == ex.expands());
+      CHECK(!hop.expands());
+      for (const auto &branch : hop.branches) part_rows = std::max(part_rows, branch.expand_rows);
+    }
+    CHECK(plan.schedule().block_partial.capacity_bytes() ==
+          std::size_t(2 * p.B * part_rows * p.D) * sizeof(float));
+  };
   const Tiling portable = small_portable_tiles<Exec>();
   for (bool overlap : {true, false}) {
-    check_rank_gradients(MPI_COMM_WORLD, p, PartitionKind::contiguous, overlap);
+    check_rank_gradients(MPI_COMM_WORLD, p, PartitionKind::contiguous, overlap, nullptr,
+                         overlap ? by_branch
+                                 : std::function<void(const RingPlan<Exec, float> &)>{});
     check_rank_gradients(MPI_COMM_WORLD, p, PartitionKind::contiguous, overlap, &portable);
   }
   check_rank_gradients(MPI_COMM_WORLD, p, PartitionKind::zigzag, true, &portable);

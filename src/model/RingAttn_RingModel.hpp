@@ -496,9 +496,14 @@ inline BackwardModel model_backward(const ModelProblem &pp, const RingModel &rin
   bm.kv_blocks =
       mpi ? Details::sat_prod({e.block_rows, row_values, s})
           : Details::sat_prod({Details::sat_add(e.recv_rows, e.block_rows), row_values, s});
+  // mpi: the two partials sent alternate by step (s % 2); the own block's
+  // two parts use slot 0 (step 0) and slot P % 2 (after the last step), so
+  // with P odd both slots hold an own block's partial
+  const std::int64_t slot1 =
+      ring.members % 2 != 0 ? std::max(e.block_rows, e.recv_rows_at[1]) : e.recv_rows_at[1];
   const std::int64_t partial_rows =
       mpi ? Details::sat_add(
-                Details::sat_add(std::max(e.block_rows, e.recv_rows_at[0]), e.recv_rows_at[1]),
+                Details::sat_add(std::max(e.block_rows, e.recv_rows_at[0]), slot1),
                 Details::sat_add(Details::sat_mul(2, e.send_rows), e.branch_expand_rows))
           : Details::sat_add(e.recv_rows, e.block_rows);
   bm.partials = Details::sat_prod({partial_rows, row_values, acc});

@@ -4,7 +4,7 @@
 # over the model of the largest member (docs/SPEC.md section 6, `memory`),
 # must lie within 10% for the simulated ring at R = 1, 4, 16 and 64 (LongNet
 # deck, N = 131,072, H = 4, D = 64, float32, and R = 16 in bfloat16) and,
-# with MPIEXEC given, the MPI ring at np 2 and 4 (inputs/longnet_mpi.yaml,
+# with MPIEXEC given, the MPI ring at np 2, 3 and 4 (inputs/longnet_mpi.yaml,
 # whose members exchange rows); and the backward's peak against its model
 # (simulated R = 4, 16 at N = 65,536; the MPI runs).
 #   run_memory_model.sh RINGATTN SOURCE_DIR [MPIEXEC]
@@ -49,7 +49,7 @@ for R in 4 16; do
   check "simulated R=$R float32 backward" "$out/R${R}_backward.yaml" backward
 done
 if [ -n "$mpiexec" ]; then
-  for np in 2 4; do
+  for np in 2 3 4; do
     OMP_NUM_THREADS=1 OMPI_MCA_orte_tmpdir_base="$out/ompi$np" PRTE_MCA_prte_tmpdir_base="$out/ompi$np" \
       "$mpiexec" -np $np --oversubscribe "$ringattn" run "$src/inputs/longnet_mpi.yaml" "${one[@]}" \
       --kokkos-disable-warnings --set output.results="$out/np$np.yaml" "${backward[@]}"

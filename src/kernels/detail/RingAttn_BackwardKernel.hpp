@@ -13,9 +13,10 @@
 //    items; within one branch launch tasks own disjoint dQ rows.
 //  - dK/dV: one team per (batch, key tile of a key run); the team loops over
 //    every task that reads the run, in a fixed order (GQA heads, zigzag
-//    query ranges), and writes the block rows' partial dK/dV
-//    [2, B, rows, D]. Block rows of different branches are different rows,
-//    so each partial row is written by one team.
+//    query ranges), and adds onto the block rows' partial dK/dV
+//    [2, B, rows, D] (zeroed by the caller, or holding other branches' sums
+//    where they share the rows: the MPI ring's wire). Within one launch each
+//    partial row belongs to one team.
 // The partials go back to the block's owner, who adds them into its dK/dV
 // through the exchange's pack runs (unpack_add_block), in a fixed order.
 // On the host path (float, CBLAS) the backward is instead one fused sweep per
@@ -409,7 +410,7 @@ struct BackwardDkvFunctor {
   Kokkos::View<const BlockTask *, typename ExecSpace::memory_space> tasks;
   Kokkos::View<const KeyWorkItem *, typename ExecSpace::memory_space> items;
   Kokkos::View<const std::int64_t *, typename ExecSpace::memory_space> task_index;
-  Tensor4<Acc, typename ExecSpace::memory_space> partial; // [2, B, rows, D], written
+  Tensor4<Acc, typename ExecSpace::memory_space> partial; // [2, B, rows, D], added onto
   std::int64_t num_items = 0;
   int head_dim = 0;
   int q_tile = 0;

@@ -152,15 +152,20 @@ public:
       return;
     }
     // By branch: the kernels add onto their partial, so the branches that
-    // read the wire itself add straight onto the wire's partial, and each
-    // other branch's partial is summed onto it (contract_block, accumulate).
+    // read the wire itself add straight onto the wire's partial (first, the
+    // wire widened once for them), and then each other branch's partial is
+    // summed onto it (contract_block, accumulate).
     Kokkos::deep_copy(exec, wire_partial, Acc(0));
+    bool wire_widened = false;
+    Wide wire_wide;
     for (const BranchSchedule<memory_space> &branch : hop.branches) {
-      if (branch.host_tasks.empty()) continue;
-      if (!branch.expands()) {
-        consume_branch(exec, in, widened(exec, in), branch, dq, wire_partial, between);
-        continue;
-      }
+      if (branch.host_tasks.empty() || branch.expands()) continue;
+      if (!wire_widened) wire_wide = widened(exec, in);
+      wire_widened = true;
+      consume_branch(exec, in, wire_wide, branch, dq, wire_partial, between);
+    }
+    for (const BranchSchedule<memory_space> &branch : hop.branches) {
+      if (branch.host_tasks.empty() || !branch.expands()) continue;
       if (expanded == nullptr)
         throw std::logic_error("ringattn: a hop whose wire expands needs a buffer to expand into");
       const Tensor4<Scalar, memory_space> block = expanded->view(B, branch.expand_rows, D);
