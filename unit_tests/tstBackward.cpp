@@ -7,8 +7,10 @@
 #include "RingAttn_BackwardCase.hpp"
 #include "RingAttn_TestSpaces.hpp"
 
+#include <algorithm>
 #include <map>
 #include <random>
+#include <set>
 #include <vector>
 
 using namespace ringattn;
@@ -288,54 +290,92 @@ TEST_CASE("backward: the fused pass's task sets partition the tasks and own thei
     const Problem p = random_problem(rng, 200);
     const int R = 1 + trial % 5;
     const Partition part(trial % 2 ? PartitionKind::zigzag : PartitionKind::contiguous, p.N, R);
+    const int group = p.H / p.Hkv; // query heads per kv head
     for (int r = 0; r < R; ++r)
-      for (int j = 0; j < R; ++j) {
-        const Details::Exchange ex = Details::plan_exchange(p.pattern(), part, r, j, true);
-        for (const auto &tasks : ex.tasks) {
-          const Details::FusedWork work = Details::make_fused_work(tasks);
-          const std::vector<double> pairs = Details::fused_set_work(tasks, work);
-          REQUIRE(pairs.size() == work.items.size());
-          std::vector<int> set_of(tasks.size(), -1);
-          for (std::size_t s = 0; s < work.items.size(); ++s)
-            for (auto t = work.items[s].task_begin; t < work.items[s].task_end; ++t) {
-              REQUIRE(set_of[std::size_t(work.task_order[std::size_t(t)])] == -1);
-              set_of[std::size_t(work.task_order[std::size_t(t)])] = int(s);
+      for (int j = 0; j < R; ++j)
+        for (const bool in_place : {false, true}) {
+          // the tasks' runs as rows of a block, or of the source's K/V read
+          // in place (the MPI backward's own block), where kv heads share
+          // row numbers and a run's rows are `stride` apart
+          Details::Exchange ex = Details::plan_exchange(p.pattern(), part, r, j, true);
+          if (in_place) Details::read_keys_in_place(ex, false);
+          // every (kv head, row) a task's runs touch
+          const auto rows_of = [&](const Details::BlockTask &task) {
+            std::set<std::pair<int, std::int64_t>> rows;
+            for (int k = 0; k < task.num_key_runs; ++k) {
+              const Details::KeyRun &run = task.key_runs[k];
+              for (std::int64_t c = 0; c < run.count; ++c)
+                rows.emplace(in_place ? task.head / group : 0,
+                             run.block_row + c * (in_place ? task.stride : 1));
             }
-          std::map<std::int64_t, int> run_set;
-          for (std::size_t t = 0; t < tasks.size(); ++t) {
-            REQUIRE(set_of[t] >= 0);
-            for (int k = 0; k < tasks[t].num_key_runs; ++k) {
-              const auto [it, fresh] = run_set.emplace(tasks[t].key_runs[k].block_row, set_of[t]);
-              CHECK(it->second == set_of[t]);
-            }
-          }
-          // connectivity: grow each set from its first task through shared runs
-          for (std::size_t s = 0; s < work.items.size(); ++s) {
-            std::vector<bool> reached(tasks.size(), false);
-            std::vector<std::int64_t> frontier{
-                work.task_order[std::size_t(work.items[s].task_begin)]};
-            reached[std::size_t(frontier[0])] = true;
-            while (!frontier.empty()) {
-              const auto t = std::size_t(frontier.back());
-              frontier.pop_back();
-              for (std::size_t u = 0; u < tasks.size(); ++u) {
-                if (reached[u]) continue;
-                bool share = false;
-                for (int a = 0; a < tasks[t].num_key_runs; ++a)
-                  for (int c = 0; c < tasks[u].num_key_runs; ++c)
-                    share |= tasks[t].key_runs[a].block_row == tasks[u].key_runs[c].block_row;
-                if (share) {
-                  reached[u] = true;
-                  frontier.push_back(std::int64_t(u));
-                }
+            return rows;
+          };
+          for (const auto &tasks : ex.tasks) {
+            const Details::FusedWork work = Details::make_fused_work(tasks, group);
+            const std::vector<double> pairs = Details::fused_set_work(tasks, work);
+            REQUIRE(pairs.size() == work.items.size());
+            std::vector<int> set_of(tasks.size(), -1);
+            for (std::size_t s = 0; s < work.items.size(); ++s)
+              for (auto t = work.items[s].task_begin; t < work.items[s].task_end; ++t) {
+                REQUIRE(set_of[std::size_t(work.task_order[std::size_t(t)])] == -1);
+                set_of[std::size_t(work.task_order[std::size_t(t)])] = int(s);
+              }
+            // no (kv head, row) is written by two sets
+            std::map<std::pair<int, std::int64_t>, int> row_set;
+            for (std::size_t t = 0; t < tasks.size(); ++t) {
+              REQUIRE(set_of[t] >= 0);
+              for (const auto &row : rows_of(tasks[t])) {
+                const auto [it, fresh] = row_set.emplace(row, set_of[t]);
+                CHECK(it->second == set_of[t]);
               }
             }
-            for (auto t = work.items[s].task_begin; t < work.items[s].task_end; ++t)
-              CHECK(reached[std::size_t(work.task_order[std::size_t(t)])]);
-            ++sets_seen;
+            // connectivity: grow each set from its first task through
+            // shared rows
+            for (std::size_t s = 0; s < work.items.size(); ++s) {
+              std::vector<bool> reached(tasks.size(), false);
+              std::vector<std::int64_t> frontier{
+                  work.task_order[std::size_t(work.items[s].task_begin)]};
+              reached[std::size_t(frontier[0])] = true;
+              while (!frontier.empty()) {
+                const auto t = std::size_t(frontier.back());
+                frontier.pop_back();
+                const auto mine = rows_of(tasks[t]);
+                for (std::size_t u = 0; u < tasks.size(); ++u) {
+                  if (reached[u]) continue;
+                  bool share = false;
+                  for (const auto &row : rows_of(tasks[u])) share |= mine.count(row) > 0;
+                  if (share) {
+                    reached[u] = true;
+                    frontier.push_back(std::int64_t(u));
+                  }
+                }
+              }
+              for (auto t = work.items[s].task_begin; t < work.items[s].task_end; ++t)
+                CHECK(reached[std::size_t(work.task_order[std::size_t(t)])]);
+              ++sets_seen;
+            }
+            // the dK/dV pass's key work: each (kv head, row) in the items
+            // of one run, whose listed tasks all read that kv head
+            const Details::KeyWork key_work = Details::make_key_work(tasks, 4, group);
+            std::map<std::pair<int, std::int64_t>, std::int64_t> row_run; // -> first row
+            for (const Details::KeyWorkItem &item : key_work.items) {
+              const int g =
+                  tasks[std::size_t(key_work.task_index[std::size_t(item.task_begin)])].head /
+                  (in_place ? group : p.H);
+              for (auto i = item.task_begin; i < item.task_end; ++i)
+                CHECK(tasks[std::size_t(key_work.task_index[std::size_t(i)])].head /
+                          (in_place ? group : p.H) ==
+                      g);
+              for (std::int64_t c = item.k_begin; c < std::min(item.run.count, item.k_begin + 4);
+                   ++c) {
+                const auto row =
+                    std::make_pair(g, item.run.block_row + c * (in_place ? item.stride : 1));
+                const auto [it, fresh] = row_run.emplace(row, item.run.block_row);
+                CHECK(it->second == item.run.block_row);
+              }
+            }
           }
         }
-      }
   }
   CHECK(sets_seen > 100);
   // One thread always takes the fused pass; on more, its makespan (sets
@@ -366,7 +406,7 @@ TEST_CASE("backward: split task sets cover each set's query tiles once, balanced
       for (int j = 0; j < R; ++j) {
         const Details::Exchange ex = Details::plan_exchange(p.pattern(), part, r, j, true);
         for (const auto &tasks : ex.tasks) {
-          const Details::FusedWork work = Details::make_fused_work(tasks);
+          const Details::FusedWork work = Details::make_fused_work(tasks, p.H / p.Hkv);
           for (const int chunks : {2, 3})
             for (const int q_tile : {4, 16}) {
               const std::vector<Details::FusedWorkItem> split =
@@ -517,7 +557,8 @@ TEST_CASE("backward: the fused sweep in pieces (message progress) repeats one la
                                         tiling, Details::ScheduleUse::backward);
     T4 block("block", 2, std::size_t(p.B), std::size_t(ex.rows), std::size_t(p.D));
     member.pack(exec, k, v, ex.pack, block);
-    const Details::BackwardViews<Exec, float> in{q, d_o, lse, delta, block};
+    const Details::BackwardViews<Exec, float> in{
+        q, d_o, lse, delta, Details::KeyValueRows<Mem, float>::of_block(block)};
     std::vector<float> first[2];
     int pieces = 0;
     for (bool in_pieces : {false, true}) {

@@ -310,8 +310,8 @@ void print_backward(std::ostream &out, const RunConfig &cfg, const ModelProblem 
          mpi ? bytes_text(bm.memory()) + " more per member (the largest): dO, dQ, dK, dV " +
                    bytes_text(bm.tensors) + ", Delta " + bytes_text(bm.delta) +
                    (bm.accumulators ? ", float accumulators " + bytes_text(bm.accumulators) : "") +
-                   ", K/V own block " + bytes_text(bm.kv_blocks) + ", dK/dV partials " +
-                   bytes_text(bm.partials)
+                   ", dK/dV partials " + bytes_text(bm.partials) +
+                   " (the own block's K/V read and its dK/dV added in place)"
              : bytes_text(bm.memory()) +
                    " in the process while the backward runs (member by member; the "
                    "forward's buffers freed, its O and LSE in a temporary file): one member's "

@@ -435,15 +435,15 @@ inline Fit longest_fitting_sequence(const ModelProblem &pp, int members, std::ui
 /// queries and one member's K/V at a time (the forward's buffers are freed
 /// by then).
 struct BackwardModel {
-  std::int64_t tensors = 0;       ///< mpi: the member's dO, dQ, dK, dV
-  std::int64_t copies = 0;        ///< simulated: one member's Q, O, dO, K, V, LSE
-  std::int64_t delta = 0;         ///< Delta = rowsum(dO * O) [B, H, n]
-  std::int64_t accumulators = 0;  ///< mpi: float dQ/dK/dV beside 16-bit storage;
-                                  ///< simulated: float dQ/dK/dV (and a 16-bit rounding buffer)
-  std::int64_t kv_blocks = 0;     ///< mpi: the own block packed; simulated: a wire and its block
-  std::int64_t partials = 0;      ///< dK/dV partials of the blocks, in the accumulate type
-  std::int64_t kv_bytes = 0;      ///< the forward's K/V wires, all evaluated members
-  std::int64_t partial_bytes = 0; ///< the same rows of dK/dV going back
+  std::int64_t tensors = 0;            ///< mpi: the member's dO, dQ, dK, dV
+  std::int64_t copies = 0;             ///< simulated: one member's Q, O, dO, K, V, LSE
+  std::int64_t delta = 0;              ///< Delta = rowsum(dO * O) [B, H, n]
+  std::int64_t accumulators = 0;       ///< mpi: float dQ/dK/dV beside 16-bit storage;
+                                       ///< simulated: float dQ/dK/dV (and a 16-bit rounding buffer)
+  std::int64_t kv_blocks = 0;          ///< simulated: a wire and its block (mpi: none)
+  std::int64_t partials = 0;           ///< dK/dV partials of the blocks, in the accumulate type
+  std::int64_t kv_bytes = 0;           ///< the forward's K/V wires, all evaluated members
+  std::int64_t partial_bytes = 0;      ///< the same rows of dK/dV going back
   std::int64_t worst_member_bytes = 0; ///< the most one member sends
   int worst_member = 0;
   long double flops = 0; ///< 10 * D per kept pair and batch entry
@@ -469,8 +469,8 @@ inline BackwardModel model_backward(const ModelProblem &pp, const RingModel &rin
   // come back on it; a hop that expands its wire computes its partial in
   // the block layout first, one branch's part at a time under MPI
   // (branch_expand_rows, into the forward's expanded buffer), the whole
-  // block in the simulated ring. The member's own block is packed
-  // (block_rows bounds it).
+  // block in the simulated ring. Under MPI the member's own block is read
+  // in place and its dK/dV added in place: no buffer.
   std::int64_t n = ring.process_rows;
   ExchangeExtent e = ring.process_extent;
   if (mpi) {
@@ -494,16 +494,13 @@ inline BackwardModel model_backward(const ModelProblem &pp, const RingModel &rin
   }
   bm.delta = Details::sat_prod({B, H, n, acc});
   bm.kv_blocks =
-      mpi ? Details::sat_prod({e.block_rows, row_values, s})
-          : Details::sat_prod({Details::sat_add(e.recv_rows, e.block_rows), row_values, s});
-  // mpi: the two partials sent alternate by step (s % 2); the own block's
-  // two parts use slot 0 (step 0) and slot P % 2 (after the last step), so
-  // with P odd both slots hold an own block's partial
-  const std::int64_t slot1 =
-      ring.members % 2 != 0 ? std::max(e.block_rows, e.recv_rows_at[1]) : e.recv_rows_at[1];
+      mpi ? 0 : Details::sat_prod({Details::sat_add(e.recv_rows, e.block_rows), row_values, s});
+  // mpi: the partials sent alternate by step (s % 2), each the size of its
+  // step's wire, as the partials received are of the wires sent; the block
+  // partial holds the largest expanding branch's part
   const std::int64_t partial_rows =
       mpi ? Details::sat_add(
-                Details::sat_add(std::max(e.block_rows, e.recv_rows_at[0]), slot1),
+                Details::sat_add(e.recv_rows_at[0], e.recv_rows_at[1]),
                 Details::sat_add(Details::sat_mul(2, e.send_rows), e.branch_expand_rows))
           : Details::sat_add(e.recv_rows, e.block_rows);
   bm.partials = Details::sat_prod({partial_rows, row_values, acc});

@@ -63,7 +63,9 @@ struct MemberSchedule {
   std::vector<Range> chunk_rows;
   /// MPI backward: the member's own block in two parts of about equal
   /// pairs, computed first and last in the pass (the first hides step 1's
-  /// wire, the last the partials of step P - 1, which else nothing hides).
+  /// wire, the last the partials of step P - 1, which else nothing hides);
+  /// their tasks read its K/V in place (read_keys_in_place), as the
+  /// forward's step 0 does.
   std::vector<HopSchedule<MemorySpace>> own_parts;
 };
 
@@ -177,7 +179,8 @@ struct RingSchedule {
   /// Builds the backward's schedules once (the first backward pass, before
   /// its ring loop): block rows, the dK/dV key work, for the simulated ring
   /// pack runs by position (it packs from whole-sequence K/V), for the MPI
-  /// ring the own block in two parts (own_parts, in place of step 0) and the
+  /// ring the own block in two parts (own_parts, in place of step 0, its K/V
+  /// read in place and its dK/dV added in place) and the
   /// sends where no forward built them. All of it or, if a throw comes
   /// first, none.
   void build_backward(const ExecSpace &exec) {
@@ -211,9 +214,13 @@ struct RingSchedule {
         backward.emplace_back(); // step 0 runs as own_parts
         const std::int64_t n = partition.local_size(m.rank);
         const std::int64_t split = balanced_row_split(ex, n, pattern.causal);
+        // the own block read in place, as in the forward: nothing packed
+        Exchange own = ex;
+        read_keys_in_place(own, false);
+        own.pack.clear();
         for (const Range rows : {Range{0, split}, Range{split, n}}) {
-          Exchange part = ex;
-          part.tasks = tasks_in_rows(ex, rows.begin, rows.end).tasks;
+          Exchange part = own;
+          part.tasks = tasks_in_rows(own, rows.begin, rows.end).tasks;
           own_parts.push_back(
               make_hop_schedule<memory_space>(exec, part, tiling, ScheduleUse::backward));
         }

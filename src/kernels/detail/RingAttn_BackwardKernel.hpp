@@ -15,8 +15,9 @@
 //    every task that reads the run, in a fixed order (GQA heads, zigzag
 //    query ranges), and adds onto the block rows' partial dK/dV
 //    [2, B, rows, D] (zeroed by the caller, or holding other branches' sums
-//    where they share the rows: the MPI ring's wire). Within one launch each
-//    partial row belongs to one team.
+//    where they share the rows: the MPI ring's wire), or, for the member's
+//    own K/V read in place, onto its dK/dV (KeyValueGrads). Within one
+//    launch each (kv head, row) belongs to one team.
 // The partials go back to the block's owner, who adds them into its dK/dV
 // through the exchange's pack runs (unpack_add_block), in a fixed order.
 // On the host path (float, CBLAS) the backward is instead one fused sweep per
@@ -49,16 +50,24 @@ struct KeyWork {
   std::vector<std::int64_t> task_index;
 };
 
-inline KeyWork make_key_work(const std::vector<BlockTask> &tasks, int k_tile) {
-  // Key runs are identified by their first block row (runs of one branch
-  // never share rows).
-  std::map<std::int64_t, std::vector<std::int64_t>> readers;
-  std::map<std::int64_t, std::pair<KeyRun, std::int64_t>> runs;
+/// A key run's identity: its kv head and its first row. Runs of one branch
+/// never share rows of one kv head; in a block the rows of different kv
+/// heads differ too, but read in place (KeyValueRows) the kv heads share
+/// row numbers. `heads_per_kv` query heads read each kv head.
+using RunKey = std::pair<int, std::int64_t>;
+inline RunKey run_key(const BlockTask &task, const KeyRun &run, int heads_per_kv) {
+  return RunKey{task.head / heads_per_kv, run.block_row};
+}
+
+inline KeyWork make_key_work(const std::vector<BlockTask> &tasks, int k_tile, int heads_per_kv) {
+  std::map<RunKey, std::vector<std::int64_t>> readers;
+  std::map<RunKey, std::pair<KeyRun, std::int64_t>> runs;
   for (std::size_t t = 0; t < tasks.size(); ++t)
     for (int r = 0; r < tasks[t].num_key_runs; ++r) {
       const KeyRun &run = tasks[t].key_runs[r];
-      readers[run.block_row].push_back(std::int64_t(t));
-      runs[run.block_row] = {run, tasks[t].stride};
+      const RunKey key = run_key(tasks[t], run, heads_per_kv);
+      readers[key].push_back(std::int64_t(t));
+      runs[key] = {run, tasks[t].stride};
     }
   KeyWork work;
   for (const auto &[row, list] : readers) {
@@ -73,24 +82,25 @@ inline KeyWork make_key_work(const std::vector<BlockTask> &tasks, int k_tile) {
 }
 
 /// The fused pass's work of one branch: the tasks grouped into sets closed
-/// under sharing a key run (union-find on the runs' first block rows). Sets
-/// come in the order of their first task, tasks in index order.
+/// under sharing a key run (union-find on run_key). Sets come in the order
+/// of their first task, tasks in index order.
 struct FusedWork {
   std::vector<FusedWorkItem> items;
   std::vector<std::int64_t> task_order;
 };
 
-inline FusedWork make_fused_work(const std::vector<BlockTask> &tasks) {
+inline FusedWork make_fused_work(const std::vector<BlockTask> &tasks, int heads_per_kv) {
   std::vector<std::int64_t> parent(tasks.size());
   for (std::size_t t = 0; t < tasks.size(); ++t) parent[t] = std::int64_t(t);
   const auto root = [&](std::int64_t t) {
     while (parent[t] != t) t = parent[t] = parent[parent[t]];
     return t;
   };
-  std::map<std::int64_t, std::int64_t> reader; // a run's first block row -> a task reading it
+  std::map<RunKey, std::int64_t> reader; // a run -> a task reading it
   for (std::size_t t = 0; t < tasks.size(); ++t)
     for (int r = 0; r < tasks[t].num_key_runs; ++r) {
-      const auto [it, fresh] = reader.emplace(tasks[t].key_runs[r].block_row, std::int64_t(t));
+      const auto [it, fresh] =
+          reader.emplace(run_key(tasks[t], tasks[t].key_runs[r], heads_per_kv), std::int64_t(t));
       if (!fresh) {
         const std::int64_t a = root(it->second), c = root(std::int64_t(t));
         parent[std::max(a, c)] = std::min(a, c); // the set's root is its first task
@@ -321,6 +331,9 @@ struct BackwardDqFunctor {
     const QueryTile query = QueryTile::of_team(team.league_rank(), num_items, items, tasks);
     const std::int64_t b = query.b, stride = query.stride;
     const int h = query.h, nq = query.nq;
+    // the kv head read, and its keys' row step (KeyValueRows)
+    const int g = in.kv.kv_head(h, int(in.q.extent(2)));
+    const std::int64_t row_step = in.kv.row_step(stride);
 
     ScratchView scratch(team.team_scratch(scratch_level), scratch_elements(QT, KT, D));
     Acc *const qs = scratch.data();             // [QT][D], pre-scaled
@@ -349,7 +362,7 @@ struct BackwardDqFunctor {
     for (int r = 0; r < query.task.num_key_runs; ++r) {
       const KeyRun run = query.task.key_runs[r];
       for (std::int64_t k0 = 0; k0 < run.count; k0 += KT) {
-        const KeyTile key = KeyTile::of_run(run, k0, stride, KT);
+        const KeyTile key = KeyTile::of_run(run, k0, stride, KT, row_step);
         const CausalBounds bounds = CausalBounds::of(causal, query, key);
         if (bounds.skip) break; // keys only grow from here
         const int nk = key.nk;
@@ -357,10 +370,10 @@ struct BackwardDqFunctor {
         team.team_barrier(); // previous tile fully consumed
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, KT), [&](const int j) {
           const bool valid = j < nk;
-          const std::int64_t row = key.krow_first + j;
+          const std::int64_t row = key.krow(j);
           Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](const int d) {
-            kt[d * KT + j] = valid ? Acc(in.kv(0, b, row, d)) : Acc(0);
-            vt[d * KT + j] = valid ? Acc(in.kv(1, b, row, d)) : Acc(0);
+            kt[d * KT + j] = valid ? Acc(in.kv.k(b, row, g, d)) : Acc(0);
+            vt[d * KT + j] = valid ? Acc(in.kv.v(b, row, g, d)) : Acc(0);
           });
         });
         team.team_barrier();
@@ -410,7 +423,7 @@ struct BackwardDkvFunctor {
   Kokkos::View<const BlockTask *, typename ExecSpace::memory_space> tasks;
   Kokkos::View<const KeyWorkItem *, typename ExecSpace::memory_space> items;
   Kokkos::View<const std::int64_t *, typename ExecSpace::memory_space> task_index;
-  Tensor4<Acc, typename ExecSpace::memory_space> partial; // [2, B, rows, D], added onto
+  KeyValueGrads<typename ExecSpace::memory_space, Acc> grads; // the key rows' dK/dV, added onto
   std::int64_t num_items = 0;
   int head_dim = 0;
   int q_tile = 0;
@@ -430,9 +443,10 @@ struct BackwardDkvFunctor {
     const std::int64_t b = team.league_rank() / num_items;
     const KeyWorkItem item = items(team.league_rank() % num_items);
     const std::int64_t stride = item.stride;
-    const KeyTile key = KeyTile::of_run(item.run, item.k_begin, stride, KT);
+    // the run's kv head (the tasks reading it share it: make_key_work)
+    const int g = in.kv.kv_head(tasks(task_index(item.task_begin)).head, int(in.q.extent(2)));
+    const KeyTile key = KeyTile::of_run(item.run, item.k_begin, stride, KT, in.kv.row_step(stride));
     const int nk = key.nk;
-    const std::int64_t krow_first = key.krow_first;
 
     ScratchView scratch(team.team_scratch(scratch_level), scratch_elements(QT, KT, D));
     Acc *const ks = scratch.data();             // [KT][D]
@@ -449,8 +463,8 @@ struct BackwardDkvFunctor {
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, KT), [&](const int j) {
       const bool valid = j < nk;
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](const int d) {
-        ks[j * D + d] = valid ? Acc(in.kv(0, b, krow_first + j, d)) : Acc(0);
-        vs[j * D + d] = valid ? Acc(in.kv(1, b, krow_first + j, d)) : Acc(0);
+        ks[j * D + d] = valid ? Acc(in.kv.k(b, key.krow(j), g, d)) : Acc(0);
+        vs[j * D + d] = valid ? Acc(in.kv.v(b, key.krow(j), g, d)) : Acc(0);
         dka[j * D + d] = 0;
         dva[j * D + d] = 0;
       });
@@ -512,8 +526,8 @@ struct BackwardDkvFunctor {
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nk), [&](const int j) {
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](const int d) {
-        partial(0, b, krow_first + j, d) += scale * dka[j * D + d];
-        partial(1, b, krow_first + j, d) += dva[j * D + d];
+        grads.dk(b, key.krow(j), g, d) += scale * dka[j * D + d];
+        grads.dv(b, key.krow(j), g, d) += dva[j * D + d];
       });
     });
   }
@@ -541,12 +555,13 @@ void backward_dq(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &
 
 /// Fused pass of one branch on the host path, where it applies (float, a
 /// host space, the CBLAS path): dq += the block's contributions and the
-/// block rows' partial dK/dV += theirs, in one sweep. With enough task sets
-/// for the threads (use_fused_backward) one team per set; else each set in
-/// as many chunks of its query tiles as there are threads, chunks 1, 2, ...
-/// into private partials that are then summed into `partial` in chunk order
-/// (per element, so the result repeats bitwise for a thread count). Returns
-/// false, doing nothing, where it does not apply.
+/// key rows' dK/dV in `grads` (a block's partial, or the member's own dK,
+/// dV for its K/V read in place) += theirs, in one sweep. With enough task
+/// sets for the threads (use_fused_backward) one team per set; else each
+/// set in as many chunks of its query tiles as there are threads, chunks 1,
+/// 2, ... into private copies of `grads` that are then summed into it in
+/// chunk order (per element, so the result repeats bitwise for a thread
+/// count). Returns false, doing nothing, where it does not apply.
 template <class ExecSpace, class Scalar>
 bool backward_fused(
     [[maybe_unused]] const ExecSpace &exec,
@@ -554,7 +569,8 @@ bool backward_fused(
     [[maybe_unused]] const std::vector<BlockTask> &branch_tasks,
     [[maybe_unused]] const Kokkos::View<const BlockTask *, typename ExecSpace::memory_space> &tasks,
     [[maybe_unused]] const Tensor4<accumulate_t<Scalar>, typename ExecSpace::memory_space> &dq,
-    [[maybe_unused]] const Tensor4<accumulate_t<Scalar>, typename ExecSpace::memory_space> &partial,
+    [[maybe_unused]] const KeyValueGrads<typename ExecSpace::memory_space, accumulate_t<Scalar>>
+        &grads,
     [[maybe_unused]] accumulate_t<Scalar> scale, [[maybe_unused]] bool causal,
     [[maybe_unused]] const Tiling &tiling,
     [[maybe_unused]] const std::function<void()> &between = {}) {
@@ -564,9 +580,12 @@ bool backward_fused(
     const std::int64_t B = std::int64_t(in.q.extent(0));
     const int D = int(in.q.extent(3));
     // the GEMMs' leading dimensions: stride x the row pitch of Q and of dO
-    const std::int64_t pitch = std::int64_t(std::max(in.q.stride_1(), in.dout.stride_1()));
+    // (and of K, V, dK, dV read in place)
+    const std::int64_t pitch = std::int64_t(
+        std::max({in.q.stride_1(), in.dout.stride_1(), in.kv.k.stride_1(), grads.dk.stride_1()}));
     if (!host_blas_takes<ExecSpace, Scalar>(tasks, pitch, tiling)) return false;
-    const FusedWork work = make_fused_work(branch_tasks);
+    const FusedWork work =
+        make_fused_work(branch_tasks, int(in.q.extent(2)) / int(in.kv.k.extent(2)));
     if (work.items.empty() || B == 0) return true;
     const int threads = exec.concurrency();
     const int chunks =
@@ -576,11 +595,10 @@ bool backward_fused(
                     : split_fused_work(branch_tasks, work, chunks, tiling.q_tile, causal);
     int used = 1; // chunks some set was cut into
     for (const FusedWorkItem &item : split) used = std::max(used, item.chunk + 1);
-    using ChunkPartial = Kokkos::View<float *****, Kokkos::LayoutRight, Mem>;
-    const ChunkPartial chunk_partial(
+    const std::int64_t size = std::int64_t(grads.dk.size()); // of dK, and of dV
+    const Kokkos::View<float *, Mem> chunk_partial(
         Kokkos::view_alloc(exec, std::string("ringattn::backward_chunk_partial")),
-        std::size_t(used - 1), partial.extent(0), partial.extent(1), partial.extent(2),
-        partial.extent(3));
+        std::size_t(used - 1) * 2 * std::size_t(size));
     // Host memory: the schedule is used where it is built.
     const Kokkos::View<const std::int64_t *, Mem> order(work.task_order.data(),
                                                         work.task_order.size());
@@ -597,7 +615,7 @@ bool backward_fused(
         const std::int64_t num_items = std::int64_t(part.extent(0));
         launch_host_teams(exec, "ringattn::backward_fused_host", B * num_items, D, tiling,
                           HostBackwardFusedFunctor<ExecSpace>{
-                              in, tasks, part, order, dq, partial, chunk_partial, num_items,
+                              in, tasks, part, order, dq, grads, chunk_partial, num_items,
                               tiling.q_tile, tiling.k_tile, scale, causal});
       });
       if (between) {
@@ -606,17 +624,20 @@ bool backward_fused(
       }
     }
     if (used > 1) {
-      // partial += the chunks' partials, in chunk order, element by element
-      const std::int64_t size = std::int64_t(partial.size());
-      float *const sum = partial.data();
+      // grads += the chunks' copies, in chunk order, element by element
+      float *const dk = grads.dk.data(), *const dv = grads.dv.data();
       const float *const parts = chunk_partial.data();
       Kokkos::parallel_for(
           "ringattn::backward_chunk_sum",
           Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(exec, 0, size),
           [=](const std::int64_t e) {
-            float x = sum[e];
-            for (int c = 0; c + 1 < used; ++c) x += parts[std::int64_t(c) * size + e];
-            sum[e] = x;
+            float xk = dk[e], xv = dv[e];
+            for (int c = 0; c + 1 < used; ++c) {
+              xk += parts[(2 * std::int64_t(c)) * size + e];
+              xv += parts[(2 * std::int64_t(c) + 1) * size + e];
+            }
+            dk[e] = xk;
+            dv[e] = xv;
           });
       exec.fence();
     }
@@ -626,16 +647,16 @@ bool backward_fused(
   return false;
 }
 
-/// dK/dV pass of one branch: adds to `partial` the dK/dV of every block
-/// row the branch's key runs hold (one work item per row, so no two threads
-/// add to one element; as the fused pass, it sums onto what is there).
+/// dK/dV pass of one branch: adds to `grads` the dK/dV of every key row the
+/// branch's key runs hold (one work item per (kv head, row), so no two
+/// threads add to one element; as the fused pass, it sums onto what is there).
 template <class ExecSpace, class Scalar>
 void backward_dkv(
     const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &in,
     const Kokkos::View<const BlockTask *, typename ExecSpace::memory_space> &tasks,
     const Kokkos::View<const KeyWorkItem *, typename ExecSpace::memory_space> &items,
     const Kokkos::View<const std::int64_t *, typename ExecSpace::memory_space> &task_index,
-    const Tensor4<accumulate_t<Scalar>, typename ExecSpace::memory_space> &partial,
+    const KeyValueGrads<typename ExecSpace::memory_space, accumulate_t<Scalar>> &grads,
     accumulate_t<Scalar> scale, bool causal, const Tiling &tiling) {
   const int D = int(in.q.extent(3));
   launch_block_kernel<ExecSpace, Scalar>(
@@ -645,8 +666,8 @@ void backward_dkv(
       [](const auto &, std::int64_t) {},
       [&](const auto &part, std::int64_t num_items, int scratch_level) {
         return BackwardDkvFunctor<ExecSpace, Scalar>{
-            in, tasks,         part,          task_index,    partial, num_items,
-            D,  tiling.q_tile, tiling.k_tile, scratch_level, scale,   causal};
+            in, tasks,         part,          task_index,    grads, num_items,
+            D,  tiling.q_tile, tiling.k_tile, scratch_level, scale, causal};
       });
 }
 

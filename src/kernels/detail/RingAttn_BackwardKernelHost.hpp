@@ -102,16 +102,20 @@ void add_scaled_dq(const DqView &dq, const QueryTile &query, const float *acc, i
 }
 
 /// The fused host backward: one team per FusedWorkItem, a set of tasks that
-/// own their dQ rows and their key runs' block rows, so a team computes
-/// everything of its pairs in one sweep with no race: per tile
+/// own their dQ rows and their key runs' (kv head, row)s, so a team
+/// computes everything of its pairs in one sweep with no race: per tile
 ///   S = scale Q K^T, dP = dO V^T, then P and dS,
 ///   dQ += dS K (the query tile's scratch), dV += P^T dO and
-///   dK += scale dS^T Q (straight into the block rows' partials),
+///   dK += scale dS^T Q (straight into the key rows' dK/dV),
 /// 10 D flops per pair against the two passes' 14 D. Tasks, query tiles,
 /// runs and key tiles go in a fixed order, so results repeat bitwise. Where
 /// there are fewer sets than threads, a set is split into chunks of its
-/// query tiles (split_fused_work); chunk c > 0 adds its dK/dV into the
-/// private partial chunk_partial(c - 1), summed in afterwards in chunk order.
+/// query tiles (split_fused_work); chunk c > 0 adds its dK/dV into a
+/// private copy of `grads` (chunk_partial, c - 1 copies of dK and dV in
+/// their layout), summed in afterwards in chunk order. Keys are rows of a
+/// block, or of the member's own K/V read in place, whose dK/dV `grads`
+/// then are (KeyValueRows, KeyValueGrads): rows `stride` apart, the GEMMs'
+/// leading dimension stride x the row pitch, as for the queries.
 template <class ExecSpace>
 struct HostBackwardFusedFunctor {
   using memory_space = typename ExecSpace::memory_space;
@@ -123,10 +127,10 @@ struct HostBackwardFusedFunctor {
   Kokkos::View<const BlockTask *, memory_space> tasks;
   Kokkos::View<const FusedWorkItem *, memory_space> items;
   Kokkos::View<const std::int64_t *, memory_space> task_order;
-  Kokkos::View<float ****, Kokkos::LayoutRight, memory_space> dq;      // [B, n, H, D]
-  Kokkos::View<float ****, Kokkos::LayoutRight, memory_space> partial; // [2, B, rows, D]
-  // [chunks - 1, 2, B, rows, D]: the partials of chunks 1, 2, ...
-  Kokkos::View<float *****, Kokkos::LayoutRight, memory_space> chunk_partial;
+  Kokkos::View<float ****, Kokkos::LayoutRight, memory_space> dq; // [B, n, H, D]
+  KeyValueGrads<memory_space, float> grads;                       // the key rows' dK/dV
+  // [chunks - 1][2][grads.dk.size()]: the dK/dV of chunks 1, 2, ...
+  Kokkos::View<float *, memory_space> chunk_partial;
   std::int64_t num_items = 0;
   int q_tile = 0;
   int k_tile = 0;
@@ -138,15 +142,18 @@ struct HostBackwardFusedFunctor {
   }
 
   void operator()(const member_type &team) const {
-    const int D = int(in.q.extent(3)), QT = q_tile, KT = k_tile;
+    const int D = int(in.q.extent(3)), QT = q_tile, KT = k_tile, H = int(in.q.extent(2));
     // base-2 scores and LSE (host_probabilities)
     const float scale2 = float(double(scale) * host_log2e);
     const std::int64_t b = team.league_rank() / num_items;
     const FusedWorkItem item = items(team.league_rank() % num_items);
-    // where this chunk's dK (0) and dV (1) of block row `row` go
-    const auto partial_row = [&](int which, std::int64_t row) {
-      return item.chunk == 0 ? &partial(which, b, row, 0)
-                             : &chunk_partial(item.chunk - 1, which, b, row, 0);
+    // where this chunk's dK (0) and dV (1) of key row `row`, kv head g go
+    const std::size_t grads_size = grads.dk.size();
+    const auto partial_row = [&](int which, std::int64_t row, int g) {
+      float *const own = which == 0 ? &grads.dk(b, row, g, 0) : &grads.dv(b, row, g, 0);
+      if (item.chunk == 0) return own;
+      const std::size_t at = std::size_t(own - (which == 0 ? grads.dk.data() : grads.dv.data()));
+      return chunk_partial.data() + (std::size_t(item.chunk - 1) * 2 + which) * grads_size + at;
     };
 
     ScratchView scratch(team.team_scratch(1), scratch_elements(QT, KT, D));
@@ -164,6 +171,11 @@ struct HostBackwardFusedFunctor {
         if (tile < item.tile_begin || tile >= item.tile_end) continue;
         const QueryTile query = QueryTile::of_task(b, task, q0, stride, QT);
         const int h = query.h, nq = query.nq;
+        // the kv head and the keys' rows: a block's, or `stride` apart in place
+        const int g = in.kv.kv_head(h, H);
+        const std::int64_t row_step = in.kv.row_step(stride);
+        const int ldk = int(row_step * std::int64_t(in.kv.k.stride_1()));
+        const int ldg = int(row_step * std::int64_t(grads.dk.stride_1()));
         const float *const qbase = &in.q(b, query.qrow_first, h, 0);
         const float *const dobase = &in.dout(b, query.qrow_first, h, 0);
         load_row_statistics(in, query, lrow, drow);
@@ -171,25 +183,25 @@ struct HostBackwardFusedFunctor {
         for (int r = 0; r < task.num_key_runs; ++r) {
           const KeyRun run = task.key_runs[r];
           for (std::int64_t k0 = 0; k0 < run.count; k0 += KT) {
-            KeyTile key = KeyTile::of_run(run, k0, stride, KT);
+            KeyTile key = KeyTile::of_run(run, k0, stride, KT, row_step);
             // keys past the last query are out of all five products (a
             // diagonal tile is then at most QT wide); none left: nor later
             if (causal && !key.trim_to_causal(query.qpos_last)) break;
             const CausalBounds bounds = CausalBounds::of(causal, query, key);
             const int nk = key.nk;
-            const float *const kbase = &in.kv(0, b, key.krow_first, 0);
-            const float *const vbase = &in.kv(1, b, key.krow_first, 0);
+            const float *const kbase = &in.kv.k(b, key.krow_first, g, 0);
+            const float *const vbase = &in.kv.v(b, key.krow_first, g, 0);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, scale2, qbase, ldq,
-                        kbase, D, 0.0f, s, KT);
+                        kbase, ldk, 0.0f, s, KT);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, 1.0f, dobase, lddo,
-                        vbase, D, 0.0f, dp, KT);
+                        vbase, ldk, 0.0f, dp, KT);
             host_probabilities(s, dp, KT, query, key, bounds, lrow, drow);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, dp, KT, kbase,
-                        D, 1.0f, acc, D);
+                        ldk, 1.0f, acc, D);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, 1.0f, s, KT, dobase,
-                        lddo, 1.0f, partial_row(1, key.krow_first), D);
+                        lddo, 1.0f, partial_row(1, key.krow_first, g), ldg);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, scale, dp, KT, qbase,
-                        ldq, 1.0f, partial_row(0, key.krow_first), D);
+                        ldq, 1.0f, partial_row(0, key.krow_first, g), ldg);
           }
         }
         add_scaled_dq(dq, query, acc, D, scale);

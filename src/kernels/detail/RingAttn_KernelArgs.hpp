@@ -46,9 +46,37 @@ struct KeyValueRows {
     return KeyValueRows{ConstTensor4(Packed(data, B, rows, 1, D)),
                         ConstTensor4(Packed(data + B * rows * D, B, rows, 1, D)), false};
   }
+  /// The packed block [2, B, rows, D] that of_block wrapped (not in place).
+  Packed block() const { return Packed(k.data(), 2, k.extent(0), k.extent(1), k.extent(3)); }
   /// A member's K and V [B, n, Hkv, D], read in place.
   static KeyValueRows of_member(const ConstTensor4 &k, const ConstTensor4 &v) {
     return KeyValueRows{k, v, true};
+  }
+};
+
+/// Where the backward kernels add dK/dV, laid out as KeyValueRows reads K
+/// and V: a block's partial [2, B, rows, D] (G = 1, a run's keys on
+/// consecutive rows), or a member's own dK and dV [B, n, Hkv, D] in place
+/// (a run's keys `stride` rows apart), for a block of its own K/V read in
+/// place. Contiguous (LayoutRight): the host sweep's chunk partials mirror
+/// them element for element.
+template <class MemorySpace, class Acc>
+struct KeyValueGrads {
+  using Tensor4 = Kokkos::View<Acc ****, Kokkos::LayoutRight, MemorySpace>;
+  Tensor4 dk;            // [B, rows, G, D]
+  Tensor4 dv;            // [B, rows, G, D]
+  bool in_place = false; // as the KeyValueRows read: the kernels step both alike
+
+  /// A block's partial [2, B, rows, D] (contiguous).
+  static KeyValueGrads of_block(const Tensor4 &partial) {
+    const std::size_t B = partial.extent(1), rows = partial.extent(2), D = partial.extent(3);
+    Acc *const data = partial.data();
+    return KeyValueGrads{Tensor4(data, B, rows, 1, D), Tensor4(data + B * rows * D, B, rows, 1, D),
+                         false};
+  }
+  /// A member's dK and dV [B, n, Hkv, D], added onto in place.
+  static KeyValueGrads of_member(const Tensor4 &dk, const Tensor4 &dv) {
+    return KeyValueGrads{dk, dv, true};
   }
 };
 
@@ -83,7 +111,7 @@ struct BackwardViews {
   Kokkos::View<const Scalar ****, Kokkos::LayoutStride, Mem> dout; // [B, n, H, D]
   Kokkos::View<const Acc ***, Kokkos::LayoutRight, Mem> lse;       // [B, H, n]
   Kokkos::View<const Acc ***, Kokkos::LayoutRight, Mem> delta;     // [B, H, n]
-  Kokkos::View<const Scalar ****, Kokkos::LayoutRight, Mem> kv;    // [2, B, rows, D]
+  KeyValueRows<Mem, Scalar> kv; // a block [2, B, rows, D] or the member's K/V in place
 };
 
 } // namespace ringattn::Details

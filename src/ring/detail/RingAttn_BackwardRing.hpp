@@ -9,11 +9,13 @@
 // the block's share to its own dQ and computes the block's partial dK/dV
 // [2, B, block rows, D] (the accumulate type). Where the wire expanded, the
 // partial is summed back onto the wire rows (contract_block, the adjoint of
-// the expansion; the MPI ring expands and sums one branch's part at a time,
-// as its forward expands), so the partial goes back to j on the wire too, and j adds
-// it into its dK/dV through the pack runs that built the wire. Partials are
-// added in step order and every sum has a fixed order, so a pass is bitwise
-// reproducible for a given P, partition and thread count.
+// the expansion; the MPI ring expands and sums one branch's part at a
+// time, as its forward expands), so the partial goes back to j on the wire
+// too, and j adds it into its dK/dV through the pack runs that built the
+// wire. The MPI ring reads its own block in place and adds its dK/dV in
+// place (consume_own). Partials are added in step order and every sum has
+// a fixed order, so a pass is bitwise reproducible for a given P,
+// partition and thread count.
 // Traffic: the forward's wire rows of K/V plus the same rows of dK/dV.
 
 #include <RingAttn_Config.hpp>
@@ -35,6 +37,7 @@
 #include <Kokkos_Timer.hpp>
 
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -73,6 +76,8 @@ public:
   using Acc = accumulate_t<Scalar>;
   using ConstTensor4 = Kokkos::View<const Scalar ****, Kokkos::LayoutRight, memory_space>;
   using InTensor4 = InView<ExecSpace, Scalar>;
+  using Rows = KeyValueRows<memory_space, Scalar>;
+  using Grads = KeyValueGrads<memory_space, Acc>;
 
   BackwardMember(const Pattern &pattern, const Partition &partition, int rank, Acc scale,
                  const Tiling &tiling)
@@ -114,14 +119,14 @@ public:
 
   /// The block the kernels read: the wire itself, or (hop.expands()) the
   /// wire expanded into `expanded`.
-  static ConstTensor4 block_of(const ExecSpace &exec, const Tensor4<Scalar, memory_space> &wire,
-                               const HopSchedule<memory_space> &hop,
-                               BlockBuffer<Scalar, memory_space> &expanded) {
-    if (!hop.expands()) return wire;
+  static Rows block_of(const ExecSpace &exec, const Tensor4<Scalar, memory_space> &wire,
+                       const HopSchedule<memory_space> &hop,
+                       BlockBuffer<Scalar, memory_space> &expanded) {
+    if (!hop.expands()) return Rows::of_block(wire);
     const Tensor4<Scalar, memory_space> block =
         expanded.view(std::int64_t(wire.extent(1)), hop.block_rows, std::int64_t(wire.extent(3)));
     expand_block<ExecSpace, Scalar>(exec, wire, hop.expand, hop.block_rows, block);
-    return block;
+    return Rows::of_block(block);
   }
 
   /// `in.kv` is the block of `hop` (a backward schedule): dq += its share;
@@ -147,7 +152,7 @@ public:
       Kokkos::deep_copy(exec, partial, Acc(0));
       const auto wide = widened(exec, in);
       for (const BranchSchedule<memory_space> &branch : hop.branches)
-        consume_branch(exec, in, wide, branch, dq, partial, between);
+        consume_branch(exec, in, wide, branch, dq, Grads::of_block(partial), between);
       if (hop.expands()) contract_block<ExecSpace, Acc>(exec, partial, hop.expand, wire_partial);
       return;
     }
@@ -162,25 +167,45 @@ public:
       if (branch.host_tasks.empty() || branch.expands()) continue;
       if (!wire_widened) wire_wide = widened(exec, in);
       wire_widened = true;
-      consume_branch(exec, in, wire_wide, branch, dq, wire_partial, between);
+      consume_branch(exec, in, wire_wide, branch, dq, Grads::of_block(wire_partial), between);
     }
     for (const BranchSchedule<memory_space> &branch : hop.branches) {
       if (branch.host_tasks.empty() || !branch.expands()) continue;
       if (expanded == nullptr)
         throw std::logic_error("ringattn: a hop whose wire expands needs a buffer to expand into");
       const Tensor4<Scalar, memory_space> block = expanded->view(B, branch.expand_rows, D);
-      expand_block<ExecSpace, Scalar>(exec, in.kv, branch.expand, branch.expand_rows, block);
-      const BackwardViews<ExecSpace, Scalar> part{in.q, in.dout, in.lse, in.delta, block};
+      expand_block<ExecSpace, Scalar>(exec, in.kv.block(), branch.expand, branch.expand_rows,
+                                      block);
+      const BackwardViews<ExecSpace, Scalar> part{in.q, in.dout, in.lse, in.delta,
+                                                  Rows::of_block(block)};
       const Tensor4<Acc, memory_space> partial = block_partial.view(B, branch.expand_rows, D);
       Kokkos::deep_copy(exec, partial, Acc(0));
-      consume_branch(exec, part, widened(exec, part), branch, dq, partial, between);
+      consume_branch(exec, part, widened(exec, part), branch, dq, Grads::of_block(partial),
+                     between);
       contract_block<ExecSpace, Acc>(exec, partial, branch.expand, wire_partial, true);
     }
   }
 
+  /// The member's own block, its K and V [B, n, Hkv, D] read in place (a
+  /// schedule whose tasks read them so: read_keys_in_place): dq += its
+  /// share and the member's own dk, dv += its dK/dV, in place. Nothing is
+  /// packed, and no partial goes through a buffer.
+  void consume_own(const ExecSpace &exec, const InTensor4 &q, const InTensor4 &dout,
+                   const Kokkos::View<const Acc ***, Kokkos::LayoutRight, memory_space> &lse,
+                   const Kokkos::View<const Acc ***, Kokkos::LayoutRight, memory_space> &delta,
+                   const InTensor4 &k, const InTensor4 &v, const HopSchedule<memory_space> &hop,
+                   const Tensor4<Acc, memory_space> &dq, const Tensor4<Acc, memory_space> &dk,
+                   const Tensor4<Acc, memory_space> &dv,
+                   const std::function<void()> &between = {}) const {
+    const BackwardViews<ExecSpace, Scalar> in{q, dout, lse, delta, Rows::of_member(k, v)};
+    const Wide wide = widened(exec, in);
+    for (const BranchSchedule<memory_space> &branch : hop.branches)
+      consume_branch(exec, in, wide, branch, dq, Grads::of_member(dk, dv), between);
+  }
+
   /// Adds a wire partial dK/dV into dk, dv through `runs`: the pack runs
-  /// that built the wire (of the sender's hop, or of the member's own
-  /// block), in local rows, or by position for whole-sequence dk, dv.
+  /// that built the wire (of the sender's hop), in local rows, or by
+  /// position for whole-sequence dk, dv.
   static void accumulate(const ExecSpace &exec, const Tensor4<Acc, memory_space> &wire_partial,
                          const Kokkos::View<const PackRun *, memory_space> &runs,
                          const Tensor4<Acc, memory_space> &dk,
@@ -192,41 +217,48 @@ private:
   using Wide = BackwardViews<ExecSpace, float>;
 
   /// 16-bit storage on the host: the float views of the widened sweep, with
-  /// `in.kv` converted to float (empty where the sweep does not widen).
+  /// the keys of `in.kv` (a block, or the member's K/V in place) converted
+  /// to float in the same layout (empty where the sweep does not widen).
   Wide widened(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &in) const {
     if constexpr (widens)
       if (q_wide_.extent(0) == in.q.extent(0) && q_wide_.extent(1) == in.q.extent(1)) {
-        const Tensor4<float, memory_space> block =
-            block_wide_.view(std::int64_t(in.kv.extent(1)), std::int64_t(in.kv.extent(2)),
-                             std::int64_t(in.kv.extent(3)));
-        convert_tensor(exec, block, in.kv);
-        return Wide{q_wide_, dout_wide_, in.lse, in.delta, block};
+        using Float4 = Tensor4<float, memory_space>;
+        const std::int64_t B = std::int64_t(in.kv.k.extent(0)),
+                           rows = std::int64_t(in.kv.k.extent(1)),
+                           G = std::int64_t(in.kv.k.extent(2)), D = std::int64_t(in.kv.k.extent(3));
+        float *const data = block_wide_.view(B, rows * G, D).data(); // 2 B rows G D floats
+        const Float4 k(data, B, rows, G, D), v(data + B * rows * G * D, B, rows, G, D);
+        convert_tensor(exec, k, in.kv.k);
+        convert_tensor(exec, v, in.kv.v);
+        return Wide{q_wide_, dout_wide_, in.lse, in.delta,
+                    KeyValueRows<memory_space, float>{k, v, in.kv.in_place}};
       }
     return Wide{};
   }
 
-  /// One branch of a hop: dq += its share, `partial` += its dK/dV (the
+  /// One branch of a hop: dq += its share, `grads` += its dK/dV (the
   /// fused sweep on the host path, else a dQ and a dK/dV launch).
   void consume_branch(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &in,
                       [[maybe_unused]] const Wide &wide, const BranchSchedule<memory_space> &branch,
-                      const Tensor4<Acc, memory_space> &dq,
-                      const Tensor4<Acc, memory_space> &partial,
+                      const Tensor4<Acc, memory_space> &dq, const Grads &grads,
                       const std::function<void()> &between) const {
     if (branch.host_tasks.empty()) return;
+    if (in.kv.in_place != grads.in_place) // the kernels step both by in.kv's rows
+      throw std::logic_error("ringattn: keys read in place need their dK/dV in place");
     if constexpr (widens) {
-      if (wide.kv.data() != nullptr &&
-          backward_fused<ExecSpace, float>(exec, wide, branch.host_tasks, branch.tasks, dq, partial,
+      if (wide.kv.k.data() != nullptr &&
+          backward_fused<ExecSpace, float>(exec, wide, branch.host_tasks, branch.tasks, dq, grads,
                                            scale_, pattern_.causal, tiling_, between))
         return;
     } else if (backward_fused<ExecSpace, Scalar>(exec, in, branch.host_tasks, branch.tasks, dq,
-                                                 partial, scale_, pattern_.causal, tiling_,
+                                                 grads, scale_, pattern_.causal, tiling_,
                                                  between)) {
       return;
     }
     backward_dq<ExecSpace, Scalar>(exec, in, branch.tasks, branch.items, dq, scale_,
                                    pattern_.causal, tiling_);
     backward_dkv<ExecSpace, Scalar>(exec, in, branch.tasks, branch.key_items, branch.task_index,
-                                    partial, scale_, pattern_.causal, tiling_);
+                                    grads, scale_, pattern_.causal, tiling_);
   }
 
   Pattern pattern_;
@@ -552,9 +584,9 @@ RingStats run_simulated_backward_io(const ExecSpace &exec, RingSchedule<ExecSpac
 /// the wire partial dK/dV of the wire from p - s goes back to it, and the
 /// partial of p's wire comes back from p + s, added once step s + 1 has
 /// been computed (its messages overlap that compute), in step order. The
-/// member's own block is computed in two parts, one at each end of the
-/// pass, so the last step's partials travel while the second part is
-/// computed.
+/// member's own block, read in place (its dK/dV added in place), is
+/// computed in two parts, one at each end of the pass, so the last step's
+/// partials travel while the second part is computed.
 template <class ExecSpace, class Scalar>
 RingStats run_mpi_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar> &plan,
                            const MpiRingSettings &options, const InView<ExecSpace, Scalar> &q,
@@ -670,12 +702,10 @@ RingStats run_mpi_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar
     ps.active = false;
   };
 
-  // Step 0: the first part of the member's own block (its wire is its
-  // block); the second part comes after the last step (own_parts).
+  // Step 0: the first part of the member's own block, its K and V read in
+  // place and its dK/dV added into dk_acc, dv_acc in place (nothing packed,
+  // no partial); the second part comes after the last step (own_parts).
   Step current;
-  current.hop = &me.own_parts[0];
-  current.buffer = &recv[0];
-  current.buffer->shape(batch, current.hop->rows, dim);
   Step pending;
   // Between pieces of the fused sweep: let MPI move the next step's wires
   // and the previous step's partials (an MPI such as Open MPI over TCP
@@ -685,7 +715,21 @@ RingStats run_mpi_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar
     MPI_Testall(2, pending.req, &done, MPI_STATUSES_IGNORE);
     if (previous.active) MPI_Testall(2, previous.req, &done, MPI_STATUSES_IGNORE);
   };
-  if (!current.hop->empty()) member.pack(exec, k, v, current.hop->pack, current.buffer->block);
+  const auto between = [&]() -> std::function<void()> {
+    const bool in_flight =
+        pending.req[0] != MPI_REQUEST_NULL || pending.req[1] != MPI_REQUEST_NULL ||
+        (previous.active &&
+         (previous.req[0] != MPI_REQUEST_NULL || previous.req[1] != MPI_REQUEST_NULL));
+    return in_flight ? progress_messages : std::function<void()>{};
+  };
+  const auto consume_own = [&](const HopSchedule<Mem> &part) {
+    if (part.empty()) return;
+    exec.fence();
+    Kokkos::Timer timer;
+    member.consume_own(exec, q, dout, lse, delta, k, v, part, dq_acc, dk_acc, dv_acc, between());
+    exec.fence();
+    stats.compute_seconds[p] += timer.seconds();
+  };
   exec.fence(); // MPI reads K and V in place (sends_in_place)
   for (int s = 0; s < P; ++s) {
     if (s > 0) {
@@ -699,6 +743,11 @@ RingStats run_mpi_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar
         ++stats.hops_made;
     }
     if (options.overlap && s + 1 < P) pending = post(s + 1);
+    if (s == 0) {
+      consume_own(me.own_parts[0]);
+      if (progress && P > 1) progress(RingProgress{p, P, 1, P});
+      continue;
+    }
     PartialBuffer &mine = part_send[s % 2];
     if (!current.hop->empty()) {
       mine.shape(batch, current.hop->rows, dim);
@@ -707,65 +756,38 @@ RingStats run_mpi_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar
       BackwardViews<ExecSpace, Scalar> in{
           q, dout, lse, delta,
           member.block_of(exec, current.buffer->block, *current.hop, plan.expanded)};
-      const bool in_flight =
-          pending.req[0] != MPI_REQUEST_NULL || pending.req[1] != MPI_REQUEST_NULL ||
-          (previous.active &&
-           (previous.req[0] != MPI_REQUEST_NULL || previous.req[1] != MPI_REQUEST_NULL));
-      member.consume(exec, in, *current.hop, dq_acc, mine.block, plan.block_partial,
-                     in_flight ? progress_messages : std::function<void()>{}, &plan.expanded);
+      member.consume(exec, in, *current.hop, dq_acc, mine.block, plan.block_partial, between(),
+                     &plan.expanded);
       exec.fence();
       stats.compute_seconds[p] += timer.seconds();
     }
-    if (s == 0) {
-      if (!current.hop->empty())
-        member.accumulate(exec, mine.block, current.hop->pack, dk_acc, dv_acc);
-    } else {
-      const int dst = (p + s) % P, src = (p - s + P) % P;
-      PartialStep ps;
-      ps.active = true;
-      ps.out = &me.send[std::size_t(s)];
-      ps.buffer = &part_recv[s % 2];
-      if (!options.skip_messages) {
-        if (!current.hop->empty()) {
-          mine.to_host();
-          start_message(true, mine.mpi_data(), count_of(current.hop->rows), acc_type, src, P + s,
-                        ring, &ps.req[1]);
-          stats.bytes_sent[p] += count_of(current.hop->rows) * std::int64_t(sizeof(Acc));
-        }
-        if (!ps.out->empty()) {
-          ps.buffer->shape(batch, ps.out->rows, dim);
-          start_message(false, ps.buffer->mpi_data(), count_of(ps.out->rows), acc_type, dst, P + s,
-                        ring, &ps.req[0]);
-        }
+    const int dst = (p + s) % P, src = (p - s + P) % P;
+    PartialStep ps;
+    ps.active = true;
+    ps.out = &me.send[std::size_t(s)];
+    ps.buffer = &part_recv[s % 2];
+    if (!options.skip_messages) {
+      if (!current.hop->empty()) {
+        mine.to_host();
+        start_message(true, mine.mpi_data(), count_of(current.hop->rows), acc_type, src, P + s,
+                      ring, &ps.req[1]);
+        stats.bytes_sent[p] += count_of(current.hop->rows) * std::int64_t(sizeof(Acc));
       }
-      finish(previous); // step s - 1's partials, before step s's: fixed order
-      previous = ps;
+      if (!ps.out->empty()) {
+        ps.buffer->shape(batch, ps.out->rows, dim);
+        start_message(false, ps.buffer->mpi_data(), count_of(ps.out->rows), acc_type, dst, P + s,
+                      ring, &ps.req[0]);
+      }
     }
+    finish(previous); // step s - 1's partials, before step s's: fixed order
+    previous = ps;
     // the last step is done with the own block's second part, below
     if (progress && s + 1 < P) progress(RingProgress{p, P, s + 1, P});
   }
   // The own block's second part while the last step's partials travel
   // (else they would return after the last compute, with nothing to hide
-  // them). Every wire has arrived, so recv[0] is free for the own block
-  // again; part_send[P % 2] held step P - 2's partial, which has been sent.
-  const HopSchedule<Mem> &own_last = me.own_parts[1];
-  if (!own_last.empty()) {
-    Buffer &own_block = recv[0];
-    own_block.shape(batch, own_last.rows, dim);
-    member.pack(exec, k, v, own_last.pack, own_block.block);
-    PartialBuffer &mine = part_send[P % 2];
-    mine.shape(batch, own_last.rows, dim);
-    exec.fence();
-    Kokkos::Timer timer;
-    const bool in_flight = previous.active && (previous.req[0] != MPI_REQUEST_NULL ||
-                                               previous.req[1] != MPI_REQUEST_NULL);
-    member.consume(exec, BackwardViews<ExecSpace, Scalar>{q, dout, lse, delta, own_block.block},
-                   own_last, dq_acc, mine.block, plan.block_partial,
-                   in_flight ? progress_messages : std::function<void()>{});
-    member.accumulate(exec, mine.block, own_last.pack, dk_acc, dv_acc);
-    exec.fence();
-    stats.compute_seconds[p] += timer.seconds();
-  }
+  // them).
+  consume_own(me.own_parts[1]);
   finish(previous);
   if (progress) progress(RingProgress{p, P, P, P});
   if constexpr (!std::is_same_v<Acc, Scalar>) {

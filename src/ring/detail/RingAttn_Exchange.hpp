@@ -51,6 +51,9 @@ struct Exchange {
   /// is the wire itself, row for row (plan_exchange), so the branch reads
   /// the wire and nothing is expanded for it.
   std::vector<char> reads_wire;
+  /// Query heads per kv head (H / Hkv): tasks of heads h and h' read one
+  /// kv head when h / heads_per_kv == h' / heads_per_kv.
+  int heads_per_kv = 1;
   bool empty() const { return block_rows == 0; }
   bool branch_reads_wire(int i) const {
     return !reads_wire.empty() && reads_wire[std::size_t(i)] != 0;
@@ -324,6 +327,7 @@ inline bool one_phase_per_kv_head(const Pattern &pattern, int i) {
 inline Exchange plan_exchange(const Pattern &pattern, const Partition &partition, int receiver,
                               int source, bool with_tasks) {
   Exchange ex;
+  ex.heads_per_kv = pattern.heads / pattern.kv_heads;
   plan_gather(pattern, partition, receiver, source, with_tasks, 0, pattern.kv_heads, ex);
   if (receiver == source) {
     ex.rows = ex.block_rows;
@@ -402,6 +406,7 @@ inline std::int64_t running_o_chunk_rows(std::int64_t n, std::int64_t batch_head
 /// past a shortened task's last query.
 inline Exchange tasks_in_rows(const Exchange &ex, std::int64_t row_begin, std::int64_t row_end) {
   Exchange out;
+  out.heads_per_kv = ex.heads_per_kv;
   out.tasks.resize(ex.tasks.size());
   auto index_at = [](const BlockTask &t, std::int64_t row) { // first query at or after row
     return row <= t.q_row0 ? 0 : std::min(t.q_count, (row - t.q_row0 + t.stride - 1) / t.stride);

@@ -180,7 +180,7 @@ HopSchedule<MemorySpace> make_hop_schedule(const ExecSpace &exec, const Exchange
     }
     const std::vector<BlockTask> &tasks = by_branch ? st.tasks : ex.tasks[i];
     st.items = make_work_items(tasks, tiling.q_tile);
-    if (backward) st.work = make_key_work(tasks, tiling.k_tile);
+    if (backward) st.work = make_key_work(tasks, tiling.k_tile, ex.heads_per_kv);
     st.at[0] = arena.add(tasks);
     st.at[1] = arena.add(st.items);
     st.at[2] = arena.add(st.work.items);
