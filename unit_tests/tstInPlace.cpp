@@ -107,6 +107,69 @@ TEST_CASE("forward reads Q, K and V as subviews of one packed projection", "[att
     }
 }
 
+TEST_CASE("forward reads K and V whose rows lie at different pitches", "[attention][memory]") {
+  // K a tensor of its own (rows Hkv D values apart), V a subview of a packed
+  // projection (rows (H + 2 Hkv) D apart): every kernel steps each by its
+  // own row pitch (the host tiles' leading dimensions), in float32 and in
+  // 16 bits, against the float64 reference.
+  using Exec = Kokkos::DefaultHostExecutionSpace;
+  using Mem = Exec::memory_space;
+  std::mt19937_64 rng(20261204);
+  Problem p =
+      ProblemShape{384, true, true, Mixing::mixture, {64, 128}, {1, 2}, 4, 2, 32}.problem(rng);
+  const Reference ref =
+      reference_attention(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v);
+  const PackedQkv<Mem> packed(p);
+  Tensor4<float, Mem> k("k", p.B, p.N, p.Hkv, p.D);
+  Kokkos::deep_copy(k, packed.k);
+  REQUIRE(k.stride_1() != packed.v.stride_1());
+  for (bool portable : {false, true})
+    for (int R : {1, 3}) {
+      INFO("R " << R << " portable " << portable);
+      RingOptions options;
+      options.members = R;
+      options.partition = R == 3 ? PartitionKind::zigzag : PartitionKind::contiguous;
+      Tiling t = default_tiling<Exec>(p.D);
+      t.portable = portable;
+      options.tiling = t;
+      Tensor4<float, Mem> o("o", p.B, p.N, p.H, p.D);
+      Tensor3<float, Mem> lse("lse", p.B, p.H, p.N);
+      RingAttention<Exec, float>(p.pattern(), options).forward(packed.q, k, packed.v, o, lse);
+      double err = 0;
+      for (std::size_t i = 0; i < o.size(); ++i)
+        err = std::max(err, std::abs(double(o.data()[i]) - ref.o[i]));
+      CHECK(err <= 2e-5);
+      // bfloat16: the rounded inputs' reference, at the storage's tolerance
+      using Half = bfloat16_t;
+      const Problem h = rounded_to<Half>(p);
+      const Reference href =
+          reference_attention(h.literal(), h.B, h.D, h.effective_scale(), h.q, h.k, h.v);
+      Kokkos::View<Half ****, Kokkos::LayoutRight, Mem> qkv("qkv", p.B, p.N, p.H + 2 * p.Hkv, p.D);
+      Tensor4<Half, Mem> kh("kh", p.B, p.N, p.Hkv, p.D), oh("oh", p.B, p.N, p.H, p.D);
+      for (std::int64_t b = 0; b < p.B; ++b)
+        for (std::int64_t r = 0; r < p.N; ++r)
+          for (int d = 0; d < p.D; ++d) {
+            for (int x = 0; x < p.H; ++x)
+              qkv(b, r, x, d) = Half(float(h.q[((b * p.N + r) * p.H + x) * p.D + d]));
+            for (int g = 0; g < p.Hkv; ++g) {
+              const std::size_t i = ((b * p.N + r) * p.Hkv + g) * p.D + d;
+              kh(b, r, g, d) = Half(float(h.k[i]));
+              qkv(b, r, p.H + p.Hkv + g, d) = Half(float(h.v[i]));
+            }
+          }
+      const auto all = Kokkos::ALL;
+      const auto qh = Kokkos::subview(qkv, all, all, Kokkos::make_pair(0, p.H), all);
+      const auto vh =
+          Kokkos::subview(qkv, all, all, Kokkos::make_pair(p.H + p.Hkv, p.H + 2 * p.Hkv), all);
+      Tensor3<float, Mem> lseh("lseh", p.B, p.H, p.N);
+      RingAttention<Exec, Half>(h.pattern(), options).forward(qh, kh, vh, oh, lseh);
+      double herr = 0;
+      for (std::size_t i = 0; i < oh.size(); ++i)
+        herr = std::max(herr, std::abs(double(float(oh.data()[i])) - href.o[i]));
+      CHECK(herr <= 1e-2);
+    }
+}
+
 TEST_CASE("forward refuses a head dim that is not contiguous", "[attention][errors]") {
   using Exec = Kokkos::DefaultHostExecutionSpace;
   using Mem = Exec::memory_space;

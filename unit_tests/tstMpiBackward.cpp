@@ -210,49 +210,56 @@ TEST_CASE("MPI ring backward reads strided subviews of packed tensors", "[mpi][b
   // Each rank's Q, K, V are subviews of one packed [B, n, H + 2 Hkv, D]
   // projection, O and dO of one [B, n, 4 H, D] (half of it unused): rows of Q
   // and of dO a different number of values apart. The kernels read them in
-  // place (the host path as CBLAS leading dimensions).
+  // place (the host path as CBLAS leading dimensions). Then K a tensor of
+  // its own: K's and V's rows a different number of values apart too.
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  for (const Problem &p : {standard_problems()[1], standard_problems()[2]}) {
-    INFO(p.describe() << " P=" << size);
-    std::mt19937_64 rng(99);
-    const auto dout = random_dout(rng, std::size_t(p.B) * p.N * p.H * p.D);
-    const Gradients ref =
-        reference_gradients(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v, dout);
-    const Partition part(PartitionKind::zigzag, p.N, size);
-    const std::int64_t n = part.local_size(rank);
-    const PackedQkv<Mem> packed(p, n);
-    const auto &q = packed.q, &k = packed.k, &v = packed.v;
-    Kokkos::View<float ****, Kokkos::LayoutRight, Mem> odo("odo", p.B, n, 4 * p.H, p.D);
-    const auto all = Kokkos::ALL;
-    const auto o = Kokkos::subview(odo, all, all, Kokkos::make_pair(0, p.H), all);
-    const auto d_o = Kokkos::subview(odo, all, all, Kokkos::make_pair(p.H, 2 * p.H), all);
-    REQUIRE(q.stride_1() != d_o.stride_1());
-    Kokkos::deep_copy(q, local_rows<float>(p.q, p, p.H, part, rank));
-    Kokkos::deep_copy(k, local_rows<float>(p.k, p, p.Hkv, part, rank));
-    Kokkos::deep_copy(v, local_rows<float>(p.v, p, p.Hkv, part, rank));
-    Kokkos::deep_copy(d_o, local_rows<float>(dout, p, p.H, part, rank));
-    RingOptions options;
-    options.partition = PartitionKind::zigzag;
-    if (p.scale > 0) options.scale = p.scale;
-    const RingAttention<Exec, float> attention(p.pattern(), options);
-    auto make = [&](int heads) {
-      return Tensor4<float, Mem>("t", std::size_t(p.B), std::size_t(n), std::size_t(heads),
-                                 std::size_t(p.D));
-    };
-    const auto o_run = make(p.H);
-    Tensor3<float, Mem> lse("lse", std::size_t(p.B), std::size_t(p.H), std::size_t(n));
-    attention.forward(MPI_COMM_WORLD, q, k, v, o_run, lse);
-    Kokkos::deep_copy(o, o_run);
-    auto dq = make(p.H), dk = make(p.Hkv), dv = make(p.Hkv);
-    attention.backward(MPI_COMM_WORLD, q, k, v, o, lse, d_o, dq, dk, dv);
-    std::vector<double> mine, want;
-    collect(dq, ref.dq, p, p.H, part, rank, mine, want);
-    CHECK(max_abs_error(mine, want) <= 1e-4);
-    collect(dk, ref.dk, p, p.Hkv, part, rank, mine, want);
-    CHECK(max_abs_error(mine, want) <= 1e-4);
-    collect(dv, ref.dv, p, p.Hkv, part, rank, mine, want);
-    CHECK(max_abs_error(mine, want) <= 1e-4);
-  }
+  for (const Problem &p : {standard_problems()[1], standard_problems()[2]})
+    for (const bool own_k : {false, true}) {
+      INFO(p.describe() << " P=" << size << (own_k ? ", K a tensor of its own" : ""));
+      std::mt19937_64 rng(99);
+      const auto dout = random_dout(rng, std::size_t(p.B) * p.N * p.H * p.D);
+      const Gradients ref =
+          reference_gradients(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v, dout);
+      const Partition part(PartitionKind::zigzag, p.N, size);
+      const std::int64_t n = part.local_size(rank);
+      const PackedQkv<Mem> packed(p, n);
+      const auto &q = packed.q, &v = packed.v;
+      Kokkos::View<float ****, Kokkos::LayoutStride, Mem> k = packed.k;
+      if (own_k)
+        k = Tensor4<float, Mem>("k", std::size_t(p.B), std::size_t(n), std::size_t(p.Hkv),
+                                std::size_t(p.D));
+      REQUIRE((k.stride_1() != v.stride_1()) == own_k);
+      Kokkos::View<float ****, Kokkos::LayoutRight, Mem> odo("odo", p.B, n, 4 * p.H, p.D);
+      const auto all = Kokkos::ALL;
+      const auto o = Kokkos::subview(odo, all, all, Kokkos::make_pair(0, p.H), all);
+      const auto d_o = Kokkos::subview(odo, all, all, Kokkos::make_pair(p.H, 2 * p.H), all);
+      REQUIRE(q.stride_1() != d_o.stride_1());
+      Kokkos::deep_copy(q, local_rows<float>(p.q, p, p.H, part, rank));
+      Kokkos::deep_copy(k, local_rows<float>(p.k, p, p.Hkv, part, rank));
+      Kokkos::deep_copy(v, local_rows<float>(p.v, p, p.Hkv, part, rank));
+      Kokkos::deep_copy(d_o, local_rows<float>(dout, p, p.H, part, rank));
+      RingOptions options;
+      options.partition = PartitionKind::zigzag;
+      if (p.scale > 0) options.scale = p.scale;
+      const RingAttention<Exec, float> attention(p.pattern(), options);
+      auto make = [&](int heads) {
+        return Tensor4<float, Mem>("t", std::size_t(p.B), std::size_t(n), std::size_t(heads),
+                                   std::size_t(p.D));
+      };
+      const auto o_run = make(p.H);
+      Tensor3<float, Mem> lse("lse", std::size_t(p.B), std::size_t(p.H), std::size_t(n));
+      attention.forward(MPI_COMM_WORLD, q, k, v, o_run, lse);
+      Kokkos::deep_copy(o, o_run);
+      auto dq = make(p.H), dk = make(p.Hkv), dv = make(p.Hkv);
+      attention.backward(MPI_COMM_WORLD, q, k, v, o, lse, d_o, dq, dk, dv);
+      std::vector<double> mine, want;
+      collect(dq, ref.dq, p, p.H, part, rank, mine, want);
+      CHECK(max_abs_error(mine, want) <= 1e-4);
+      collect(dk, ref.dk, p, p.Hkv, part, rank, mine, want);
+      CHECK(max_abs_error(mine, want) <= 1e-4);
+      collect(dv, ref.dv, p, p.Hkv, part, rank, mine, want);
+      CHECK(max_abs_error(mine, want) <= 1e-4);
+    }
 }

@@ -581,8 +581,9 @@ bool backward_fused(
     const int D = int(in.q.extent(3));
     // the GEMMs' leading dimensions: stride x the row pitch of Q and of dO
     // (and of K, V, dK, dV read in place)
-    const std::int64_t pitch = std::int64_t(
-        std::max({in.q.stride_1(), in.dout.stride_1(), in.kv.k.stride_1(), grads.dk.stride_1()}));
+    const std::int64_t pitch =
+        std::int64_t(std::max({in.q.stride_1(), in.dout.stride_1(), in.kv.k.stride_1(),
+                               in.kv.v.stride_1(), grads.dk.stride_1(), grads.dv.stride_1()}));
     if (!host_blas_takes<ExecSpace, Scalar>(tasks, pitch, tiling)) return false;
     const FusedWork work =
         make_fused_work(branch_tasks, int(in.q.extent(2)) / int(in.kv.k.extent(2)));

@@ -175,6 +175,7 @@ struct HostBackwardFusedFunctor {
         const int g = in.kv.kv_head(h, H);
         const std::int64_t row_step = in.kv.row_step(stride);
         const int ldk = int(row_step * std::int64_t(in.kv.k.stride_1()));
+        const int ldv = int(row_step * std::int64_t(in.kv.v.stride_1())); // V's own pitch
         const int ldg = int(row_step * std::int64_t(grads.dk.stride_1()));
         const float *const qbase = &in.q(b, query.qrow_first, h, 0);
         const float *const dobase = &in.dout(b, query.qrow_first, h, 0);
@@ -194,7 +195,7 @@ struct HostBackwardFusedFunctor {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, scale2, qbase, ldq,
                         kbase, ldk, 0.0f, s, KT);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, 1.0f, dobase, lddo,
-                        vbase, ldk, 0.0f, dp, KT);
+                        vbase, ldv, 0.0f, dp, KT);
             host_probabilities(s, dp, KT, query, key, bounds, lrow, drow);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, dp, KT, kbase,
                         ldk, 1.0f, acc, D);

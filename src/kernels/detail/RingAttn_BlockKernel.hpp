@@ -18,6 +18,7 @@
 #include <kernels/detail/RingAttn_KernelArgs.hpp>
 #include <kernels/detail/RingAttn_Merge.hpp>
 
+#include <algorithm>
 #include <cstdint>
 
 namespace ringattn::Details {
@@ -186,7 +187,7 @@ void block_attention(const ExecSpace &exec,
   };
   launch_block_kernel<ExecSpace, Scalar>(
       exec, "ringattn::block_attention", items, tasks, std::int64_t(q.extent(0)),
-      std::max<std::int64_t>(q.stride_1(), kv.k.stride_1()), head_dim, tiling,
+      std::int64_t(std::max({q.stride_1(), kv.k.stride_1(), kv.v.stride_1()})), head_dim, tiling,
       [&]([[maybe_unused]] const auto &part, [[maybe_unused]] std::int64_t num_items) {
 #ifdef RINGATTN_ENABLE_BLAS
         if constexpr (host_tile_type_v<Scalar>) {

@@ -54,6 +54,8 @@ void amx_attention_query_tile(const Args &args, const QueryTile &query, float *s
   const int g = args.kv.kv_head(h, H);
   const std::int64_t row_step = args.kv.row_step(stride);
   const std::int64_t ldk_rows = row_step * std::int64_t(args.kv.k.stride_1());
+  // V's rows at their own pitch (K and V may be views of different tensors)
+  const std::int64_t ldv_rows = row_step * std::int64_t(args.kv.v.stride_1());
   // scores in base 2, as the other host paths (exp2_nonpositive_host)
   const float scale2 = float(double(args.scale) * 1.4426950408889634);
 
@@ -84,7 +86,7 @@ void amx_attention_query_tile(const Args &args, const QueryTile &query, float *s
       const CausalBounds bounds = CausalBounds::of(args.causal, query, key);
       const int nk = key.nk;
       amx_pack_keys(&args.kv.k(b, key.krow_first, g, 0), ldk_rows, nk, D, Dp, kpack);
-      amx_pack_values(&args.kv.v(b, key.krow_first, g, 0), ldk_rows, nk, D, Dp, vpack);
+      amx_pack_values(&args.kv.v(b, key.krow_first, g, 0), ldv_rows, nk, D, Dp, vpack);
 
       for (int i0 = 0; i0 < nq; i0 += amx_block) {
         const int rows = nq - i0 < amx_block ? nq - i0 : amx_block;

@@ -332,6 +332,8 @@ void avx512_attention_query_tile(const BlockKernelArgs<MemorySpace, Scalar> &arg
   const int g = args.kv.kv_head(h, H);
   const std::int64_t row_step = args.kv.row_step(stride);
   const std::int64_t ldk_rows = row_step * std::int64_t(args.kv.k.stride_1());
+  // V's rows at their own pitch (K and V may be views of different tensors)
+  const std::int64_t ldv_rows = row_step * std::int64_t(args.kv.v.stride_1());
   // scores in base 2, as the other host paths (exp2_nonpositive_host)
   const float scale2 = float(double(args.scale) * 1.4426950408889634);
 
@@ -378,7 +380,7 @@ void avx512_attention_query_tile(const BlockKernelArgs<MemorySpace, Scalar> &arg
       const Scalar *const k_stored = &args.kv.k(b, key.krow_first, g, 0);
       const Scalar *const v_stored = &args.kv.v(b, key.krow_first, g, 0);
       const float *k_rows = nullptr, *v_rows = nullptr;
-      std::int64_t ldk = ldk_rows, ldv = ldk_rows;
+      std::int64_t ldk = ldk_rows, ldv = ldv_rows;
       if constexpr (widen) {
         if constexpr (!bf16_dot) {
           avx512_widen_rows(k_stored, ldk_rows, nk, D, kwide);
@@ -387,11 +389,11 @@ void avx512_attention_query_tile(const BlockKernelArgs<MemorySpace, Scalar> &arg
         }
         if constexpr (bf16_dot) {
 #ifdef RINGATTN_HAVE_HOST_AVX512_BF16
-          avx512_pair_rows(reinterpret_cast<const std::uint16_t *>(v_stored), ldk_rows, nk, D,
+          avx512_pair_rows(reinterpret_cast<const std::uint16_t *>(v_stored), ldv_rows, nk, D,
                            vpairs);
 #endif
         } else {
-          avx512_widen_rows(v_stored, ldk_rows, nk, D, vwide);
+          avx512_widen_rows(v_stored, ldv_rows, nk, D, vwide);
           v_rows = vwide;
           ldv = D;
         }

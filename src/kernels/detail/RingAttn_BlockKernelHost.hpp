@@ -225,6 +225,8 @@ struct HostBlockAttentionFunctor {
     const int g = args.kv.kv_head(h, H);
     const std::int64_t row_step = args.kv.row_step(stride);
     const int ldk_rows = int(row_step * std::int64_t(args.kv.k.stride_1()));
+    // V's rows at their own pitch (K and V may be views of different tensors)
+    const int ldv_rows = int(row_step * std::int64_t(args.kv.v.stride_1()));
     const bool native_gemm = widen && host_native_16bit_gemm && native;
     // Scores in base 2: S = (scale log2 e) Q K^T, so a weight is 2^(s - m)
     // and the block's LSE is m ln 2 + ln l (exp2_nonpositive_host).
@@ -272,14 +274,14 @@ struct HostBlockAttentionFunctor {
           gemm_16bit(CblasNoTrans, CblasTrans, nq, nk, D, scale2, q_rows, ldq_rows, k_rows,
                      ldk_rows, 0.0f, s, KT);
 #endif
-        } else if (ldk_rows == D) {
+        } else if (ldk_rows == D && ldv_rows == D) {
           widen_16bit(k_rows, kwide, std::size_t(nk) * D);
           widen_16bit(v_rows, vwide, std::size_t(nk) * D);
         } else {
           for (int j = 0; j < nk; ++j) {
             widen_16bit(k_rows + std::size_t(j) * ldk_rows, kwide + std::size_t(j) * D,
                         std::size_t(D));
-            widen_16bit(v_rows + std::size_t(j) * ldk_rows, vwide + std::size_t(j) * D,
+            widen_16bit(v_rows + std::size_t(j) * ldv_rows, vwide + std::size_t(j) * D,
                         std::size_t(D));
           }
         }
@@ -333,7 +335,7 @@ struct HostBlockAttentionFunctor {
         // O += P V
         if constexpr (!widen) {
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, s, KT, v_rows,
-                      ldk_rows, 1.0f, acc, D);
+                      ldv_rows, 1.0f, acc, D);
         } else if (native_gemm) {
 #ifdef RINGATTN_HAVE_MKL
           // P in the storage type, as FlashAttention does in 16 bits; the
@@ -341,7 +343,7 @@ struct HostBlockAttentionFunctor {
           for (int i = 0; i < nq; ++i)
             for (int j = 0; j < nk; ++j)
               p_narrow[std::size_t(i) * KT + j] = Scalar(s[std::size_t(i) * KT + j]);
-          gemm_16bit(CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, p_narrow, KT, v_rows, ldk_rows,
+          gemm_16bit(CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, p_narrow, KT, v_rows, ldv_rows,
                      1.0f, acc, D);
 #endif
         } else {
