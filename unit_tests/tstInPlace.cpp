@@ -7,14 +7,42 @@
 #include "RingAttn_AllocationCount.hpp"
 #include "RingAttn_TestCase.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <random>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 using namespace ringattn;
 using namespace ringattn::test;
+
+namespace {
+
+/// Host options for R members (zigzag for three), the host path's tiles
+/// for head dim D or the portable kernel.
+RingOptions members_options(int R, int D, bool portable) {
+  RingOptions options;
+  options.members = R;
+  options.partition = R == 3 ? PartitionKind::zigzag : PartitionKind::contiguous;
+  Tiling t = default_tiling<Kokkos::DefaultHostExecutionSpace>(D);
+  t.portable = portable;
+  options.tiling = t;
+  return options;
+}
+
+/// The largest |x - want| over a contiguous view's values.
+template <class View>
+double max_error(const View &x, const std::vector<double> &want) {
+  double err = 0;
+  for (std::size_t i = 0; i < x.size(); ++i)
+    err = std::max(err, std::abs(double(float(x.data()[i])) - want[i]));
+  return err;
+}
+
+} // namespace
 
 TEST_CASE("the in-memory forward copies none of the caller's tensors", "[attention][memory]") {
   using Exec = Kokkos::DefaultHostExecutionSpace;
@@ -48,12 +76,7 @@ TEST_CASE("the in-memory forward copies none of the caller's tensors", "[attenti
         // only the schedule of a hop (tasks, work items): well below one tensor
         CHECK(AllocationCount::largest < smallest_tensor / 8);
       }
-      double err = 0;
-      for (std::size_t i = 0; i < o.size(); ++i)
-        err = std::max(err, std::abs(double(o.data()[i]) - ref.o[i]));
-      for (std::size_t i = 0; i < lse.size(); ++i)
-        err = std::max(err, std::abs(double(lse.data()[i]) - ref.lse[i]));
-      CHECK(err <= 2e-5);
+      CHECK(std::max(max_error(o, ref.o), max_error(lse, ref.lse)) <= 2e-5);
     }
 }
 
@@ -84,13 +107,7 @@ TEST_CASE("forward reads Q, K and V as subviews of one packed projection", "[att
   for (bool portable : {false, true})
     for (int R : {1, 3}) {
       INFO("R " << R << " portable " << portable);
-      RingOptions options;
-      options.members = R;
-      options.partition = R == 3 ? PartitionKind::zigzag : PartitionKind::contiguous;
-      Tiling t = default_tiling<Exec>(p.D);
-      t.portable = portable;
-      options.tiling = t;
-      const RingAttention<Exec, float> attention(p.pattern(), options);
+      const RingAttention<Exec, float> attention(p.pattern(), members_options(R, p.D, portable));
       Tensor4<float, Mem> o("o", p.B, p.N, p.H, p.D);
       Tensor3<float, Mem> lse("lse", p.B, p.H, p.N);
       {
@@ -98,12 +115,7 @@ TEST_CASE("forward reads Q, K and V as subviews of one packed projection", "[att
         attention.forward(q, k, v, o, lse);
         CHECK(AllocationCount::largest < smallest_tensor / 8);
       }
-      double err = 0;
-      for (std::size_t i = 0; i < o.size(); ++i)
-        err = std::max(err, std::abs(double(o.data()[i]) - ref.o[i]));
-      for (std::size_t i = 0; i < lse.size(); ++i)
-        err = std::max(err, std::abs(double(lse.data()[i]) - ref.lse[i]));
-      CHECK(err <= 2e-5);
+      CHECK(std::max(max_error(o, ref.o), max_error(lse, ref.lse)) <= 2e-5);
     }
 }
 
@@ -123,50 +135,41 @@ TEST_CASE("forward reads K and V whose rows lie at different pitches", "[attenti
   Tensor4<float, Mem> k("k", p.B, p.N, p.Hkv, p.D);
   Kokkos::deep_copy(k, packed.k);
   REQUIRE(k.stride_1() != packed.v.stride_1());
+  // bfloat16 likewise, against the rounded inputs' reference: K of its own,
+  // Q and V subviews of a packed projection
+  using Half = bfloat16_t;
+  const Problem h = rounded_to<Half>(p);
+  const Reference href =
+      reference_attention(h.literal(), h.B, h.D, h.effective_scale(), h.q, h.k, h.v);
+  Kokkos::View<Half ****, Kokkos::LayoutRight, Mem> qkv("qkv", p.B, p.N, p.H + 2 * p.Hkv, p.D);
+  Tensor4<Half, Mem> kh("kh", p.B, p.N, p.Hkv, p.D);
+  for (std::int64_t b = 0; b < p.B; ++b)
+    for (std::int64_t r = 0; r < p.N; ++r)
+      for (int d = 0; d < p.D; ++d) {
+        for (int x = 0; x < p.H; ++x)
+          qkv(b, r, x, d) = Half(float(h.q[((b * p.N + r) * p.H + x) * p.D + d]));
+        for (int g = 0; g < p.Hkv; ++g) {
+          const std::size_t i = ((b * p.N + r) * p.Hkv + g) * p.D + d;
+          kh(b, r, g, d) = Half(float(h.k[i]));
+          qkv(b, r, p.H + p.Hkv + g, d) = Half(float(h.v[i]));
+        }
+      }
+  const auto all = Kokkos::ALL;
+  const auto qh = Kokkos::subview(qkv, all, all, Kokkos::make_pair(0, p.H), all);
+  const auto vh =
+      Kokkos::subview(qkv, all, all, Kokkos::make_pair(p.H + p.Hkv, p.H + 2 * p.Hkv), all);
   for (bool portable : {false, true})
     for (int R : {1, 3}) {
       INFO("R " << R << " portable " << portable);
-      RingOptions options;
-      options.members = R;
-      options.partition = R == 3 ? PartitionKind::zigzag : PartitionKind::contiguous;
-      Tiling t = default_tiling<Exec>(p.D);
-      t.portable = portable;
-      options.tiling = t;
+      const RingOptions options = members_options(R, p.D, portable);
       Tensor4<float, Mem> o("o", p.B, p.N, p.H, p.D);
       Tensor3<float, Mem> lse("lse", p.B, p.H, p.N);
       RingAttention<Exec, float>(p.pattern(), options).forward(packed.q, k, packed.v, o, lse);
-      double err = 0;
-      for (std::size_t i = 0; i < o.size(); ++i)
-        err = std::max(err, std::abs(double(o.data()[i]) - ref.o[i]));
-      CHECK(err <= 2e-5);
-      // bfloat16: the rounded inputs' reference, at the storage's tolerance
-      using Half = bfloat16_t;
-      const Problem h = rounded_to<Half>(p);
-      const Reference href =
-          reference_attention(h.literal(), h.B, h.D, h.effective_scale(), h.q, h.k, h.v);
-      Kokkos::View<Half ****, Kokkos::LayoutRight, Mem> qkv("qkv", p.B, p.N, p.H + 2 * p.Hkv, p.D);
-      Tensor4<Half, Mem> kh("kh", p.B, p.N, p.Hkv, p.D), oh("oh", p.B, p.N, p.H, p.D);
-      for (std::int64_t b = 0; b < p.B; ++b)
-        for (std::int64_t r = 0; r < p.N; ++r)
-          for (int d = 0; d < p.D; ++d) {
-            for (int x = 0; x < p.H; ++x)
-              qkv(b, r, x, d) = Half(float(h.q[((b * p.N + r) * p.H + x) * p.D + d]));
-            for (int g = 0; g < p.Hkv; ++g) {
-              const std::size_t i = ((b * p.N + r) * p.Hkv + g) * p.D + d;
-              kh(b, r, g, d) = Half(float(h.k[i]));
-              qkv(b, r, p.H + p.Hkv + g, d) = Half(float(h.v[i]));
-            }
-          }
-      const auto all = Kokkos::ALL;
-      const auto qh = Kokkos::subview(qkv, all, all, Kokkos::make_pair(0, p.H), all);
-      const auto vh =
-          Kokkos::subview(qkv, all, all, Kokkos::make_pair(p.H + p.Hkv, p.H + 2 * p.Hkv), all);
+      CHECK(max_error(o, ref.o) <= 2e-5);
+      Tensor4<Half, Mem> oh("oh", p.B, p.N, p.H, p.D);
       Tensor3<float, Mem> lseh("lseh", p.B, p.H, p.N);
       RingAttention<Exec, Half>(h.pattern(), options).forward(qh, kh, vh, oh, lseh);
-      double herr = 0;
-      for (std::size_t i = 0; i < oh.size(); ++i)
-        herr = std::max(herr, std::abs(double(float(oh.data()[i])) - href.o[i]));
-      CHECK(herr <= 1e-2);
+      CHECK(max_error(oh, href.o) <= 1e-2);
     }
 }
 
