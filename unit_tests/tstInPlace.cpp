@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "RingAttn_AllocationCount.hpp"
+#include "RingAttn_BackwardReference.hpp"
 #include "RingAttn_TestCase.hpp"
 
 #include <algorithm>
@@ -183,4 +184,57 @@ TEST_CASE("forward refuses a head dim that is not contiguous", "[attention][erro
   Tensor3<float, Mem> lse("lse", 1, H, N);
   CHECK_THROWS_WITH(attention.forward(q_left, k, v, o, lse),
                     Catch::Contains("contiguous head dim"));
+}
+
+TEST_CASE("the 16-bit host backward widens tiles, not tensors", "[backward][half][memory]") {
+  // docs/backward.md, memory: with bfloat16 storage the host sweep widens Q
+  // and dO a query tile at a time and K and V a key tile at a time in team
+  // scratch. The one-member backward then allocates the float sums of dQ,
+  // dK and dV, Delta, the member's Q, O, dO (16-bit) and LSE, and one hop's
+  // wire (16-bit K/V) with its float partial; a float copy of Q, dO, K or V
+  // more (B N H D floats at least) fails it.
+  using Exec = Kokkos::DefaultHostExecutionSpace;
+  using Mem = Exec::memory_space;
+  using Half = bfloat16_t;
+  std::mt19937_64 rng(20261205);
+  for (bool causal : {false, true}) {
+    const Problem p = rounded_to<Half>(
+        ProblemShape{1024, false, causal, Mixing::mixture, {}, {}, 4, 4, 64}.problem(rng));
+    INFO(p.describe());
+    std::vector<double> dout = random_dout(rng, std::size_t(p.B) * p.N * p.H * p.D);
+    for (double &e : dout) e = double(float(Half(e)));
+    const Gradients ref =
+        reference_gradients(p.literal(), p.B, p.D, p.effective_scale(), p.q, p.k, p.v, dout);
+    auto upload = [&](const std::vector<double> &x, int heads, const char *label) {
+      Tensor4<Half, Mem> view(std::string(label), p.B, p.N, heads, p.D);
+      for (std::size_t i = 0; i < x.size(); ++i) view.data()[i] = Half(float(x[i]));
+      return view;
+    };
+    const auto q = upload(p.q, p.H, "q"), k = upload(p.k, p.Hkv, "k"), v = upload(p.v, p.Hkv, "v"),
+               d_o = upload(dout, p.H, "do");
+    Tensor4<Half, Mem> o("o", p.B, p.N, p.H, p.D), dq("dq", p.B, p.N, p.H, p.D),
+        dk("dk", p.B, p.N, p.Hkv, p.D), dv("dv", p.B, p.N, p.Hkv, p.D);
+    Tensor3<float, Mem> lse("lse", p.B, p.H, p.N);
+    const RingAttention<Exec, Half> attention(p.pattern(), members_options(1, p.D, false));
+    attention.forward(q, k, v, o, lse);
+    const std::int64_t rows = p.B * p.N, f = sizeof(float), h = sizeof(Half);
+    const std::int64_t sums = rows * (p.H + 2 * p.Hkv) * p.D * f, delta_lse = 2 * rows * p.H * f;
+    const std::int64_t member = 3 * rows * p.H * p.D * h;
+    const std::int64_t wire = 2 * rows * p.Hkv * p.D * (h + f);
+    const std::int64_t expected = sums + delta_lse + member + wire;
+    {
+      const AllocationCount counting;
+      attention.backward(q, k, v, o, lse, d_o, dq, dk, dv);
+      INFO("allocated " << AllocationCount::bytes << " bytes, expected " << expected);
+      CHECK(AllocationCount::bytes <= expected + rows * p.H * p.D * f / 8);
+    }
+    auto scale_of = [](const std::vector<double> &g) {
+      double m = 1;
+      for (double x : g) m = std::max(m, std::abs(x));
+      return m;
+    };
+    CHECK(max_error(dq, ref.dq) <= 2e-2 * scale_of(ref.dq));
+    CHECK(max_error(dk, ref.dk) <= 2e-2 * scale_of(ref.dk));
+    CHECK(max_error(dv, ref.dv) <= 2e-2 * scale_of(ref.dv));
+  }
 }

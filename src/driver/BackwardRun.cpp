@@ -250,14 +250,14 @@ int run_backward(const PointRun<Scalar> &run, BackwardReport &report) {
   files.commit();
 
   // the model of that peak: what the backward holds (under MPI beside the
-  // largest member's forward buffers, which it keeps)
+  // largest member's forward buffers, which it keeps: all but the running O)
   {
     const ModelProblem pp = make_model_problem(cfg, run.attention.tiling(D), Exec().concurrency());
     const RingModel ring = analyse_ring(pp, cfg.problem.seq_len, run.part.members);
     report.model_bytes = model_backward(pp, ring, mpi).memory();
     if (mpi)
       report.model_bytes = ringattn::Details::sat_add(
-          report.model_bytes, max_member_total(pp, cfg.problem.seq_len, run.part.members));
+          report.model_bytes, max_member_total(pp, cfg.problem.seq_len, run.part.members, true));
   }
 
   // work and traffic

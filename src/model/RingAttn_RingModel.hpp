@@ -266,16 +266,19 @@ inline MemberMemoryModel model_member(const ModelProblem &pp, const Partition &p
   return member_memory(pp.shape(), n, e, false);
 }
 
-/// Largest mpi member total at sequence length n on `members` members.
-inline std::int64_t max_member_total(const ModelProblem &pp, std::int64_t n, int members) {
+/// Largest mpi member total at sequence length n on `members` members (with
+/// `after_forward`, what each still holds once `forward` has returned).
+inline std::int64_t max_member_total(const ModelProblem &pp, std::int64_t n, int members,
+                                     bool after_forward = false) {
   const Partition part(pp.partition, n, members);
   const Details::ExchangeCounter counter(pp.pattern_at(n));
   const Details::RingCounts rc =
       Details::count_ring(counter, part, Details::all_members(members), pp.tiling.q_tile);
   std::int64_t worst = 0;
-  for (int p = 0; p < members; ++p)
-    worst =
-        std::max(worst, member_memory(pp.shape(), part.local_size(p), rc.extent[p], true).total());
+  for (int p = 0; p < members; ++p) {
+    const MemberMemoryModel m = member_memory(pp.shape(), part.local_size(p), rc.extent[p], true);
+    worst = std::max(worst, after_forward ? m.after_forward() : m.total());
+  }
   return worst;
 }
 

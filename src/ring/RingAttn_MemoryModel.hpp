@@ -41,6 +41,9 @@ struct MemberMemoryModel {
   std::int64_t tiles = 0;
   std::int64_t schedule = 0;
   std::int64_t block_rows = 0; ///< rows of the largest K/V block the kernels read
+  /// Of `o`: the float running O beside 16-bit storage, which `forward`
+  /// frees when it returns (the backward runs without it).
+  std::int64_t running_o = 0;
   /// The floor (issue #14): the caller's Q, K, V, O (in the storage type)
   /// and LSE, the receive buffers of the largest hops made and the tiles.
   /// What the model holds beyond it: an expanded block, a send buffer, the
@@ -53,6 +56,9 @@ struct MemberMemoryModel {
     for (std::int64_t b : {q, k, v, o, lse, blocks, tiles, schedule}) t = Details::sat_add(t, b);
     return t;
   }
+  /// What the member still holds once `forward` has returned (the MPI
+  /// backward's company): the total less the running O.
+  std::int64_t after_forward() const { return total() - running_o; }
 };
 
 /// Rows of the largest exchange member p receives and of the largest one it
@@ -145,7 +151,8 @@ inline MemberMemoryModel member_memory(const MemberShape &shape, std::int64_t n,
                                         ? Details::running_o_chunk_rows(n, sat_mul(B, H))
                                         : n;
   m.q = sat_prod({B, n, H, D, s});
-  m.o = sat_add(m.q, sat_prod({B, running_rows, H, D, acc_bytes}));
+  m.running_o = sat_prod({B, running_rows, H, D, acc_bytes});
+  m.o = sat_add(m.q, m.running_o);
   m.k = m.v = sat_prod({B, n, Hkv, D, s});
   m.lse = sat_prod({B, H, n, acc_bytes});
   m.block_rows = e.block_rows;

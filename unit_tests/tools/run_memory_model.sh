@@ -6,7 +6,8 @@
 # deck, N = 131,072, H = 4, D = 64, float32, and R = 16 in bfloat16) and,
 # with MPIEXEC given, the MPI ring at np 2, 3 and 4 (inputs/longnet_mpi.yaml,
 # whose members exchange rows); and the backward's peak against its model
-# (simulated R = 4, 16 at N = 65,536; the MPI runs).
+# (simulated R = 4, 16 at N = 65,536, and R = 4 in bfloat16; the MPI runs,
+# and np 2 in bfloat16).
 #   run_memory_model.sh RINGATTN SOURCE_DIR [MPIEXEC]
 set -euo pipefail
 ringattn=$1 src=$2 mpiexec=${3:-}
@@ -48,6 +49,11 @@ for R in 4 16; do
     --set output.results="$out/R${R}_backward.yaml"
   check "simulated R=$R float32 backward" "$out/R${R}_backward.yaml" backward
 done
+# 16-bit storage: the host sweep widens tiles, not the member's tensors
+OMP_NUM_THREADS=2 "$ringattn" run "$src/inputs/longnet.yaml" "${one[@]}" "${longnet[@]}" \
+  "${backward[@]}" --set problem.seq_len=65536 --set ring.size=4 --set problem.dtype=bfloat16 \
+  --set output.results="$out/R4_bf16_backward.yaml"
+check "simulated R=4 bfloat16 backward" "$out/R4_bf16_backward.yaml" backward
 if [ -n "$mpiexec" ]; then
   for np in 2 3 4; do
     OMP_NUM_THREADS=1 OMPI_MCA_orte_tmpdir_base="$out/ompi$np" PRTE_MCA_prte_tmpdir_base="$out/ompi$np" \
@@ -56,5 +62,10 @@ if [ -n "$mpiexec" ]; then
     check "mpi np=$np float32" "$out/np$np.yaml"
     check "mpi np=$np float32 backward" "$out/np$np.yaml" backward
   done
+  OMP_NUM_THREADS=1 OMPI_MCA_orte_tmpdir_base="$out/ompi2h" PRTE_MCA_prte_tmpdir_base="$out/ompi2h" \
+    "$mpiexec" -np 2 --oversubscribe "$ringattn" run "$src/inputs/longnet_mpi.yaml" "${one[@]}" \
+    --kokkos-disable-warnings --set problem.dtype=bfloat16 --set verify.tolerance=1e-2 \
+    --set output.results="$out/np2_bf16.yaml" "${backward[@]}"
+  check "mpi np=2 bfloat16 backward" "$out/np2_bf16.yaml" backward
 fi
 exit $failed

@@ -553,8 +553,8 @@ void backward_dq(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &
       });
 }
 
-/// Fused pass of one branch on the host path, where it applies (float, a
-/// host space, the CBLAS path): dq += the block's contributions and the
+/// Fused pass of one branch on the host path, where it applies (float or
+/// 16-bit storage, a host space, the CBLAS path): dq += the block's contributions and the
 /// key rows' dK/dV in `grads` (a block's partial, or the member's own dK,
 /// dV for its K/V read in place) += theirs, in one sweep. With enough task
 /// sets for the threads (use_fused_backward) one team per set; else each
@@ -575,7 +575,8 @@ bool backward_fused(
     [[maybe_unused]] const Tiling &tiling,
     [[maybe_unused]] const std::function<void()> &between = {}) {
 #ifdef RINGATTN_ENABLE_BLAS
-  if constexpr (std::is_same_v<Scalar, float> && compat::is_host_execution_v<ExecSpace>) {
+  // float storage, or 16-bit storage widened a tile at a time (the sums in float either way)
+  if constexpr (host_tile_type_v<Scalar> && compat::is_host_execution_v<ExecSpace>) {
     using Mem = typename ExecSpace::memory_space;
     const std::int64_t B = std::int64_t(in.q.extent(0));
     const int D = int(in.q.extent(3));
@@ -615,7 +616,7 @@ bool backward_fused(
       for_each_launch(items, B, tiling, [&](const auto &part) {
         const std::int64_t num_items = std::int64_t(part.extent(0));
         launch_host_teams(exec, "ringattn::backward_fused_host", B * num_items, D, tiling,
-                          HostBackwardFusedFunctor<ExecSpace>{
+                          HostBackwardFusedFunctor<ExecSpace, Scalar>{
                               in, tasks, part, order, dq, grads, chunk_partial, num_items,
                               tiling.q_tile, tiling.k_tile, scale, causal});
       });

@@ -9,8 +9,11 @@
 //   dQ += dS K (scale applied at the end), dV += P^T dO, dK += scale dS^T Q.
 // Strided (dilated) query rows are a leading dimension of stride x the row
 // pitch of Q (H * D for LayoutRight; more for a subview of a packed
-// projection). 16-bit storage arrives widened to float (BackwardMember);
-// elsewhere (no BLAS, device spaces) the backward takes the portable
+// projection). 16-bit storage is widened a tile at a time in the team's
+// scratch, as in the forward's host path: the Q and dO tile once per query
+// tile, each K/V tile once per query tile (2 k_tile D conversions against
+// 10 q_tile k_tile D flops); no float copy of a tensor or block is made.
+// Elsewhere (no BLAS, device spaces) the backward takes the portable
 // kernels' two passes (RingAttn_BackwardKernel.hpp).
 
 #include <RingAttn_Config.hpp>
@@ -62,21 +65,49 @@ inline void host_probabilities(float *s, float *dp, int ld, const QueryTile &que
 }
 
 /// The scratch of a fused team, which sweeps query tiles against key tiles: [QT][KT] scores then P,
-/// [QT][KT] dP then dS, [QT][D] the sum of dS K, and the rows' base-2 LSE and Delta.
+/// [QT][KT] dP then dS, [QT][D] the sum of dS K, the rows' base-2 LSE and Delta, and (16-bit
+/// storage, `widen`) the tiles widened to float: Q and dO [QT][D], K and V [KT][D].
 struct HostQueryScratch {
   float *s;
   float *dp;
   float *acc;
   float *lrow;
   float *drow;
+  float *qwide;
+  float *dowide;
+  float *kwide;
+  float *vwide;
 
-  static std::size_t elements(int QT, int KT, int D) {
-    return 2 * std::size_t(QT) * KT + std::size_t(QT) * D + 2 * std::size_t(QT);
+  static std::size_t elements(int QT, int KT, int D, bool widen) {
+    return 2 * std::size_t(QT) * KT + std::size_t(QT) * D + 2 * std::size_t(QT) +
+           (widen ? 2 * (std::size_t(QT) + std::size_t(KT)) * D : 0);
   }
   static HostQueryScratch of(float *base, int QT, int KT, int D) {
     float *const s = base, *const dp = s + std::size_t(QT) * KT;
     float *const acc = dp + std::size_t(QT) * KT, *const lrow = acc + std::size_t(QT) * D;
-    return HostQueryScratch{s, dp, acc, lrow, lrow + QT};
+    float *const drow = lrow + QT, *const qwide = drow + QT;
+    float *const dowide = qwide + std::size_t(QT) * D, *const kwide = dowide + std::size_t(QT) * D;
+    return HostQueryScratch{
+        s, dp, acc, lrow, drow, qwide, dowide, kwide, kwide + std::size_t(KT) * D};
+  }
+};
+
+/// A tile of `rows` rows `ld` elements apart, as the GEMMs read it: float
+/// storage in place, 16-bit storage widened into `wide` ([rows][D]).
+struct HostTileRows {
+  const float *data;
+  int ld;
+
+  static HostTileRows of(const float *rows, int ld, int, int, float *) { return {rows, ld}; }
+  template <class Scalar>
+  static HostTileRows of(const Scalar *rows, int ld, int count, int D, float *wide) {
+    if (ld == D) {
+      widen_16bit(rows, wide, std::size_t(count) * D);
+    } else {
+      for (int i = 0; i < count; ++i)
+        widen_16bit(rows + std::size_t(i) * ld, wide + std::size_t(i) * D, std::size_t(D));
+    }
+    return {wide, D};
   }
 };
 
@@ -116,14 +147,16 @@ void add_scaled_dq(const DqView &dq, const QueryTile &query, const float *acc, i
 /// block, or of the member's own K/V read in place, whose dK/dV `grads`
 /// then are (KeyValueRows, KeyValueGrads): rows `stride` apart, the GEMMs'
 /// leading dimension stride x the row pitch, as for the queries.
-template <class ExecSpace>
+template <class ExecSpace, class Scalar = float>
 struct HostBackwardFusedFunctor {
   using memory_space = typename ExecSpace::memory_space;
   using member_type = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
   using ScratchView = Kokkos::View<float *, typename ExecSpace::scratch_memory_space,
                                    Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
 
-  BackwardViews<ExecSpace, float> in;
+  static constexpr bool widen = !std::is_same_v<Scalar, float>; // 16-bit storage
+
+  BackwardViews<ExecSpace, Scalar> in;
   Kokkos::View<const BlockTask *, memory_space> tasks;
   Kokkos::View<const FusedWorkItem *, memory_space> items;
   Kokkos::View<const std::int64_t *, memory_space> task_order;
@@ -138,7 +171,7 @@ struct HostBackwardFusedFunctor {
   bool causal = false;
 
   static std::size_t scratch_elements(int QT, int KT, int D) {
-    return HostQueryScratch::elements(QT, KT, D);
+    return HostQueryScratch::elements(QT, KT, D, widen);
   }
 
   void operator()(const member_type &team) const {
@@ -157,7 +190,9 @@ struct HostBackwardFusedFunctor {
     };
 
     ScratchView scratch(team.team_scratch(1), scratch_elements(QT, KT, D));
-    const auto [s, dp, acc, lrow, drow] = HostQueryScratch::of(scratch.data(), QT, KT, D);
+    const HostQueryScratch tile_scratch = HostQueryScratch::of(scratch.data(), QT, KT, D);
+    float *const s = tile_scratch.s, *const dp = tile_scratch.dp, *const acc = tile_scratch.acc;
+    float *const lrow = tile_scratch.lrow, *const drow = tile_scratch.drow;
 
     std::int64_t tile = 0; // the set's query tiles, counted over its tasks
     for (std::int64_t ti = item.task_begin; ti < item.task_end && tile < item.tile_end; ++ti) {
@@ -177,8 +212,10 @@ struct HostBackwardFusedFunctor {
         const int ldk = int(row_step * std::int64_t(in.kv.k.stride_1()));
         const int ldv = int(row_step * std::int64_t(in.kv.v.stride_1())); // V's own pitch
         const int ldg = int(row_step * std::int64_t(grads.dk.stride_1()));
-        const float *const qbase = &in.q(b, query.qrow_first, h, 0);
-        const float *const dobase = &in.dout(b, query.qrow_first, h, 0);
+        const HostTileRows qt =
+            HostTileRows::of(&in.q(b, query.qrow_first, h, 0), ldq, nq, D, tile_scratch.qwide);
+        const HostTileRows dot =
+            HostTileRows::of(&in.dout(b, query.qrow_first, h, 0), lddo, nq, D, tile_scratch.dowide);
         load_row_statistics(in, query, lrow, drow);
         for (std::size_t e = 0; e < std::size_t(nq) * D; ++e) acc[e] = 0;
         for (int r = 0; r < task.num_key_runs; ++r) {
@@ -190,19 +227,21 @@ struct HostBackwardFusedFunctor {
             if (causal && !key.trim_to_causal(query.qpos_last)) break;
             const CausalBounds bounds = CausalBounds::of(causal, query, key);
             const int nk = key.nk;
-            const float *const kbase = &in.kv.k(b, key.krow_first, g, 0);
-            const float *const vbase = &in.kv.v(b, key.krow_first, g, 0);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, scale2, qbase, ldq,
-                        kbase, ldk, 0.0f, s, KT);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, 1.0f, dobase, lddo,
-                        vbase, ldv, 0.0f, dp, KT);
+            const HostTileRows kt =
+                HostTileRows::of(&in.kv.k(b, key.krow_first, g, 0), ldk, nk, D, tile_scratch.kwide);
+            const HostTileRows vt =
+                HostTileRows::of(&in.kv.v(b, key.krow_first, g, 0), ldv, nk, D, tile_scratch.vwide);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, scale2, qt.data, qt.ld,
+                        kt.data, kt.ld, 0.0f, s, KT);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, 1.0f, dot.data, dot.ld,
+                        vt.data, vt.ld, 0.0f, dp, KT);
             host_probabilities(s, dp, KT, query, key, bounds, lrow, drow);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, dp, KT, kbase,
-                        ldk, 1.0f, acc, D);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, 1.0f, s, KT, dobase,
-                        lddo, 1.0f, partial_row(1, key.krow_first, g), ldg);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, scale, dp, KT, qbase,
-                        ldq, 1.0f, partial_row(0, key.krow_first, g), ldg);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, dp, KT, kt.data,
+                        kt.ld, 1.0f, acc, D);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, 1.0f, s, KT, dot.data,
+                        dot.ld, 1.0f, partial_row(1, key.krow_first, g), ldg);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, scale, dp, KT, qt.data,
+                        qt.ld, 1.0f, partial_row(0, key.krow_first, g), ldg);
           }
         }
         add_scaled_dq(dq, query, acc, D, scale);

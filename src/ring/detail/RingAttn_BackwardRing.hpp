@@ -83,33 +83,6 @@ public:
                  const Tiling &tiling)
       : pattern_(pattern), partition_(partition), rank_(rank), scale_(scale), tiling_(tiling) {}
 
-  /// 16-bit storage on the host with CBLAS: the backward widens to float and
-  /// runs the float fused sweep (as the forward's host path widens its
-  /// tiles): the member's Q and dO once (widen_queries), each block as it
-  /// is consumed. The gradients accumulate in float either way.
-#ifdef RINGATTN_ENABLE_BLAS
-  static constexpr bool widens =
-      is_16bit_storage_v<Scalar> && compat::is_host_execution_v<ExecSpace>;
-#else
-  static constexpr bool widens = false;
-#endif
-
-  /// Float copies of the member's Q and dO for the widened sweep (only
-  /// where `widens`); call before consume, again when they change.
-  void widen_queries(const ExecSpace &exec, const InTensor4 &q, const InTensor4 &dout) {
-    if constexpr (widens) {
-      auto like = [](const InTensor4 &t, const char *label) {
-        return Tensor4<float, memory_space>(
-            Kokkos::view_alloc(std::string(label), Kokkos::WithoutInitializing), t.extent(0),
-            t.extent(1), t.extent(2), t.extent(3));
-      };
-      q_wide_ = like(q, "ringattn::q_float");
-      dout_wide_ = like(dout, "ringattn::do_float");
-      convert_tensor(exec, q_wide_, q);
-      convert_tensor(exec, dout_wide_, dout);
-    }
-  }
-
   /// Packs the wire (each needed (kv head, row) once) from K/V through `runs`.
   static void pack(const ExecSpace &exec, const InTensor4 &k, const InTensor4 &v,
                    const Kokkos::View<const PackRun *, memory_space> &runs,
@@ -150,24 +123,19 @@ public:
       const Tensor4<Acc, memory_space> partial =
           hop.expands() ? block_partial.view(B, hop.block_rows, D) : wire_partial;
       Kokkos::deep_copy(exec, partial, Acc(0));
-      const auto wide = widened(exec, in);
       for (const BranchSchedule<memory_space> &branch : hop.branches)
-        consume_branch(exec, in, wide, branch, dq, Grads::of_block(partial), between);
+        consume_branch(exec, in, branch, dq, Grads::of_block(partial), between);
       if (hop.expands()) contract_block<ExecSpace, Acc>(exec, partial, hop.expand, wire_partial);
       return;
     }
     // By branch: the kernels add onto their partial, so the branches that
-    // read the wire itself add straight onto the wire's partial (first, the
-    // wire widened once for them), and then each other branch's partial is
-    // summed onto it (contract_block, accumulate).
+    // read the wire itself add straight onto the wire's partial (first),
+    // and then each other branch's partial is summed onto it (contract_block,
+    // accumulate).
     Kokkos::deep_copy(exec, wire_partial, Acc(0));
-    bool wire_widened = false;
-    Wide wire_wide;
     for (const BranchSchedule<memory_space> &branch : hop.branches) {
       if (branch.host_tasks.empty() || branch.expands()) continue;
-      if (!wire_widened) wire_wide = widened(exec, in);
-      wire_widened = true;
-      consume_branch(exec, in, wire_wide, branch, dq, Grads::of_block(wire_partial), between);
+      consume_branch(exec, in, branch, dq, Grads::of_block(wire_partial), between);
     }
     for (const BranchSchedule<memory_space> &branch : hop.branches) {
       if (branch.host_tasks.empty() || !branch.expands()) continue;
@@ -180,8 +148,7 @@ public:
                                                   Rows::of_block(block)};
       const Tensor4<Acc, memory_space> partial = block_partial.view(B, branch.expand_rows, D);
       Kokkos::deep_copy(exec, partial, Acc(0));
-      consume_branch(exec, part, widened(exec, part), branch, dq, Grads::of_block(partial),
-                     between);
+      consume_branch(exec, part, branch, dq, Grads::of_block(partial), between);
       contract_block<ExecSpace, Acc>(exec, partial, branch.expand, wire_partial, true);
     }
   }
@@ -198,9 +165,8 @@ public:
                    const Tensor4<Acc, memory_space> &dv,
                    const std::function<void()> &between = {}) const {
     const BackwardViews<ExecSpace, Scalar> in{q, dout, lse, delta, Rows::of_member(k, v)};
-    const Wide wide = widened(exec, in);
     for (const BranchSchedule<memory_space> &branch : hop.branches)
-      consume_branch(exec, in, wide, branch, dq, Grads::of_member(dk, dv), between);
+      consume_branch(exec, in, branch, dq, Grads::of_member(dk, dv), between);
   }
 
   /// Adds a wire partial dK/dV into dk, dv through `runs`: the pack runs
@@ -214,47 +180,19 @@ public:
   }
 
 private:
-  using Wide = BackwardViews<ExecSpace, float>;
-
-  /// 16-bit storage on the host: the float views of the widened sweep, with
-  /// the keys of `in.kv` (a block, or the member's K/V in place) converted
-  /// to float in the same layout (empty where the sweep does not widen).
-  Wide widened(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &in) const {
-    if constexpr (widens)
-      if (q_wide_.extent(0) == in.q.extent(0) && q_wide_.extent(1) == in.q.extent(1)) {
-        using Float4 = Tensor4<float, memory_space>;
-        const std::int64_t B = std::int64_t(in.kv.k.extent(0)),
-                           rows = std::int64_t(in.kv.k.extent(1)),
-                           G = std::int64_t(in.kv.k.extent(2)), D = std::int64_t(in.kv.k.extent(3));
-        float *const data = block_wide_.view(B, rows * G, D).data(); // 2 B rows G D floats
-        const Float4 k(data, B, rows, G, D), v(data + B * rows * G * D, B, rows, G, D);
-        convert_tensor(exec, k, in.kv.k);
-        convert_tensor(exec, v, in.kv.v);
-        return Wide{q_wide_, dout_wide_, in.lse, in.delta,
-                    KeyValueRows<memory_space, float>{k, v, in.kv.in_place}};
-      }
-    return Wide{};
-  }
-
   /// One branch of a hop: dq += its share, `grads` += its dK/dV (the
   /// fused sweep on the host path, else a dQ and a dK/dV launch).
   void consume_branch(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &in,
-                      [[maybe_unused]] const Wide &wide, const BranchSchedule<memory_space> &branch,
+                      const BranchSchedule<memory_space> &branch,
                       const Tensor4<Acc, memory_space> &dq, const Grads &grads,
                       const std::function<void()> &between) const {
     if (branch.host_tasks.empty()) return;
     if (in.kv.in_place != grads.in_place) // the kernels step both by in.kv's rows
       throw std::logic_error("ringattn: keys read in place need their dK/dV in place");
-    if constexpr (widens) {
-      if (wide.kv.k.data() != nullptr &&
-          backward_fused<ExecSpace, float>(exec, wide, branch.host_tasks, branch.tasks, dq, grads,
-                                           scale_, pattern_.causal, tiling_, between))
-        return;
-    } else if (backward_fused<ExecSpace, Scalar>(exec, in, branch.host_tasks, branch.tasks, dq,
-                                                 grads, scale_, pattern_.causal, tiling_,
-                                                 between)) {
+    // the host path's fused sweep (16-bit storage widened a tile at a time)
+    if (backward_fused<ExecSpace, Scalar>(exec, in, branch.host_tasks, branch.tasks, dq, grads,
+                                          scale_, pattern_.causal, tiling_, between))
       return;
-    }
     backward_dq<ExecSpace, Scalar>(exec, in, branch.tasks, branch.items, dq, scale_,
                                    pattern_.causal, tiling_);
     backward_dkv<ExecSpace, Scalar>(exec, in, branch.tasks, branch.key_items, branch.task_index,
@@ -266,8 +204,6 @@ private:
   int rank_;
   Acc scale_;
   Tiling tiling_;
-  Tensor4<float, memory_space> q_wide_, dout_wide_; // widens: float Q and dO
-  mutable BlockBuffer<float, memory_space> block_wide_{"ringattn::block_float"};
 };
 
 /// Copies member p's rows between whole-sequence [B, N, X, D] (or LSE
@@ -380,7 +316,6 @@ run_simulated_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar> &p
     Kokkos::deep_copy(exec, dql, Acc(0));
     backward_delta<ExecSpace, Scalar>(exec, ol, dol, delta);
     BackwardMember<ExecSpace, Scalar> member(plan.pattern, partition, p, plan.scale, plan.tiling);
-    member.widen_queries(exec, ql, dol);
 
     for (int step = 0; step < R; ++step) {
       const int source = (p - step + R) % R;
@@ -510,7 +445,6 @@ RingStats run_simulated_backward_io(const ExecSpace &exec, RingSchedule<ExecSpac
   auto consume = [&](int p, const Queries &m, const T4 &k, const T4 &v, const HopSchedule<Mem> &hop,
                      const A4 &dq) {
     BackwardMember<ExecSpace, Scalar> member(plan.pattern, partition, p, plan.scale, plan.tiling);
-    member.widen_queries(exec, m.q, m.dout);
     const T4 wire = wire_buf.view(B, hop.rows, D);
     const A4 wire_partial = partial_buf.view(B, hop.rows, D);
     member.pack(exec, k, v, hop.pack, wire);
@@ -617,7 +551,6 @@ RingStats run_mpi_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar
   stats.resize(P);
   BackwardMember<ExecSpace, Scalar> member(plan.pattern, plan.partition, p, plan.scale,
                                            plan.tiling);
-  member.widen_queries(exec, q, dout);
 
   // Accumulators: the outputs themselves when they hold the accumulate type.
   A4 dq_acc, dk_acc, dv_acc;
