@@ -244,6 +244,25 @@ void copy_member_rows(const ExecSpace &exec, const Partition &partition, int p, 
   }
 }
 
+/// Whether member p's rows are one run of the sequence in their global
+/// order (every member of a contiguous ring; a ring of one), so that its
+/// Q, O and dO can be read in place as subviews; `run` is that run.
+inline bool member_rows_in_order(const Partition &partition, int p, Range &run) {
+  run = Range{};
+  bool first = true;
+  for (int r = 0; r < partition.num_ranges(); ++r) {
+    const Range g = partition.range(p, r);
+    if (g.size() == 0) continue;
+    if (first ? partition.range_local_begin(p, r) != 0
+              : g.begin != run.end || partition.range_local_begin(p, r) != run.size())
+      return false;
+    if (first) run.begin = g.begin;
+    run.end = g.end;
+    first = false;
+  }
+  return true;
+}
+
 /// Simulated ring backward over whole-sequence views (plan of kind
 /// in_memory): R members one after another, on the MPI ring's schedule and
 /// wire (each hop packs the wire from the source's K/V, expands it and sums
@@ -251,8 +270,9 @@ void copy_member_rows(const ExecSpace &exec, const Partition &partition, int p, 
 /// position in the caller's dk, dv (or, for 16-bit storage, one float copy
 /// of them), member j's rows taking the partials of members 0, 1, ..., R-1
 /// in that order. Beyond the caller's tensors the pass holds one member's
-/// Q, O, dO, LSE, Delta and dQ at a time and one hop's wire and block:
-/// memory grows as N / R.
+/// LSE, Delta and dQ at a time (and its Q, O and dO, which are read in
+/// place where its rows are one run of the sequence: member_rows_in_order)
+/// and one hop's wire and block: memory grows as N / R.
 template <class ExecSpace, class Scalar>
 RingStats
 run_simulated_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar> &plan,
@@ -288,11 +308,16 @@ run_simulated_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar> &p
   }
   Kokkos::deep_copy(exec, dk_acc, Acc(0));
   Kokkos::deep_copy(exec, dv_acc, Acc(0));
-  std::int64_t n_max = 0;
-  for (int j = 0; j < R; ++j) n_max = std::max(n_max, partition.local_size(j));
-  Kokkos::View<Scalar *, Mem> q_buf("ringattn::q", B * n_max * H * D);
-  Kokkos::View<Scalar *, Mem> o_buf("ringattn::o", B * n_max * H * D);
-  Kokkos::View<Scalar *, Mem> do_buf("ringattn::do", B * n_max * H * D);
+  std::int64_t n_max = 0, copied_rows = 0;
+  for (int j = 0; j < R; ++j) {
+    n_max = std::max(n_max, partition.local_size(j));
+    Range run;
+    if (!member_rows_in_order(partition, j, run))
+      copied_rows = std::max(copied_rows, partition.local_size(j));
+  }
+  Kokkos::View<Scalar *, Mem> q_buf("ringattn::q", B * copied_rows * H * D);
+  Kokkos::View<Scalar *, Mem> o_buf("ringattn::o", B * copied_rows * H * D);
+  Kokkos::View<Scalar *, Mem> do_buf("ringattn::do", B * copied_rows * H * D);
   Kokkos::View<Acc *, Mem> lse_buf("ringattn::lse", B * H * n_max);
   Kokkos::View<Acc *, Mem> delta_buf("ringattn::delta", B * H * n_max);
   Kokkos::View<Acc *, Mem> dq_buf("ringattn::dq_acc", B * n_max * H * D);
@@ -303,15 +328,27 @@ run_simulated_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar> &p
   for (int p = 0; p < R; ++p) {
     const MemberSchedule<Mem> &me = plan.member(p);
     const std::int64_t n = partition.local_size(p);
-    const auto ql = wrap_view<T4>(q_buf.data(), B, n, H, D);
-    const auto ol = wrap_view<T4>(o_buf.data(), B, n, H, D);
-    const auto dol = wrap_view<T4>(do_buf.data(), B, n, H, D);
+    InView<ExecSpace, Scalar> ql, ol, dol;
+    Range run;
+    if (member_rows_in_order(partition, p, run)) {
+      const auto rows = Kokkos::make_pair(run.begin, run.end);
+      ql = Kokkos::subview(q, Kokkos::ALL, rows, Kokkos::ALL, Kokkos::ALL);
+      ol = Kokkos::subview(o, Kokkos::ALL, rows, Kokkos::ALL, Kokkos::ALL);
+      dol = Kokkos::subview(dout, Kokkos::ALL, rows, Kokkos::ALL, Kokkos::ALL);
+    } else {
+      const auto qc = wrap_view<T4>(q_buf.data(), B, n, H, D);
+      const auto oc = wrap_view<T4>(o_buf.data(), B, n, H, D);
+      const auto doc = wrap_view<T4>(do_buf.data(), B, n, H, D);
+      copy_member_rows(exec, partition, p, qc, q, false);
+      copy_member_rows(exec, partition, p, oc, o, false);
+      copy_member_rows(exec, partition, p, doc, dout, false);
+      ql = qc;
+      ol = oc;
+      dol = doc;
+    }
     const auto lsel = wrap_view<Tensor3<Acc, Mem>>(lse_buf.data(), B, H, n);
     const auto delta = wrap_view<Tensor3<Acc, Mem>>(delta_buf.data(), B, H, n);
     const auto dql = wrap_view<A4>(dq_buf.data(), B, n, H, D);
-    copy_member_rows(exec, partition, p, ql, q, false);
-    copy_member_rows(exec, partition, p, ol, o, false);
-    copy_member_rows(exec, partition, p, dol, dout, false);
     copy_member_rows(exec, partition, p, lsel, lse, false);
     Kokkos::deep_copy(exec, dql, Acc(0));
     backward_delta<ExecSpace, Scalar>(exec, ol, dol, delta);
