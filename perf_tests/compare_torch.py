@@ -6,7 +6,7 @@ the CPU, float32, same shapes and threads, in one run.
         [--n 4096,8192,16384] [--d 64,128] [--repeats 10] [--heads H]
         [--dtypes float32,bfloat16,float16] [--quick]
     python3 perf_tests/compare_torch.py --backward [--build build] [--threads 1,2]
-        [--n 4096,8192] [--d 64,128] [--repeats 5]
+        [--n 4096,8192] [--d 64,128] [--repeats 5] [--dtypes float32,bfloat16]
 
 PyTorch comes from PyPI into a virtual environment this script makes once
 ($HOME/.cache/ringattn/torch-venv, `pip install torch numpy`; the download is
@@ -32,7 +32,8 @@ kernel uses (ringattn_tile_gemm_probe: the tile loop without softmax, at the
 kernel's default tiles for that D) and that provider's large square sgemm
 (2048^3, the core's peak); the table gives RingAttn's rate over each.
 
---backward times the backward pass instead (float32, dense and causal):
+--backward times the backward pass instead (the storage types of --dtypes,
+dense and causal), beside the provider's large sgemm as above:
 RingAttn's `backward` (ringattn_backward_benchmark --case, one member over
 the whole sequence, after its forward) against PyTorch's SDPA backward
 (torch.autograd.grad of the SDPA output with respect to Q, K and V, given a
@@ -66,7 +67,7 @@ for line in sys.stdin:
         if len(cache) == 1:
             for x in (q, k, v):
                 x.requires_grad_(True)
-            cache["do"] = torch.rand(1, H, N, D) * 2 - 1
+            cache["do"] = (torch.rand(1, H, N, D) * 2 - 1).to(q.dtype)
         for r in range(warm + 1):
             out = F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal))
             t0 = time.perf_counter()
@@ -152,9 +153,9 @@ def probe(exe, env, repeats, tiles, provider):
     return rows
 
 
-def ringattn_backward_once(exe, env, n, h, d, causal):
+def ringattn_backward_once(exe, env, n, h, d, causal, dtype):
     """(forward s, backward s) of one pass of RingAttention::backward after its forward."""
-    out = subprocess.run([exe, "--case", f"{n},{h},{d},{causal},1"],
+    out = subprocess.run([exe, "--case", f"{n},{h},{d},{causal},1", "--dtype", dtype],
                          env=env, capture_output=True, text=True, check=True).stdout
     cells = [l for l in out.splitlines() if re.match(r"^\d+,", l)][-1].split(",")
     return float(cells[4]), float(cells[5])
@@ -164,30 +165,39 @@ def main_backward(a, py):
     exe = os.path.join(a.build, "perf_tests", "ringattn_backward_benchmark")
     if not os.access(exe, os.X_OK):
         sys.exit(f"[compare_torch] {exe} not found: build the target ringattn_backward_benchmark")
-    print("| threads | case | N | H | D | RingAttn backward s | PyTorch backward s | "
-          "RingAttn GFLOP/s | PyTorch GFLOP/s | ratio to PyTorch | RingAttn backward / forward |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| threads | dtype | case | N | H | D | RingAttn backward s | PyTorch backward s | "
+          "RingAttn GFLOP/s | PyTorch GFLOP/s | ratio to PyTorch | RingAttn backward / forward | "
+          "sgemm 2048^3 GFLOP/s | ratio to sgemm peak |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    probe_exe = os.path.join(a.build, "perf_tests", "ringattn_tile_gemm_probe")
     for t in [int(x) for x in a.threads.split(",")]:
         env = thread_env(t)
+        peak = 0  # the CBLAS provider's large square sgemm at t threads
+        if os.access(probe_exe, os.X_OK):
+            rows = probe(probe_exe, env, a.repeats, TILES[64], a.provider)
+            name = a.provider or ("MKL" if "MKL" in rows else "OpenBLAS")
+            peak = rows[name]["peak"] if name in rows else 0
         worker = subprocess.Popen([py, "-c", WORKER, str(t)], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True, env=env)
-        for n, d, causal in [(n, d, causal) for n in [int(x) for x in a.n.split(",")]
-                             for d in [int(x) for x in a.d.split(",")] for causal in (0, 1)]:
+        for dtype, n, d, causal in [(dt, n, d, causal) for dt in a.dtypes.split(",")
+                                    for n in [int(x) for x in a.n.split(",")]
+                                    for d in [int(x) for x in a.d.split(",")] for causal in (0, 1)]:
             h = a.heads or heads(n)
             rf, rb, tb = [], [], []
             for r in range(a.repeats):
-                f, b = ringattn_backward_once(exe, env, n, h, d, causal)
+                f, b = ringattn_backward_once(exe, env, n, h, d, causal, dtype)
                 rf.append(f)
                 rb.append(b)
-                worker.stdin.write(f"{n} {h} {d} {causal} {1 if r == 0 else 0} bwd-float32\n")
+                worker.stdin.write(f"{n} {h} {d} {causal} {1 if r == 0 else 0} bwd-{dtype}\n")
                 worker.stdin.flush()
                 tb.append(float(worker.stdout.readline()))
             b_r, b_t = median(rb), median(tb)
             g_r = gflops(n, h, d, causal, b_r) * 10 / 4
             g_t = gflops(n, h, d, causal, b_t) * 10 / 4
-            cells = [str(t), "dense causal" if causal else "dense", f"{n}", str(h), str(d),
+            cells = [str(t), dtype, "dense causal" if causal else "dense", f"{n}", str(h), str(d),
                      f"{b_r:.3f}", f"{b_t:.3f}", f"{g_r:.1f}", f"{g_t:.1f}", f"{b_t / b_r:.2f}",
-                     f"{b_r / median(rf):.2f}"]
+                     f"{b_r / median(rf):.2f}", f"{peak:.1f}" if peak else "-",
+                     f"{g_r / peak:.2f}" if peak else "-"]
             print("| " + " | ".join(cells) + " |", flush=True)
         worker.stdin.close()
         worker.wait()
@@ -211,7 +221,7 @@ def main():
                     help="storage types to time, of float32, bfloat16, float16 (comma separated)")
     ap.add_argument("--quick", action="store_true", help="N 1,024 and 3 repeats (a smoke run)")
     ap.add_argument("--backward", action="store_true",
-                    help="time the backward pass (float32) against PyTorch's SDPA backward")
+                    help="time the backward pass against PyTorch's SDPA backward")
     a = ap.parse_args()
     if a.quick:
         a.n, a.repeats = "1024", 3
@@ -249,8 +259,9 @@ def main():
                                rows[name]["peak"])
         worker = subprocess.Popen([py, "-c", WORKER, str(t)], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True, env=env)
-        for n, d, causal in [(n, d, causal) for n in [int(x) for x in a.n.split(",")]
-                             for d in [int(x) for x in a.d.split(",")] for causal in (0, 1)]:
+        for dtype, n, d, causal in [(dt, n, d, causal) for dt in a.dtypes.split(",")
+                                    for n in [int(x) for x in a.n.split(",")]
+                                    for d in [int(x) for x in a.d.split(",")] for causal in (0, 1)]:
             h = a.heads or heads(n)
             # every storage type in the same rounds, alternately, so a drift
             # of the machine's speed touches them alike

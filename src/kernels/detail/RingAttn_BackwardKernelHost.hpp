@@ -101,12 +101,7 @@ struct HostTileRows {
   static HostTileRows of(const float *rows, int ld, int, int, float *) { return {rows, ld}; }
   template <class Scalar>
   static HostTileRows of(const Scalar *rows, int ld, int count, int D, float *wide) {
-    if (ld == D) {
-      widen_16bit(rows, wide, std::size_t(count) * D);
-    } else {
-      for (int i = 0; i < count; ++i)
-        widen_16bit(rows + std::size_t(i) * ld, wide + std::size_t(i) * D, std::size_t(D));
-    }
+    widen_16bit_rows(rows, std::size_t(ld), count, D, wide);
     return {wide, D};
   }
 };

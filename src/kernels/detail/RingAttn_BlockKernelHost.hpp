@@ -158,6 +158,19 @@ inline void widen_16bit(const float16_t *src, float *dst, std::size_t n) {
   for (; e < n; ++e) dst[e] = float(src[e]);
 }
 
+/// dst[j][d] = float(src[j * ld + d]), j < rows, d < D: a tile of rows `ld`
+/// elements apart widened into [rows][D] (one conversion where they are
+/// contiguous).
+template <class Scalar>
+void widen_16bit_rows(const Scalar *src, std::size_t ld, int rows, int D, float *dst) {
+  if (ld == std::size_t(D)) {
+    widen_16bit(src, dst, std::size_t(rows) * D);
+    return;
+  }
+  for (int j = 0; j < rows; ++j)
+    widen_16bit(src + std::size_t(j) * ld, dst + std::size_t(j) * D, std::size_t(D));
+}
+
 template <class ExecSpace, class Scalar = float>
 struct HostBlockAttentionFunctor {
   using memory_space = typename ExecSpace::memory_space;
@@ -243,10 +256,7 @@ struct HostBlockAttentionFunctor {
         reinterpret_cast<Scalar *>(qwide); // 16-bit, native: [QT][KT]
 
     if constexpr (widen) {
-      if (!native_gemm)
-        for (int i = 0; i < nq; ++i)
-          widen_16bit(q_rows + std::size_t(i) * ldq_rows, qwide + std::size_t(i) * D,
-                      std::size_t(D));
+      if (!native_gemm) widen_16bit_rows(q_rows, std::size_t(ldq_rows), nq, D, qwide);
     }
     for (int i = 0; i < nq; ++i) {
       mrow[i] = ninf;
@@ -274,16 +284,9 @@ struct HostBlockAttentionFunctor {
           gemm_16bit(CblasNoTrans, CblasTrans, nq, nk, D, scale2, q_rows, ldq_rows, k_rows,
                      ldk_rows, 0.0f, s, KT);
 #endif
-        } else if (ldk_rows == D && ldv_rows == D) {
-          widen_16bit(k_rows, kwide, std::size_t(nk) * D);
-          widen_16bit(v_rows, vwide, std::size_t(nk) * D);
         } else {
-          for (int j = 0; j < nk; ++j) {
-            widen_16bit(k_rows + std::size_t(j) * ldk_rows, kwide + std::size_t(j) * D,
-                        std::size_t(D));
-            widen_16bit(v_rows + std::size_t(j) * ldv_rows, vwide + std::size_t(j) * D,
-                        std::size_t(D));
-          }
+          widen_16bit_rows(k_rows, std::size_t(ldk_rows), nk, D, kwide);
+          widen_16bit_rows(v_rows, std::size_t(ldv_rows), nk, D, vwide);
         }
         if (widen && !native_gemm)
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, scale2, qwide, D, kwide,
