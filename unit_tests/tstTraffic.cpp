@@ -11,8 +11,10 @@
 #include <kernels/detail/RingAttn_Pack.hpp>
 #include <ring/detail/RingAttn_Exchange.hpp>
 
+#include <map>
 #include <random>
 #include <set>
+#include <tuple>
 #include <utility>
 
 using namespace ringattn;
@@ -160,6 +162,56 @@ int check_expand(const Exchange &recv, const Exchange &send, std::int64_t n_sour
       for (int b = 0; b < B; ++b)
         for (std::int64_t r = 0; r < rows; ++r)
           for (int d = 0; d < D; ++d) REQUIRE(branch(kv, b, r, d) == direct(kv, b, row0 + r, d));
+    if (recv.branch_reads_wire(i)) continue;
+    // ... and a piece of rows at a time (Exchange::branch_piece_rows, and a
+    // random piece length): each piece expanded alone is its rows of the
+    // part, and the tasks cut to a piece's keys (tasks_in_key_rows) read,
+    // for every (task, key position) of the branch exactly once over the
+    // pieces, the row the uncut task read.
+    std::map<std::tuple<int, std::int64_t, std::int64_t>, std::int64_t> row_of_key;
+    for (const BlockTask &task : recv.tasks[std::size_t(i)])
+      for (int k = 0; k < task.num_key_runs; ++k)
+        for (std::int64_t c = 0; c < task.key_runs[k].count; ++c)
+          row_of_key[{task.head, task.q_pos0, task.key_runs[k].pos0 + c * task.stride}] =
+              task.key_runs[k].block_row + c;
+    std::vector<BlockTask> part_tasks = recv.tasks[std::size_t(i)];
+    for (BlockTask &task : part_tasks)
+      for (int k = 0; k < task.num_key_runs; ++k) task.key_runs[k].block_row -= row0;
+    for (const std::int64_t piece :
+         {recv.branch_piece_rows(i), std::uniform_int_distribution<std::int64_t>(1, rows)(rng)}) {
+      REQUIRE(piece >= 1);
+      std::size_t keys_read = 0;
+      for (std::int64_t lo = 0; lo < rows; lo += piece) {
+        const std::int64_t hi = std::min(rows, lo + piece);
+        const std::vector<ExpandRun> piece_runs = recv.branch_expand(i, lo, hi);
+        HostT4 cut("piece", 2, B, hi - lo, D);
+        Kokkos::deep_copy(cut, std::nan(""));
+        expand_block<Exec, double>(exec, wire, runs(piece_runs), hi - lo, cut);
+        exec.fence();
+        for (int kv = 0; kv < 2; ++kv)
+          for (int b = 0; b < B; ++b)
+            for (std::int64_t r = lo; r < hi; ++r)
+              for (int d = 0; d < D; ++d)
+                REQUIRE(cut(kv, b, r - lo, d) == direct(kv, b, row0 + r, d));
+        for (const BlockTask &task : tasks_in_key_rows(part_tasks, lo, hi))
+          for (int k = 0; k < task.num_key_runs; ++k) {
+            const KeyRun &run = task.key_runs[k];
+            REQUIRE(run.count >= 1);
+            REQUIRE(run.block_row >= 0);
+            REQUIRE(run.block_row + run.count <= hi - lo);
+            for (std::int64_t c = 0; c < run.count; ++c) {
+              const auto at = row_of_key.find({task.head, task.q_pos0, run.pos0 + c * task.stride});
+              REQUIRE(at != row_of_key.end());
+              ++keys_read;
+              for (int kv = 0; kv < 2; ++kv)
+                for (int b = 0; b < B; ++b)
+                  for (int d = 0; d < D; ++d)
+                    REQUIRE(cut(kv, b, run.block_row + c, d) == direct(kv, b, at->second, d));
+            }
+          }
+      }
+      REQUIRE(keys_read == row_of_key.size());
+    }
   }
   return reading_wire;
 }

@@ -179,14 +179,14 @@ void print_memory_table(std::ostream &out, const MemberMemoryModel &m, const Exc
       m.o);
   add("LSE", pp.scalar_bytes < 4 ? "[B, H, n], float" : "[B, H, n]", m.lse);
   // mpi: two wires received, one sent (from K and V in place where MPI reads
-  // host memory), and the largest branch's block where the kernels do not
-  // read the wire (rows read more than once); own rows are read in place
+  // host memory), and the largest piece of a branch's block where the kernels
+  // do not read the wire (rows read more than once); own rows are read in place
   add("K/V blocks",
       mpi ? "[2, B, " + R + ", D] received, " +
                 (pp.shape().sends_in_place
                      ? std::string("sent in place, ")
                      : "[2, B, " + std::to_string(e.send_rows) + ", D] sent, ") +
-                "[2, B, " + std::to_string(e.branch_expand_rows) + ", D] expanded (a branch)"
+                "[2, B, " + std::to_string(e.branch_expand_rows) + ", D] expanded (a piece)"
           : "none (K/V read in place)",
       m.blocks);
   add("tiles",

@@ -133,12 +133,16 @@ inline void merge_recv(ExchangeExtent &e, const ExchangeCount &c, int step) {
     e.tasks = sat_add(e.tasks, c.branch_tasks[i]);
     e.items = sat_add(e.items, c.branch_items[i]);
   }
-  if (step == 0) return;
+  if (step == 0) {
+    e.own_rows = std::max(e.own_rows, c.rows);
+    return;
+  }
   e.add_received(step, c.wire_rows);
   if (c.wire_rows < c.rows) {
     for (int i = 0; i < max_branches; ++i)
       if (!c.branch_reads_wire[i])
-        e.branch_expand_rows = std::max(e.branch_expand_rows, c.branch_rows[i]);
+        e.branch_expand_rows = std::max(e.branch_expand_rows,
+                                        std::min(c.branch_rows[i], expand_piece_rows(c.wire_rows)));
   }
 }
 
@@ -258,10 +262,7 @@ inline MemberMemoryModel model_member(const ModelProblem &pp, const Partition &p
   std::int64_t n = 0;
   for (int j = 0; j < part.members; ++j) {
     n = std::max(n, part.local_size(j));
-    e.block_rows = std::max(e.block_rows, rc.extent[j].block_rows);
-    e.recv_rows = std::max(e.recv_rows, rc.extent[j].recv_rows);
-    e.tasks = std::max(e.tasks, rc.extent[j].tasks); // one member's hops at a time
-    e.items = std::max(e.items, rc.extent[j].items);
+    e.merge_member(rc.extent[j]); // one member's hops at a time
   }
   return member_memory(pp.shape(), n, e, false);
 }
@@ -343,10 +344,7 @@ inline RingModel analyse_ring(const ModelProblem &pp, std::int64_t seq_len, int 
     }
     ra.pairs.push_back(pairs);
     n_max = std::max(n_max, n);
-    process.block_rows = std::max(process.block_rows, rc.extent[t].block_rows);
-    process.recv_rows = std::max(process.recv_rows, rc.extent[t].recv_rows);
-    process.tasks = std::max(process.tasks, rc.extent[t].tasks);
-    process.items = std::max(process.items, rc.extent[t].items);
+    process.merge_member(rc.extent[t]);
   }
   for (int p = 0; p < members; ++p) n_max = std::max(n_max, part.local_size(p));
   ra.process = member_memory(pp.shape(), n_max, process, false);
@@ -470,10 +468,10 @@ inline BackwardModel model_backward(const ModelProblem &pp, const RingModel &rin
   // The largest member (mpi), or the process (simulated: the largest
   // member's rows). K/V cross on the forward's wire and the dK/dV partials
   // come back on it; a hop that expands its wire computes its partial in
-  // the block layout first, one branch's part at a time under MPI
-  // (branch_expand_rows, into the forward's expanded buffer), the whole
-  // block in the simulated ring. Under MPI the member's own block is read
-  // in place and its dK/dV added in place: no buffer.
+  // the block layout first, a piece of one branch's part at a time
+  // (branch_expand_rows, into the forward's expanded buffer). Under MPI the
+  // member's own block is read in place and its dK/dV added in place: no
+  // buffer; the simulated ring packs every hop's wire, its own included.
   std::int64_t n = ring.process_rows;
   ExchangeExtent e = ring.process_extent;
   if (mpi) {
@@ -496,16 +494,19 @@ inline BackwardModel model_backward(const ModelProblem &pp, const RingModel &rin
                          acc == s ? 0 : Details::sat_prod({B, n, std::max(H, 2 * Hkv), D, s}));
   }
   bm.delta = Details::sat_prod({B, H, n, acc});
-  bm.kv_blocks =
-      mpi ? 0 : Details::sat_prod({Details::sat_add(e.recv_rows, e.block_rows), row_values, s});
+  // simulated: one hop's wire (the largest, the member's own included) and
+  // the largest expanded piece, K/V and their partials
+  const std::int64_t simulated_rows =
+      Details::sat_add(std::max(e.recv_rows, e.own_rows), e.branch_expand_rows);
+  bm.kv_blocks = mpi ? 0 : Details::sat_prod({simulated_rows, row_values, s});
   // mpi: the partials sent alternate by step (s % 2), each the size of its
   // step's wire, as the partials received are of the wires sent; the block
-  // partial holds the largest expanding branch's part
+  // partial holds the largest expanded piece
   const std::int64_t partial_rows =
       mpi ? Details::sat_add(
                 Details::sat_add(e.recv_rows_at[0], e.recv_rows_at[1]),
                 Details::sat_add(Details::sat_mul(2, e.send_rows), e.branch_expand_rows))
-          : Details::sat_add(e.recv_rows, e.block_rows);
+          : simulated_rows;
   bm.partials = Details::sat_prod({partial_rows, row_values, acc});
   // traffic: the forward's K/V wire rows, plus the same rows of dK/dV back
   for (std::size_t k = 0; k < ring.evaluated.size(); ++k) {

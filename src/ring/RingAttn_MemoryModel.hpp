@@ -15,12 +15,14 @@
 //     K/V is read in place, so a member whose hops are all skipped holds no
 //     block), a send wire only in device memory (host memory sends from K
 //     and V in place: sends_in_place), and one expanded block (rows: the
-//     largest branch's part of a block that is not its wire, the forward
-//     expanding a branch at a time; none for dense attention);
+//     largest piece of a branch's part of a block that is not its wire, the
+//     forward expanding a piece at a time, Exchange::branch_piece_rows:
+//     a sixteenth of the hop's wire; none for dense attention);
 //   - the block kernel's per-team tiles, one team per thread;
 //   - the schedule that the ring's plan (RingAttn_RingPlan.hpp) holds: the
-//     tasks and work items of every hop the member receives, built once
-//     per plan (the simulated ring over a MemberIO builds one member's
+//     tasks and work items of every hop the member receives (a task that a
+//     piece boundary of an expansion cuts in two counted once: a few KiB
+//     at most), built once per plan (the simulated ring over a MemberIO builds one member's
 //     hops at a time: the largest member's).
 // A process also holds a constant (Kokkos, MPI, the program) that this model
 // leaves out and the driver reports beside it.
@@ -65,12 +67,16 @@ struct MemberMemoryModel {
 /// sends, and the tasks and work items of all it receives (what its plan
 /// holds). recv_rows and send_rows count wire rows of hops that cross (the
 /// member's own rows are read in place); block_rows the largest block the
-/// kernels read; branch_expand_rows the largest one branch's part, not the
-/// wire itself, of the block of a hop that expands its wire (the MPI ring
-/// expands a branch at a time, forward and backward).
+/// kernels read; branch_expand_rows the largest piece of one branch's part
+/// (Exchange::branch_piece_rows), not the wire itself, of the block of a hop
+/// that expands its wire (the MPI ring expands a piece at a time, forward
+/// and backward).
 struct ExchangeExtent {
   std::int64_t recv_rows = 0, send_rows = 0, block_rows = 0, branch_expand_rows = 0, tasks = 0,
                items = 0;
+  /// Rows of the member's own block (its exchange with itself): read in
+  /// place, but the simulated ring's backward packs it into its wire.
+  std::int64_t own_rows = 0;
   /// The largest wire received at even and at odd steps: the MPI ring's two
   /// receive buffers, which alternate (step s uses buffer s % 2).
   std::int64_t recv_rows_at[2] = {0, 0};
@@ -80,6 +86,16 @@ struct ExchangeExtent {
     recv_rows_at[step % 2] = std::max(recv_rows_at[step % 2], rows);
   }
   std::int64_t receive_buffer_rows() const { return recv_rows_at[0] + recv_rows_at[1]; }
+  /// The simulated ring runs one member's hops at a time: its buffers
+  /// are the largest of each member's.
+  void merge_member(const ExchangeExtent &m) {
+    block_rows = std::max(block_rows, m.block_rows);
+    recv_rows = std::max(recv_rows, m.recv_rows);
+    own_rows = std::max(own_rows, m.own_rows);
+    branch_expand_rows = std::max(branch_expand_rows, m.branch_expand_rows);
+    tasks = std::max(tasks, m.tasks);
+    items = std::max(items, m.items);
+  }
 };
 
 inline ExchangeExtent largest_exchange(const Pattern &pattern, const Partition &partition, int p,
@@ -87,12 +103,15 @@ inline ExchangeExtent largest_exchange(const Pattern &pattern, const Partition &
   ExchangeExtent e;
   for (int j = 0; j < partition.members; ++j) {
     const Details::Exchange in = Details::plan_exchange(pattern, partition, p, j, true);
-    if (j != p) e.add_received((p - j + partition.members) % partition.members, in.rows);
+    if (j != p)
+      e.add_received((p - j + partition.members) % partition.members, in.rows);
+    else
+      e.own_rows = in.rows;
     e.block_rows = std::max(e.block_rows, in.block_rows);
     if (in.expands()) {
       for (int i = 0; i < pattern.num_branches; ++i)
         if (!in.tasks[std::size_t(i)].empty() && !in.branch_reads_wire(i))
-          e.branch_expand_rows = std::max(e.branch_expand_rows, in.branch_rows(i));
+          e.branch_expand_rows = std::max(e.branch_expand_rows, in.branch_piece_rows(i));
     }
     for (const auto &branch : in.tasks) {
       e.tasks += std::int64_t(branch.size());
@@ -157,7 +176,7 @@ inline MemberMemoryModel member_memory(const MemberShape &shape, std::int64_t n,
   m.lse = sat_prod({B, H, n, acc_bytes});
   m.block_rows = e.block_rows;
   // mpi: two receive wires, a send wire (none where MPI reads K and V in
-  // place) and the largest branch's expanded block; the simulated ring
+  // place) and the largest expanded piece of a branch's part; the simulated ring
   // reads every source's K/V in place (none)
   const std::int64_t block_bytes = sat_prod({2, B, D, s});
   const std::int64_t receive = mpi ? sat_mul(block_bytes, e.receive_buffer_rows()) : 0;
@@ -195,12 +214,7 @@ inline MemberMemoryModel model_member_memory(const Pattern &pattern, const Parti
     n = 0;
     for (int j = 0; j < partition.members; ++j) {
       n = std::max(n, partition.local_size(j));
-      const ExchangeExtent ej = largest_exchange(pattern, partition, j, tiling.q_tile);
-      e.block_rows = std::max(e.block_rows, ej.block_rows);
-      e.recv_rows = std::max(e.recv_rows, ej.recv_rows);
-      // one member's hops at a time (the simulated ring over a MemberIO)
-      e.tasks = std::max(e.tasks, ej.tasks);
-      e.items = std::max(e.items, ej.items);
+      e.merge_member(largest_exchange(pattern, partition, j, tiling.q_tile));
     }
   }
   return member_memory(MemberShape::of(pattern, batch, head_dim, scalar_bytes, tiling, threads), n,

@@ -170,7 +170,6 @@ struct RingSchedule {
       HopSchedule<memory_space> &own_hop = m.forward[0];
       own_hop.branches.clear();
       own_hop.pack = {};
-      own_hop.expand = {};
       own_hop.storage = {};
     }
     return m;
@@ -208,7 +207,7 @@ struct RingSchedule {
         if (m.send.empty()) send.push_back(send_hop(exec, m.rank, s));
         if (s > 0) { // a branch's part of the block at a time, as the forward
           backward.push_back(
-              make_hop_schedule<memory_space>(exec, ex, tiling, ScheduleUse::backward_by_branch));
+              make_hop_schedule<memory_space>(exec, ex, tiling, ScheduleUse::backward));
           continue;
         }
         backward.emplace_back(); // step 0 runs as own_parts

@@ -9,8 +9,8 @@
 // the block's share to its own dQ and computes the block's partial dK/dV
 // [2, B, block rows, D] (the accumulate type). Where the wire expanded, the
 // partial is summed back onto the wire rows (contract_block, the adjoint of
-// the expansion; the MPI ring expands and sums one branch's part at a
-// time, as its forward expands), so the partial goes back to j on the wire
+// the expansion; both rings expand and sum a piece of one branch's part at
+// a time, as the forward expands), so the partial goes back to j on the wire
 // too, and j adds it into its dK/dV through the pack runs that built the
 // wire. The MPI ring reads its own block in place and adds its dK/dV in
 // place (consume_own). Partials are added in step order and every sum has
@@ -90,27 +90,15 @@ public:
     pack_block<ExecSpace, Scalar>(exec, k, v, runs, wire);
   }
 
-  /// The block the kernels read: the wire itself, or (hop.expands()) the
-  /// wire expanded into `expanded`.
-  static Rows block_of(const ExecSpace &exec, const Tensor4<Scalar, memory_space> &wire,
-                       const HopSchedule<memory_space> &hop,
-                       BlockBuffer<Scalar, memory_space> &expanded) {
-    if (!hop.expands()) return Rows::of_block(wire);
-    const Tensor4<Scalar, memory_space> block =
-        expanded.view(std::int64_t(wire.extent(1)), hop.block_rows, std::int64_t(wire.extent(3)));
-    expand_block<ExecSpace, Scalar>(exec, wire, hop.expand, hop.block_rows, block);
-    return Rows::of_block(block);
-  }
-
-  /// `in.kv` is the block of `hop` (a backward schedule): dq += its share;
+  /// `in.kv` is the wire of `hop` (a backward schedule): dq += its share;
   /// `wire_partial` [2, B, hop.rows, D] = the partial dK/dV of the wire
-  /// rows. Where the wire expanded, the block's partial goes to
-  /// `block_partial` first and is summed onto the wire rows. Per branch, one
-  /// fused launch (host path) or one dQ and one dK/dV launch. A hop by
-  /// branch (HopSchedule::by_branch; `in.kv` is then its wire) expands one
-  /// branch's part at a time into `expanded`, and sums that branch's partial
-  /// onto the wire rows before the next branch: the buffers hold the largest
-  /// branch's part, as in the forward.
+  /// rows. Per branch (or piece), one fused launch (host path) or one dQ
+  /// and one dK/dV launch. Where the wire expands (HopSchedule::by_branch)
+  /// a branch that does not read the wire itself goes a piece of its part
+  /// at a time: the piece expanded into `expanded`, its partial computed
+  /// in `block_partial` and summed onto the wire rows before the next, so
+  /// the buffers hold the largest piece (Exchange::branch_piece_rows), as
+  /// in the forward.
   void consume(const ExecSpace &exec, const BackwardViews<ExecSpace, Scalar> &in,
                const HopSchedule<memory_space> &hop, const Tensor4<Acc, memory_space> &dq,
                const Tensor4<Acc, memory_space> &wire_partial,
@@ -119,18 +107,9 @@ public:
                BlockBuffer<Scalar, memory_space> *expanded = nullptr) const {
     const std::int64_t B = std::int64_t(wire_partial.extent(1)),
                        D = std::int64_t(wire_partial.extent(3));
-    if (!hop.by_branch) {
-      const Tensor4<Acc, memory_space> partial =
-          hop.expands() ? block_partial.view(B, hop.block_rows, D) : wire_partial;
-      Kokkos::deep_copy(exec, partial, Acc(0));
-      for (const BranchSchedule<memory_space> &branch : hop.branches)
-        consume_branch(exec, in, branch, dq, Grads::of_block(partial), between);
-      if (hop.expands()) contract_block<ExecSpace, Acc>(exec, partial, hop.expand, wire_partial);
-      return;
-    }
-    // By branch: the kernels add onto their partial, so the branches that
-    // read the wire itself add straight onto the wire's partial (first),
-    // and then each other branch's partial is summed onto it (contract_block,
+    // The kernels add onto their partial, so the branches that read the
+    // wire itself add straight onto the wire's partial (first),
+    // and then each other branch's partial, a piece at a time, is summed onto it (contract_block,
     // accumulate).
     Kokkos::deep_copy(exec, wire_partial, Acc(0));
     for (const BranchSchedule<memory_space> &branch : hop.branches) {
@@ -271,8 +250,9 @@ inline bool member_rows_in_order(const Partition &partition, int p, Range &run) 
 /// of them), member j's rows taking the partials of members 0, 1, ..., R-1
 /// in that order. Beyond the caller's tensors the pass holds one member's
 /// LSE, Delta and dQ at a time (and its Q, O and dO, which are read in
-/// place where its rows are one run of the sequence: member_rows_in_order)
-/// and one hop's wire and block: memory grows as N / R.
+/// place where its rows are one run of the sequence: member_rows_in_order),
+/// one hop's wire and the largest expanded piece of a branch's part, and
+/// their partials: memory grows as N / R.
 template <class ExecSpace, class Scalar>
 RingStats
 run_simulated_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar> &plan,
@@ -372,8 +352,8 @@ run_simulated_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar> &p
         exec.fence();
         Kokkos::Timer timer;
         BackwardViews<ExecSpace, Scalar> in{ql, dol, lsel, delta,
-                                            member.block_of(exec, wire, hop, plan.expanded)};
-        member.consume(exec, in, hop, dql, wire_partial, plan.block_partial);
+                                            KeyValueRows<Mem, Scalar>::of_block(wire)};
+        member.consume(exec, in, hop, dql, wire_partial, plan.block_partial, {}, &plan.expanded);
         // the source adds the partial through the pack runs of its wire
         member.accumulate(exec, wire_partial, hop.pack, dk_acc, dv_acc);
         exec.fence();
@@ -488,8 +468,8 @@ RingStats run_simulated_backward_io(const ExecSpace &exec, RingSchedule<ExecSpac
     exec.fence();
     Kokkos::Timer timer;
     BackwardViews<ExecSpace, Scalar> in{m.q, m.dout, m.lse, m.delta,
-                                        member.block_of(exec, wire, hop, plan.expanded)};
-    member.consume(exec, in, hop, dq, wire_partial, plan.block_partial);
+                                        KeyValueRows<Mem, Scalar>::of_block(wire)};
+    member.consume(exec, in, hop, dq, wire_partial, plan.block_partial, {}, &plan.expanded);
     exec.fence();
     stats.compute_seconds[p] += timer.seconds();
     return wire_partial;
@@ -616,8 +596,8 @@ RingStats run_mpi_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar
   const MPI_Datatype type = mpi_type<Scalar>();
   const MPI_Datatype acc_type = mpi_type<Acc>();
   auto count_of = [&](std::int64_t rows) { return 2 * batch * rows * dim; };
-  // The largest branch's part that a wire expands into (the hops expand a
-  // branch at a time, as the forward's): its K/V and its partial, grown
+  // The largest piece of a branch's part that a wire expands into (the hops
+  // expand a piece at a time, as the forward's): its K/V and its partial, grown
   // here, not in the ring loop
   std::int64_t expand_rows = 0;
   for (const HopSchedule<Mem> &hop : me.backward)
@@ -724,8 +704,7 @@ RingStats run_mpi_backward(const ExecSpace &exec, RingSchedule<ExecSpace, Scalar
       exec.fence();
       Kokkos::Timer timer;
       BackwardViews<ExecSpace, Scalar> in{
-          q, dout, lse, delta,
-          member.block_of(exec, current.buffer->block, *current.hop, plan.expanded)};
+          q, dout, lse, delta, KeyValueRows<Mem, Scalar>::of_block(current.buffer->block)};
       member.consume(exec, in, *current.hop, dq_acc, mine.block, plan.block_partial, between(),
                      &plan.expanded);
       exec.fence();

@@ -34,6 +34,15 @@
 
 namespace ringattn::Details {
 
+/// Rows of a branch's part of a block that the forward and the MPI backward
+/// expand at once (Exchange::branch_pieces): a sixteenth of the hop's wire,
+/// at least min_expand_piece_rows, so the expansion buffer stays a small
+/// fraction of a receive buffer and memory near the floor (SPEC 3).
+inline constexpr std::int64_t min_expand_piece_rows = 16;
+inline std::int64_t expand_piece_rows(std::int64_t wire_rows) {
+  return std::max(min_expand_piece_rows, (wire_rows + 15) / 16);
+}
+
 /// The block member `source` sends member `receiver`, and (receiver side)
 /// the block-kernel tasks that consume it, one list per branch. Row counts
 /// are per batch entry.
@@ -63,24 +72,66 @@ struct Exchange {
   std::int64_t branch_rows(int i) const {
     return branch_row0.empty() ? 0 : branch_row0[std::size_t(i) + 1] - branch_row0[std::size_t(i)];
   }
-  /// The runs of the expand list that fill branch i's part of the block,
-  /// their block rows counted from the part's first (elem0 renumbered): the
-  /// forward expands one branch at a time into a block of branch_rows(i).
-  std::vector<ExpandRun> branch_expand(int i) const {
+  /// Rows of the pieces branch i's part expands in (the last may be
+  /// shorter): expand_piece_rows of the wire, at most the part.
+  std::int64_t branch_piece_rows(int i) const {
+    return std::min(branch_rows(i), expand_piece_rows(rows));
+  }
+  /// The runs of the expand list that fill rows [lo, hi) of branch i's part
+  /// of the block, cut to those rows and counted from the part's row lo
+  /// (elem0 renumbered): the forward expands one piece of one branch at a
+  /// time into a block of hi - lo rows.
+  std::vector<ExpandRun> branch_expand(int i, std::int64_t lo, std::int64_t hi) const {
     std::vector<ExpandRun> runs;
     const std::int64_t row0 = branch_row0[std::size_t(i)], row1 = branch_row0[std::size_t(i) + 1];
     std::int64_t elem = 0;
     for (ExpandRun e : expand) {
       // a run fills rows of one gather progression, so of one branch
       if (e.dst_row0 < row0 || e.dst_row0 >= row1) continue;
-      e.dst_row0 -= row0;
+      // its elements c with lo <= dst_row0 - row0 + c * dst_stride < hi
+      const std::int64_t first = e.dst_row0 - row0;
+      const std::int64_t c0 = first >= lo ? 0 : (lo - first + e.dst_stride - 1) / e.dst_stride;
+      const std::int64_t c1 =
+          first >= hi ? 0 : std::min(e.count, (hi - first + e.dst_stride - 1) / e.dst_stride);
+      if (c1 <= c0) continue;
+      e.src_row0 += c0 * e.src_stride;
+      e.dst_row0 = first + c0 * e.dst_stride - lo;
+      e.count = c1 - c0;
       e.elem0 = elem;
       elem += e.count;
       runs.push_back(e);
     }
     return runs;
   }
+  /// The runs that fill branch i's whole part.
+  std::vector<ExpandRun> branch_expand(int i) const { return branch_expand(i, 0, branch_rows(i)); }
 };
+
+/// The tasks whose keys lie in rows [lo, hi) of a packed block, cut to
+/// those keys and their rows counted from lo: a task keeps its queries and
+/// the part of each key run in the range (positions moved alike, `stride`
+/// per row); a task left without keys is dropped. Launched one range after
+/// another, the streaming softmax merges a task's key ranges exactly as it
+/// merges hops (SPEC 4), and within one range the tasks still write
+/// disjoint rows.
+inline std::vector<BlockTask> tasks_in_key_rows(const std::vector<BlockTask> &tasks,
+                                                std::int64_t lo, std::int64_t hi) {
+  std::vector<BlockTask> cut;
+  for (const BlockTask &task : tasks) {
+    BlockTask t = task;
+    t.num_key_runs = 0;
+    for (int k = 0; k < task.num_key_runs; ++k) {
+      const KeyRun &run = task.key_runs[k];
+      const std::int64_t r0 = std::max(run.block_row, lo),
+                         r1 = std::min(run.block_row + run.count, hi);
+      if (r1 <= r0) continue;
+      t.key_runs[t.num_key_runs++] =
+          KeyRun{run.pos0 + (r0 - run.block_row) * task.stride, r1 - r0, r0 - lo};
+    }
+    if (t.num_key_runs > 0) cut.push_back(t);
+  }
+  return cut;
+}
 
 /// Positions in [lo, hi) congruent to base modulo r, as (first, count).
 inline void progression(std::int64_t lo, std::int64_t hi, std::int64_t base, std::int64_t r,

@@ -211,7 +211,7 @@ RingStats run_mpi_ring(
   else
     RingMember<ExecSpace, Scalar>::reset(exec, o_run, lse);
 
-  // The largest branch block that a hop's wire expands into (allocated
+  // The largest piece of a branch's block that a hop's wire expands into (allocated
   // here, on the plan's first forward, not in the ring loop)
   std::int64_t expand_rows = 0;
   for (const HopSchedule<Mem> &hop : me.forward)

@@ -158,7 +158,7 @@ public:
 
   /// A received wire [2, B, hop.rows, D] and the buffer that a branch of a
   /// hop whose wire expands is expanded into (BranchSchedule::expand), one
-  /// branch after another: the block of the largest branch, not of the hop.
+  /// piece of a branch after another: the largest piece, not the hop's block.
   struct WireExpansion {
     ConstTensor4 wire;
     BlockBuffer<Scalar, memory_space> *expanded = nullptr;
@@ -169,7 +169,8 @@ public:
   /// under the branch schedules of `hop`, merging into (o, lse); one launch
   /// per branch, whose tasks touch disjoint rows. A branch that expands
   /// (hop's wire has rows read twice) reads instead its part of the block,
-  /// expanded from `expansion`'s wire into its buffer just before its launch.
+  /// a piece at a time (one BranchSchedule each), expanded from
+  /// `expansion`'s wire into its buffer just before the piece's launch.
   /// With `between` (the MPI ring's message progress), each branch's work
   /// items are launched in chunks and `between` runs after each chunk, so
   /// pending messages move while the block is computed (an MPI progresses
