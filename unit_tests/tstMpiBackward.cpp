@@ -133,7 +133,8 @@ TEST_CASE("MPI ring backward matches the reference on every rank's rows", "[mpi]
       for (bool overlap : {true, false}) check_rank_gradients(MPI_COMM_WORLD, p, kind, overlap);
 }
 
-TEST_CASE("MPI ring backward expands a branch at a time, or reads the wire", "[mpi][backward]") {
+TEST_CASE("MPI ring backward expands a piece of a branch's part at a time, or reads the wire",
+          "[mpi][backward]") {
   // Two rate-1 branches that read every row of the wire (Exchange::reads_wire:
   // their partials go straight onto the wire's) and a rate-2 branch whose two
   // phases per kv head expand (its partial is summed onto the wire's): the
@@ -158,20 +159,33 @@ TEST_CASE("MPI ring backward expands a branch at a time, or reads the wire", "[m
     CHECK(total[0] >= 2);
     CHECK(total[1] >= 1);
   }
-  // The plan's backward hops that expand go a branch at a time, and the
-  // block partial holds the largest expanding branch's part, not a block.
+  // The plan's backward hops that expand go a piece of a branch's part at
+  // a time (Exchange::branch_piece_rows), and the block partial holds the
+  // largest piece, not a block; at 4 ranks some branch takes several pieces.
   const auto by_branch = [&](const RingPlan<Exec, float> &plan) {
     const auto &member = plan.schedule().members.front();
     std::int64_t part_rows = 0;
+    int most_pieces = 0;
     for (int s = 1; s < size; ++s) {
       const Details::Exchange ex =
           Details::plan_exchange(p.pattern(), part, rank, (rank - s + size) % size, true);
       const auto &hop = member.backward[std::size_t(s)];
       CHECK(hop.by_branch == ex.expands());
-      for (const auto &branch : hop.branches) part_rows = std::max(part_rows, branch.expand_rows);
+      int pieces[3] = {0, 0, 0};
+      for (const auto &branch : hop.branches) {
+        part_rows = std::max(part_rows, branch.expand_rows);
+        if (!branch.expands()) continue;
+        CHECK(branch.expand_rows <= ex.branch_piece_rows(branch.branch));
+        most_pieces = std::max(most_pieces, ++pieces[branch.branch]);
+      }
     }
     CHECK(plan.schedule().block_partial.capacity_bytes() ==
           std::size_t(2 * p.B * part_rows * p.D) * sizeof(float));
+    if (size == 4) {
+      int most = 0;
+      MPI_Allreduce(&most_pieces, &most, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+      CHECK(most >= 2);
+    }
   };
   const Tiling portable = small_portable_tiles<Exec>();
   for (bool overlap : {true, false}) {

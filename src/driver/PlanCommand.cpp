@@ -317,8 +317,9 @@ void print_backward(std::ostream &out, const RunConfig &cfg, const ModelProblem 
                    "forward's buffers freed, its O and LSE in a temporary file): one member's "
                    "Q, O, dO, K, V, LSE " +
                    bytes_text(bm.copies) + ", Delta " + bytes_text(bm.delta) +
-                   ", dQ, dK, dV sums " + bytes_text(bm.accumulators) + ", K/V wire and block " +
-                   bytes_text(bm.kv_blocks) + ", dK/dV partials " + bytes_text(bm.partials)});
+                   ", dQ, dK, dV sums " + bytes_text(bm.accumulators) +
+                   ", K/V wire and expanded piece " + bytes_text(bm.kv_blocks) +
+                   ", dK/dV partials " + bytes_text(bm.partials)});
   const long double scale = (long double)ra.members / ra.evaluated.size();
   const std::string approx = ra.sampled ? "~" : "";
   const long double kv = bm.kv_bytes, back = bm.partial_bytes;
